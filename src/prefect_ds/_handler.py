@@ -1,0 +1,70 @@
+"""``PandasResultHandler``: one templated location, one format, one set of options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from ._format import Format
+from ._plugins import resolve_format
+from ._template import LocationTemplate
+
+
+class PandasResultHandler:
+    """Reads and writes DataFrames at a templated location in one format.
+
+    ``location`` is a ``str.format`` template filled from task-style keyword arguments,
+    e.g. ``"data/{region}.parquet"``. ``format`` names a registered format; without it
+    the format follows from the location's suffix or URL scheme. ``read_kwargs`` and
+    ``write_kwargs`` are passed to the format on every read and write.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        format: str | None = None,
+        *,
+        read_kwargs: Mapping[str, Any] | None = None,
+        write_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.template = LocationTemplate(location)
+        self.format: Format = resolve_format(location, format)
+        self.read_kwargs = dict(read_kwargs or {})
+        self.write_kwargs = dict(write_kwargs or {})
+
+    @property
+    def location(self) -> str:
+        """The unrendered location template."""
+        return self.template.template
+
+    def render(self, **arguments: Any) -> str:
+        """The location for these arguments."""
+        return self.template.render(arguments)
+
+    def read(self, **arguments: Any) -> pd.DataFrame:
+        """Load the frame stored for these arguments."""
+        return self.format.read(self.render(**arguments), **self.read_kwargs)
+
+    def write(self, df: pd.DataFrame, **arguments: Any) -> str:
+        """Store ``df`` for these arguments atomically; return the rendered location."""
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(
+                f"PandasResultHandler({self.location!r}) can only write a pandas DataFrame, "
+                f"got {type(df).__module__}.{type(df).__qualname__}; nothing was written"
+            )
+        location = self.render(**arguments)
+        self.format.write(df, location, **self.write_kwargs)
+        return location
+
+    def exists(self, **arguments: Any) -> bool:
+        """Whether a complete result is stored for these arguments."""
+        return self.format.exists(self.render(**arguments))
+
+    def delete(self, **arguments: Any) -> None:
+        """Remove the result stored for these arguments, if any."""
+        self.format.delete(self.render(**arguments))
+
+    def __repr__(self) -> str:
+        return f"PandasResultHandler({self.location!r}, format={self.format.name!r})"

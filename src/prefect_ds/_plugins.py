@@ -1,0 +1,177 @@
+"""The format registry: one pluggy plugin manager, loaded lazily and once.
+
+Built-in formats are entry points of this package in the ``prefect_ds`` group, exactly
+like a third party's, so both are found, loaded and checked the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from ._errors import DuplicateFormatError, UnknownFormatError
+from ._format import Format
+
+GROUP = "prefect_ds"
+# Built-in formats whose dependency is an optional extra: entry point name -> extra.
+_BUILTIN_EXTRAS = {"hdf": "hdf", "sql": "sql"}
+
+pm = pluggy.PluginManager(GROUP)
+pm.add_hookspecs(hookspecs)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A format together with the distribution that provides it."""
+
+    format: Format
+    provider: str  # "name version" of the distribution, or the plugin's name
+    override: bool = False
+
+
+@dataclass
+class _Registry:
+    formats: dict[str, Registration]
+    unavailable: dict[str, str]  # entry point name -> why it failed to load
+
+
+_lock = threading.Lock()
+_registry: _Registry | None = None
+_loaded = False
+_providers: dict[int, str] = {}  # id(plugin) -> provider label
+_unavailable: dict[str, str] = {}
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> None:
+    """Register an in-process plugin (an object with ``@hookimpl`` functions).
+
+    For notebooks and tests; installed packages use the ``prefect_ds`` entry point group.
+    """
+    _load_entry_points()
+    with _lock:
+        global _registry
+        pm.register(plugin, name=name)
+        _providers[id(plugin)] = name or getattr(plugin, "__name__", repr(plugin))
+        _registry = None
+
+
+def _load_entry_points() -> None:
+    """Import every entry point of the group once; record the ones that fail to import."""
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        eps = sorted(
+            importlib.metadata.entry_points(group=GROUP),
+            key=lambda ep: (ep.dist is None or ep.dist.name != "prefect-ds", ep.name),
+        )
+        for ep in eps:
+            provider = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+            try:
+                plugin = ep.load()
+            except ImportError as exc:
+                _unavailable[ep.name] = f"{provider}: {exc}"
+                continue
+            if pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=ep.name)
+            _providers[id(plugin)] = provider
+
+
+def _collect() -> _Registry:
+    by_name: dict[str, Registration] = {}
+    for impl in reversed(pm.hook.register_formats.get_hookimpls()):  # registration order
+        provider = _providers.get(id(impl.plugin), impl.plugin_name)
+
+        def register(fmt: Format, *, override: bool = False, _provider: str = provider) -> None:
+            if not isinstance(fmt, Format):
+                raise TypeError(
+                    f"{_provider} registered {fmt!r}, which is not a prefect_ds.Format instance"
+                )
+            new = Registration(fmt, _provider, override)
+            old = by_name.get(fmt.name)
+            if old is None or (override and not old.override):
+                by_name[fmt.name] = new
+            elif old.override and not override:
+                pass  # an earlier plugin already replaced this name on purpose
+            else:
+                raise DuplicateFormatError(
+                    f"format {fmt.name!r} is registered by both {old.provider} and "
+                    f"{_provider}. Uninstall one, or have the replacement call "
+                    f"register(format, override=True)."
+                )
+
+        impl.function(register)
+    return _Registry(by_name, dict(_unavailable))
+
+
+def registry() -> _Registry:
+    """The loaded registry (plugins are imported on first use only)."""
+    global _registry
+    if _registry is None:
+        _load_entry_points()
+        with _lock:
+            if _registry is None:
+                _registry = _collect()
+    return _registry
+
+
+def available_formats() -> list[str]:
+    """Names of the installed formats, sorted."""
+    return sorted(registry().formats)
+
+
+def get_format(name: str) -> Format:
+    """The installed format called ``name``.
+
+    Raises :class:`UnknownFormatError` listing the installed formats, and the extra to
+    install when ``name`` is a built-in whose optional dependency is missing.
+    """
+    reg = registry()
+    found = reg.formats.get(name)
+    if found is not None:
+        return found.format
+    message = f"unknown format {name!r}; installed formats: {', '.join(sorted(reg.formats))}."
+    if name in reg.unavailable:
+        extra = _BUILTIN_EXTRAS.get(name)
+        hint = f" Install it with: pip install 'prefect-ds[{extra}]'." if extra else ""
+        message += f" The {name!r} plugin failed to load ({reg.unavailable[name]}).{hint}"
+    raise UnknownFormatError(message)
+
+
+def resolve_format(location: str, format: str | None = None) -> Format:
+    """The format for ``location``: the named one, else by suffix, else by URL scheme."""
+    if format is not None:
+        return get_format(format)
+    formats = [r.format for r in registry().formats.values()]
+    path = location.split("#", 1)[0].split("?", 1)[0].lower()
+    by_suffix = [f for f in formats if any(path.endswith(s) for s in f.suffixes)]
+    if by_suffix:
+        longest = max(len(s) for f in by_suffix for s in f.suffixes if path.endswith(s))
+        by_suffix = [f for f in by_suffix if any(path.endswith(s) and len(s) == longest
+                                                 for s in f.suffixes)]
+        if len(by_suffix) == 1:
+            return by_suffix[0]
+        names = ", ".join(sorted(f.name for f in by_suffix))
+        raise UnknownFormatError(
+            f"the suffix of {location!r} is claimed by several formats ({names}); "
+            f"name one with format=..."
+        )
+    scheme = path.split("://", 1)[0].split("+", 1)[0] if "://" in path else ""
+    by_scheme = [f for f in formats if scheme and scheme in f.schemes]
+    if by_scheme:
+        return by_scheme[0]
+    known = ", ".join(
+        f"{f.name} ({' '.join(f.suffixes + tuple(s + '://' for s in f.schemes))})"
+        for f in sorted(formats, key=lambda f: f.name)
+    )
+    raise UnknownFormatError(
+        f"cannot tell the format of {location!r} from its suffix or scheme. Give the "
+        f"location a known suffix or pass format=NAME. Installed formats: {known}."
+    )
