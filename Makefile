@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
-$(BIN)/.installed: pyproject.toml plugins/prefect-ds-feather/pyproject.toml
+$(BIN)/.installed: pyproject.toml plugins/prefect-ds-feather/pyproject.toml \
+		$(wildcard plugins/prefect-ds-feather/src/prefect_ds_feather/*)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q ./plugins/prefect-ds-feather  # as a third party would
 	touch $@
 
 demo: $(BIN)/.installed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -21,3 +22,23 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """moto's S3 server on 127.0.0.1 for the session, with the usual AWS environment
+    variables (endpoint, credentials, region) pointing at it, so subprocesses inherit it."""
+    from support.s3 import MotoServer, aws_env, clear_fsspec_cache, patched_environ
+
+    with MotoServer() as server, patched_environ(aws_env(server.endpoint)):
+        clear_fsspec_cache()
+        yield server
+    clear_fsspec_cache()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: Any) -> str:
+    """A fresh, empty bucket on the test S3 server, as an ``s3://name`` prefix."""
+    from support.s3 import create_bucket
+
+    return f"s3://{create_bucket(s3_server.endpoint)}"

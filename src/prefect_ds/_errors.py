@@ -25,3 +25,19 @@ class UnsafeLocationError(TemplateError):
 
 class CorruptTargetError(PrefectDSError):
     """A stored target exists but cannot be trusted: truncated, garbled, or inconsistent."""
+
+
+class CheckpointCollisionError(PrefectDSError, RuntimeError):
+    """Two calls in one flow run would use the same checkpoint target."""
+
+
+class CheckpointResultError(PrefectDSError, TypeError):
+    """A checkpointed task returned something other than a pandas DataFrame."""
+
+
+class TargetLockTimeout(PrefectDSError, TimeoutError):
+    """Another process held a target's lock for longer than the caller would wait."""
+
+
+class ResultReleasedError(PrefectDSError, RuntimeError):
+    """A task needs a result that DSTaskRunner already released and cannot reload."""

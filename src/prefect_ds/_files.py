@@ -10,12 +10,13 @@ committed before the data file, so a data file is never visible without its side
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import posixpath
 import tempfile
 import uuid
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -23,6 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ._format import Format
 
 TEMP_MARKER = ".prefect-ds-tmp"
+_F = TypeVar("_F", bound="FileFormat")
 
 
 def filesystem(location: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -57,7 +59,7 @@ def staged(*locations: str, **storage_options: Any) -> Iterator[list[str]]:
         temps = [temp_sibling(path) for path in paths]
         try:
             yield temps
-            for temp, path in zip(temps, paths):
+            for temp, path in zip(temps, paths, strict=True):
                 os.replace(temp, path)
         finally:
             for temp in temps:
@@ -67,7 +69,7 @@ def staged(*locations: str, **storage_options: Any) -> Iterator[list[str]]:
     with tempfile.TemporaryDirectory(prefix="prefect-ds-") as tmpdir:
         temps = [os.path.join(tmpdir, str(i)) for i in range(len(targets))]
         yield temps
-        for temp, (target_fs, path) in zip(temps, targets):
+        for temp, (target_fs, path) in zip(temps, targets, strict=True):
             target_fs.put_file(temp, path)
 
 
@@ -92,6 +94,16 @@ class FileFormat(Format):
 
     def __init__(self, **storage_options: Any) -> None:
         self.storage_options = storage_options
+
+    def with_storage_options(self: _F, **storage_options: Any) -> _F:
+        """A copy of this format that passes ``storage_options`` to fsspec as well.
+
+        The registered instance is shared by every handler, so options given for one
+        location (credentials, an endpoint) go on a copy, never on the shared instance.
+        """
+        clone = copy.copy(self)
+        clone.storage_options = {**self.storage_options, **storage_options}
+        return clone
 
     def sidecars(self, location: str) -> list[str]:
         """Locations of the files stored beside the data file, committed before it."""

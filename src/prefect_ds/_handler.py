@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._files import FileFormat
 from ._format import Format
 from ._plugins import resolve_format
 from ._template import LocationTemplate
@@ -19,6 +20,8 @@ class PandasResultHandler:
     e.g. ``"data/{region}.parquet"``. ``format`` names a registered format; without it
     the format follows from the location's suffix or URL scheme. ``read_kwargs`` and
     ``write_kwargs`` are passed to the format on every read and write.
+    ``storage_options`` go to fsspec for file formats (credentials, ``endpoint_url`` for
+    an S3-compatible store); without them fsspec reads the usual environment variables.
     """
 
     def __init__(
@@ -28,9 +31,18 @@ class PandasResultHandler:
         *,
         read_kwargs: Mapping[str, Any] | None = None,
         write_kwargs: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.template = LocationTemplate(location)
         self.format: Format = resolve_format(location, format)
+        if storage_options:
+            if not isinstance(self.format, FileFormat):
+                raise TypeError(
+                    f"PandasResultHandler({location!r}): storage_options apply to file "
+                    f"formats only, and {self.format.name!r} is not one; put connection "
+                    f"settings in the location instead"
+                )
+            self.format = self.format.with_storage_options(**storage_options)
         self.read_kwargs = dict(read_kwargs or {})
         self.write_kwargs = dict(write_kwargs or {})
 

@@ -56,7 +56,7 @@ def register_plugin(plugin: Any, name: str | None = None) -> None:
     with _lock:
         global _registry
         pm.register(plugin, name=name)
-        _providers[id(plugin)] = name or getattr(plugin, "__name__", repr(plugin))
+        _providers[id(plugin)] = name or str(getattr(plugin, "__name__", repr(plugin)))
         _registry = None
 
 
@@ -73,20 +73,22 @@ def _load_entry_points() -> None:
         )
         for ep in eps:
             provider = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+            # Entry point names are only unique within one distribution.
+            plugin_name = f"{ep.dist.name}:{ep.name}" if ep.dist else ep.name
             try:
                 plugin = ep.load()
-            except ImportError as exc:
-                _unavailable[ep.name] = f"{provider}: {exc}"
+                if pm.is_registered(plugin):
+                    continue
+                pm.register(plugin, name=plugin_name)
+            except Exception as exc:  # one broken plugin must not hide every other format
+                _unavailable[ep.name] = f"{provider}: {type(exc).__name__}: {exc}"
                 continue
-            if pm.is_registered(plugin):
-                continue
-            pm.register(plugin, name=ep.name)
             _providers[id(plugin)] = provider
 
 
 def _collect() -> _Registry:
     by_name: dict[str, Registration] = {}
-    for impl in reversed(pm.hook.register_formats.get_hookimpls()):  # registration order
+    for impl in pm.hook.register_formats.get_hookimpls():  # registration order: built-ins first
         provider = _providers.get(id(impl.plugin), impl.plugin_name)
 
         def register(fmt: Format, *, override: bool = False, _provider: str = provider) -> None:
@@ -142,6 +144,8 @@ def get_format(name: str) -> Format:
         extra = _BUILTIN_EXTRAS.get(name)
         hint = f" Install it with: pip install 'prefect-ds[{extra}]'." if extra else ""
         message += f" The {name!r} plugin failed to load ({reg.unavailable[name]}).{hint}"
+    elif reg.unavailable:
+        message += f" Plugins that failed to load: {', '.join(sorted(reg.unavailable))}."
     raise UnknownFormatError(message)
 
 
@@ -165,8 +169,14 @@ def resolve_format(location: str, format: str | None = None) -> Format:
         )
     scheme = path.split("://", 1)[0].split("+", 1)[0] if "://" in path else ""
     by_scheme = [f for f in formats if scheme and scheme in f.schemes]
-    if by_scheme:
+    if len(by_scheme) == 1:
         return by_scheme[0]
+    if by_scheme:
+        names = ", ".join(sorted(f.name for f in by_scheme))
+        raise UnknownFormatError(
+            f"the scheme {scheme + '://'!r} of {location!r} is claimed by several formats "
+            f"({names}); name one with format=..."
+        )
     known = ", ".join(
         f"{f.name} ({' '.join(f.suffixes + tuple(s + '://' for s in f.schemes))})"
         for f in sorted(formats, key=lambda f: f.name)

@@ -99,8 +99,16 @@ class LocationTemplate:
                 raise TemplateError(
                     f"cannot resolve {{{field}}} in location template {self.template!r}: {exc}"
                 ) from None
-            value = _formatter.convert_field(value, conversion)
-            text = _formatter.format_field(value, spec or "")
+            try:
+                value = _formatter.convert_field(value, conversion)
+                text = _formatter.format_field(value, spec or "")
+            except (ValueError, TypeError) as exc:
+                raise TemplateError(
+                    f"cannot format {{{field}}} of location template {self.template!r} "
+                    f"(a {type(value).__name__} value, conversion {conversion!r}, spec "
+                    f"{spec!r}): {exc}. Fix the field's !conversion or :spec, or pass a "
+                    f"value of the type it expects."
+                ) from None
             out.append(check_value(text, field))
         return "".join(out)
 

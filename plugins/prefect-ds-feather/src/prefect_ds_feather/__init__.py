@@ -1,0 +1,51 @@
+"""Feather (Arrow IPC file) format for prefect-ds.
+
+Installing this package is all a user does: its entry point in the ``prefect_ds`` group
+makes ``feather`` appear in ``prefect_ds.available_formats()``, and locations ending in
+``.feather`` or ``.arrow`` resolve to it. It uses only prefect-ds's public API.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+
+import prefect_ds
+from prefect_ds.hookspecs import Register
+
+__all__ = ["FeatherFormat", "register_formats"]
+
+
+class FeatherFormat(prefect_ds.FileFormat):
+    """One Feather v2 file. Arrow's pandas metadata restores dtypes and the index exactly.
+
+    ``write`` accepts :func:`pyarrow.feather.write_feather` options (``compression``,
+    ``compression_level``, ``chunksize``); ``read`` accepts
+    :func:`pyarrow.feather.read_table` options (``columns``, ``memory_map``).
+    """
+
+    name = "feather"
+    suffixes = (".feather", ".arrow")
+    default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "lz4"}
+
+    def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+        with prefect_ds.open_for_read(location, **self.storage_options) as source:
+            table = feather.read_table(source, **kwargs)
+        frame: pd.DataFrame = table.to_pandas()
+        return frame
+
+    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+        options = {**self.default_write_kwargs, **kwargs}
+        # Convert before staging: a frame Arrow cannot represent fails with no file touched.
+        table = pa.Table.from_pandas(df, preserve_index=None)
+        with prefect_ds.staged(location, **self.storage_options) as (temp,):
+            feather.write_feather(table, temp, **options)
+
+
+@prefect_ds.hookimpl
+def register_formats(register: Register) -> None:
+    """Make the ``feather`` format known to prefect-ds."""
+    register(FeatherFormat())

@@ -1,0 +1,235 @@
+"""Consumer counting and result release for DSTaskRunner.
+
+Each submitted task run is a :class:`Node`. A consumer counts as pending on each of its
+upstream nodes from its submission until it has finished; when a finished upstream
+has had consumers and none is pending, its result is released:
+
+- a result Prefect itself persisted is detached from the run's state, which then
+  carries only Prefect's result metadata, so Prefect reads it back on demand;
+- any other result is replaced, in the run's result record, by a
+  :class:`~prefect_ds.PurgedResult`, which knows the checkpoint target when the task
+  recorded one with :func:`prefect_ds._targets.remember` and can then reload it.
+
+A consumer submitted after a release gets the data again when it can be read back
+(:meth:`Graph.reload`, in its worker thread, before the task starts) and otherwise
+fails at submission with :class:`ResultReleasedError`. Nothing here imports Prefect's
+task runner: ``_runner`` wires it in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from prefect.client.schemas.objects import State
+from prefect.results import ResultRecord  # type: ignore[attr-defined]
+
+from . import _targets
+from ._errors import ResultReleasedError
+from ._purged import PurgedResult
+from ._settle import wait_until_freed, weak_refs
+
+logger = logging.getLogger("prefect_ds.runner")
+
+
+@dataclass(eq=False)
+class Node:
+    """One task run submitted through the runner."""
+
+    task_name: str
+    upstream: tuple[Node, ...] = ()
+    task_run_id: UUID | None = None
+    pending: int = 0
+    consumers: int = 0
+    finished: bool = False
+    state: weakref.ref[State[Any]] | None = None
+    purged: PurgedResult | None = None
+    offloaded: bool = False
+    to_reload: list[Node] = field(default_factory=list)
+    reload_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task_name!r} (task run {self.task_run_id})"
+
+
+def _releasable(node: Node) -> bool:
+    return (
+        node.finished
+        and node.consumers > 0
+        and node.pending == 0
+        and node.purged is None
+        and not node.offloaded
+    )
+
+
+class Graph:
+    """The nodes of one flow run's task runner, and the lock that guards their counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodes: dict[UUID, Node] = {}
+
+    # -- submission (the submitting thread) ---------------------------------------
+
+    def add(
+        self,
+        task_name: str,
+        data_upstream: Iterable[UUID],
+        other_upstream: Iterable[UUID],
+    ) -> Node:
+        """Create the node of a task about to be submitted and count it as a consumer.
+
+        ``data_upstream`` are runs whose results the task receives as arguments; one
+        that was released and cannot be read back raises :class:`ResultReleasedError`,
+        one that can is reloaded before the task starts. ``other_upstream`` are runs it
+        only waits for or depends on.
+        """
+        data_ids = set(data_upstream)
+        with self._lock:
+            upstream = {
+                self._nodes[run_id]
+                for run_id in data_ids | set(other_upstream)
+                if run_id in self._nodes
+            }
+            node = Node(task_name, upstream=tuple(upstream))
+            for up in upstream:
+                if up.task_run_id in data_ids and up.purged is not None:
+                    if not up.purged.reloadable:
+                        raise ResultReleasedError(
+                            f"Task {task_name!r} was submitted with the result of task "
+                            f"{up.label} as an argument, but that result is already "
+                            f"gone. {up.purged.explain()}"
+                        )
+                    node.to_reload.append(up)
+            for up in upstream:
+                up.pending += 1
+                up.consumers += 1
+        return node
+
+    def registered(self, node: Node, task_run_id: UUID) -> None:
+        """Record the run id Prefect gave the submitted task."""
+        with self._lock:
+            node.task_run_id = task_run_id
+            self._nodes[task_run_id] = node
+
+    def withdraw(self, node: Node) -> None:
+        """Undo :meth:`add` for a task whose submission failed."""
+        with self._lock:
+            for up in node.upstream:
+                up.pending -= 1
+                up.consumers -= 1
+
+    def pin(self, run_ids: Iterable[UUID]) -> list[Node]:
+        """Keep these runs' results while the caller reads them (``map`` resolving).
+
+        Released results are put back first: loaded from their target, or a
+        :class:`ResultReleasedError` when they cannot be.
+        """
+        with self._lock:
+            nodes = [self._nodes[run_id] for run_id in set(run_ids) if run_id in self._nodes]
+            for node in nodes:
+                if node.purged is not None and not node.purged.reloadable:
+                    raise ResultReleasedError(
+                        f"Cannot map over the result of task {node.label}: it is already "
+                        f"gone. {node.purged.explain()}"
+                    )
+                node.pending += 1
+        for node in nodes:
+            self._put_back(node)
+        return nodes
+
+    def unpin(self, nodes: Iterable[Node]) -> None:
+        """End :meth:`pin`; releases what nothing else is waiting for any more."""
+        with self._lock:
+            for node in nodes:
+                node.pending -= 1
+            refs = [ref for node in nodes if _releasable(node) for ref in self._release(node)]
+        _settle(refs)
+
+    # -- the task's worker thread ---------------------------------------------------
+
+    def reload(self, node: Node) -> None:
+        """Before a late consumer starts, put back the released results it receives."""
+        for up in node.to_reload:
+            self._put_back(up)
+        node.to_reload.clear()
+
+    def finished(self, node: Node, state: object) -> None:
+        """After a task ran, before its future resolves: release what is now unused.
+
+        Waits until the released values are really freed (see ``_settle``), so the
+        next task in a chain never starts while they are still in memory.
+        """
+        with self._lock:
+            node.finished = True
+            if isinstance(state, State):
+                node.state = weakref.ref(state)
+            candidates = [*node.upstream, node]
+            for up in node.upstream:
+                up.pending -= 1
+            refs = [ref for up in candidates if _releasable(up) for ref in self._release(up)]
+        _settle(refs)
+
+    def forget_all(self) -> None:
+        """Drop every node and the checkpoint targets recorded for their runs."""
+        with self._lock:
+            run_ids = list(self._nodes)
+            self._nodes.clear()
+        for run_id in run_ids:
+            _targets.forget(run_id)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _release(self, node: Node) -> list[weakref.ref[Any]]:
+        """Detach the node's result from its state; weak references to what was freed.
+
+        Called with the lock held. The value itself never outlives this call.
+        """
+        state = node.state() if node.state is not None else None
+        if state is None or not state.is_completed() or node.task_run_id is None:
+            return []
+        record = state.data
+        if not isinstance(record, ResultRecord):
+            return []
+        value = record.result
+        if isinstance(value, PurgedResult):
+            return []
+        refs = weak_refs(value)
+        if record.is_persisted:
+            # Prefect stored it; its state reads it back from storage on demand. The
+            # record itself may be shared with Prefect's result cache: leave it alone.
+            state.data = record.metadata
+            node.offloaded = True
+        else:
+            target = _targets.lookup(node.task_run_id)
+            node.purged = PurgedResult.of(value, node.task_name, node.task_run_id, target)
+            record.result = node.purged
+        logger.debug("Released the result of task %s", node.label)
+        return refs
+
+    def _put_back(self, node: Node) -> None:
+        """Load a released, reloadable result back into its record."""
+        with node.reload_lock:
+            with self._lock:
+                purged = node.purged
+            if purged is None:
+                return  # never released, or another consumer put it back already
+            value = purged.load()
+            with self._lock:
+                state = node.state() if node.state is not None else None
+                record = state.data if state is not None else None
+                if isinstance(record, ResultRecord) and record.result is purged:
+                    record.result = value
+                node.purged = None
+            logger.debug("Reloaded the result of task %s from %s", node.label, purged.target)
+
+
+def _settle(refs: list[weakref.ref[Any]]) -> None:
+    if refs and not wait_until_freed(refs):
+        logger.debug("A released result is still referenced outside Prefect's runtime")

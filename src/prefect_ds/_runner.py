@@ -1,0 +1,218 @@
+"""``DSTaskRunner``: Prefect's thread-pool task runner that frees intermediate results.
+
+With ``.submit``, Prefect keeps every task's result in its future until the flow run
+ends, so a chain of large DataFrames holds all of them at once. This runner learns the
+task graph from what each submission receives (futures anywhere in its arguments,
+``wait_for``, and the ``dependencies`` ``map`` passes for the futures it already
+resolved) and releases a result once every consumer submitted so far has finished:
+checkpointed results become reloadable from their target, others become
+:class:`~prefect_ds.PurgedResult`. Results nobody consumed, such as a flow's final
+ones, are kept. See ``_release`` for the bookkeeping and ``_settle`` for how the
+runner makes sure a released frame is really freed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from uuid import UUID
+
+from prefect.client.schemas.objects import RunInput, State, TaskRunResult
+from prefect.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+from prefect.utilities.collections import StopVisiting, visit_collection
+from prefect.utilities.engine import collect_task_run_inputs_sync
+from typing_extensions import Self
+
+from ._errors import ResultReleasedError
+from ._purged import PurgedResult
+from ._release import Graph, Node
+
+if TYPE_CHECKING:
+    from prefect.tasks import Task
+
+R = TypeVar("R")
+
+logger = logging.getLogger("prefect_ds.runner")
+
+
+class DSFuture(PrefectConcurrentFuture[R]):
+    """A thread-pool future whose ``result()`` reloads a released, checkpointed result.
+
+    A released result that was not checkpointed comes back as the
+    :class:`~prefect_ds.PurgedResult` that replaced it.
+    """
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        value = super().result(timeout=timeout, raise_on_failure=raise_on_failure)
+        if isinstance(value, PurgedResult) and value.reloadable:
+            return cast(R, value.load())
+        return value
+
+
+def _upstream_in(parameters: dict[str, Any], task_name: str) -> set[UUID]:
+    """Run ids of the futures and states anywhere in ``parameters``.
+
+    Follows Prefect's own resolution: nested lists, dicts, tuples, sets, dataclasses and
+    annotations are searched, ``quote``\\ d values are not. A :class:`PurgedResult` passed
+    as an argument is refused: it would reach the task as its input.
+    """
+    found: set[UUID] = set()
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, PrefectFuture):
+            found.add(obj.task_run_id)
+        elif isinstance(obj, State):
+            if obj.state_details.task_run_id is not None:
+                found.add(obj.state_details.task_run_id)
+        elif isinstance(obj, quote):
+            raise StopVisiting
+        elif isinstance(obj, PurgedResult):
+            raise ResultReleasedError(
+                f"Task {task_name!r} was given a PurgedResult as an argument instead of "
+                f"data. Pass the task's future instead of its state's result: a "
+                f"checkpointed result is then reloaded for it. {obj.explain()}"
+            )
+
+    visit_collection(parameters, visit_fn=visit, return_data=False)
+    return found
+
+
+def _dependency_ids(dependencies: dict[str, set[RunInput]] | None) -> set[UUID]:
+    ids: set[UUID] = set()
+    for inputs in (dependencies or {}).values():
+        ids.update(item.id for item in inputs if isinstance(item, TaskRunResult))
+    return ids
+
+
+class DSTaskRunner(ThreadPoolTaskRunner[R]):
+    """A :class:`~prefect.task_runners.ThreadPoolTaskRunner` that releases results.
+
+    Use it as ``@flow(task_runner=DSTaskRunner())``. Once every task submitted with a
+    result as input (in its arguments, in ``wait_for``, or through ``.map``) has
+    finished, that result is released from memory: a checkpointed result is reloaded
+    from its target when it is needed again (a later ``.result()`` or a later
+    consumer); any other becomes a :class:`~prefect_ds.PurgedResult`, and a consumer
+    submitted after that fails at submission with
+    :class:`~prefect_ds.ResultReleasedError`. Results no task consumed are kept.
+
+    The release happens in the last consumer's worker thread, before its future
+    resolves, so in a chain the next task never starts while the released frame is
+    still in memory.
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers)
+        self._graph = Graph()
+        self._handoff = threading.local()
+
+    def duplicate(self) -> DSTaskRunner[R]:
+        return type(self)(max_workers=self._max_workers)
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        self._graph = Graph()
+        executor = self._executor
+        if executor is not None:
+            # Run each task through Graph.finished in its worker thread: the release
+            # then happens before the task's future resolves, not in a callback after.
+            executor.submit = self._wrap_submit(executor.submit)  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            self._graph.forget_all()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_handoff", None)
+        state.pop("_graph", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._graph = Graph()
+        self._handoff = threading.local()
+
+    def _wrap_submit(
+        self, submit: Callable[..., Future[Any]]
+    ) -> Callable[..., Future[Any]]:
+        graph = self._graph
+
+        def submit_through_graph(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            node: Node | None = getattr(self._handoff, "node", None)
+            if node is None:
+                return submit(fn, *args, **kwargs)
+            self._handoff.node = None
+            return submit(_run_node, graph, node, fn, *args, **kwargs)
+
+        return submit_through_graph
+
+    def submit(
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+        dependencies: dict[str, set[RunInput]] | None = None,
+    ) -> DSFuture[Any]:
+        wait_for = list(wait_for) if wait_for is not None else None
+        data_ids = _upstream_in(parameters, task.name)
+        other_ids = {future.task_run_id for future in wait_for or ()}
+        other_ids |= _dependency_ids(dependencies)
+        node = self._graph.add(task.name, data_ids, other_ids)
+        self._handoff.node = node
+        try:
+            future = super().submit(task, parameters, wait_for, dependencies)
+        except BaseException:
+            self._graph.withdraw(node)
+            raise
+        finally:
+            self._handoff.node = None
+        self._graph.registered(node, future.task_run_id)
+        return DSFuture(task_run_id=future.task_run_id, wrapped_future=future.wrapped_future)
+
+    def map(  # type: ignore[override]
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+    ) -> PrefectFutureList[DSFuture[Any]]:
+        # map resolves the futures it maps over here, in the caller's thread: put back
+        # any released result first and hold it until the mapped calls are submitted
+        # (each of them then counts as a consumer through its `dependencies`).
+        top_level: set[UUID] = set()
+        for value in parameters.values():
+            top_level.update(
+                item.id
+                for item in collect_task_run_inputs_sync(value, max_depth=0)
+                if isinstance(item, TaskRunResult)
+            )
+        pinned = self._graph.pin(top_level)
+        try:
+            return cast(
+                PrefectFutureList[DSFuture[Any]], super().map(task, parameters, wait_for)
+            )
+        finally:
+            self._graph.unpin(pinned)
+
+
+def _run_node(
+    graph: Graph, node: Node, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """Run one task in its worker thread, then release what it no longer needs."""
+    state: object = None
+    try:
+        graph.reload(node)
+        state = fn(*args, **kwargs)
+        return state
+    finally:
+        try:
+            graph.finished(node, state)
+        except Exception:  # a failed release must not fail a task that succeeded
+            logger.warning("Could not release results after task %s", node.label, exc_info=True)

@@ -1,0 +1,181 @@
+"""The portable path: any SQLAlchemy dialect through ``DataFrame.to_sql`` / ``read_sql``.
+
+Used for databases without an ADBC driver here (MySQL, SQL Server, Oracle…) or when asked
+for with ``engine="sqlalchemy"``. The write follows the same steps as the fast path (a
+uniquely named table, then drop + rename + metadata row in one transaction); on
+databases whose DDL commits on its own the metadata row says ``writing`` until the swap
+is done, so ``exists`` stays false for a half-finished replacement.
+
+Engines are cached per URL and per process; a forked child disposes of its parent's
+pool without closing the parent's connections (SQLAlchemy's recommended pattern).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from . import _sql_meta as meta
+from ._sql_names import SqlLocation
+from ._sql_schema import Prepared, TableMeta, to_sqlalchemy_frame
+
+log = logging.getLogger("prefect_ds.sql")
+
+_engines: dict[str, tuple[int, sa.Engine]] = {}
+_lock = threading.Lock()
+
+
+def engine_for(loc: SqlLocation) -> sa.Engine:
+    """The cached engine for ``loc``'s database, created on first use in this process."""
+    key = loc.url_key()
+    with _lock:
+        cached = _engines.get(key)
+        if cached is not None and cached[0] == os.getpid():
+            return cached[1]
+        engine = sa.create_engine(loc.url, pool_pre_ping=True)
+        _engines[key] = (os.getpid(), engine)
+        return engine
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    for _, engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _meta_table(loc: SqlLocation) -> sa.Table:
+    return sa.Table(
+        meta.META_TABLE,
+        sa.MetaData(),
+        sa.Column("table_name", sa.String(128), primary_key=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("n_rows", sa.BigInteger, nullable=False),
+        sa.Column("columns", sa.Text, nullable=False),
+        sa.Column("arrow_schema", sa.Text, nullable=False),
+        sa.Column("format_version", sa.Integer, nullable=False),
+        sa.Column("written_at", sa.String(40), nullable=False),
+        schema=loc.schema,
+    )
+
+
+def _table(loc: SqlLocation, name: str | None = None) -> sa.TableClause:
+    return sa.table(name or loc.table, schema=loc.schema)
+
+
+def _rename(conn: sa.Connection, loc: SqlLocation, old: str, new: str) -> None:
+    if conn.dialect.name == "mssql":
+        qualified = f"{loc.schema}.{old}" if loc.schema else old
+        conn.execute(sa.text("EXEC sp_rename :old, :new"), {"old": qualified, "new": new})
+        return
+    prep = conn.dialect.identifier_preparer
+    conn.execute(sa.text(
+        f"ALTER TABLE {prep.format_table(_table(loc, old))} RENAME TO {prep.quote_identifier(new)}"
+    ))
+
+
+def _set_meta(conn: sa.Connection, loc: SqlLocation, prepared: Prepared, state: str) -> None:
+    table = _meta_table(loc)
+    key = meta.meta_key(loc)
+    conn.execute(table.delete().where(table.c.table_name == key))
+    conn.execute(table.insert().values(
+        table_name=key, state=state, n_rows=prepared.meta.n_rows,
+        columns=prepared.meta.encode_columns(), arrow_schema=prepared.meta.encode_schema(),
+        format_version=1, written_at=meta.now(),
+    ))
+
+
+def _sqlite_file_missing(loc: SqlLocation) -> bool:
+    return loc.backend == "sqlite" and not os.path.exists(str(loc.url.database))
+
+
+def write(loc: SqlLocation, prepared: Prepared, chunksize: int | None = None) -> None:
+    """Replace ``loc``'s table with ``prepared`` through ``to_sql`` (see module doc)."""
+    if loc.backend == "sqlite":
+        os.makedirs(os.path.dirname(os.path.abspath(str(loc.url.database))), exist_ok=True)
+    engine = engine_for(loc)
+    with engine.begin() as conn:
+        _meta_table(loc).create(conn, checkfirst=True)
+    frame = to_sqlalchemy_frame(prepared.table)
+    temp = f"{meta.META_TABLE}_tmp_{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.begin() as conn:
+            frame.to_sql(temp, conn, schema=loc.schema, index=False, chunksize=chunksize)
+            _set_meta(conn, loc, prepared, meta.WRITING)
+            _table_obj(loc).drop(conn, checkfirst=True)
+            _rename(conn, loc, temp, loc.table)
+            _set_meta(conn, loc, prepared, meta.COMPLETE)
+    finally:  # only non-transactional DDL can leave the temporary table behind
+        with engine.begin() as conn:
+            _table_obj(loc, temp).drop(conn, checkfirst=True)
+    log.debug("wrote %d rows to %s through SQLAlchemy", prepared.meta.n_rows, loc.shown)
+
+
+def _table_obj(loc: SqlLocation, name: str | None = None) -> sa.Table:
+    return sa.Table(name or loc.table, sa.MetaData(), schema=loc.schema)
+
+
+def _read_meta(conn: sa.Connection, loc: SqlLocation) -> tuple[str, TableMeta] | None:
+    if not sa.inspect(conn).has_table(meta.META_TABLE, schema=loc.schema):
+        return None
+    table = _meta_table(loc)
+    row = conn.execute(
+        sa.select(table.c.state, table.c.columns, table.c.n_rows, table.c.arrow_schema)
+        .where(table.c.table_name == meta.meta_key(loc))
+    ).first()
+    if row is None:
+        return None
+    return str(row[0]), TableMeta.decode(str(row[1]), int(row[2]), str(row[3]))
+
+
+def read(loc: SqlLocation) -> tuple[pd.DataFrame, TableMeta | None]:
+    """``read_sql`` of the whole table and, if prefect-ds wrote it, its metadata."""
+    if _sqlite_file_missing(loc):
+        raise FileNotFoundError(_missing(loc))
+    with engine_for(loc).connect() as conn:
+        if not sa.inspect(conn).has_table(loc.table, schema=loc.schema):
+            raise FileNotFoundError(_missing(loc))
+        found = _read_meta(conn, loc)
+        query: Any = sa.select(sa.text("*")).select_from(_table(loc))
+        frame = pd.read_sql_query(query, conn)
+    if found is None or found[0] != meta.COMPLETE:
+        return frame, None
+    return frame, found[1]
+
+
+def exists(loc: SqlLocation) -> bool:
+    if _sqlite_file_missing(loc):
+        return False
+    with engine_for(loc).connect() as conn:
+        if not sa.inspect(conn).has_table(loc.table, schema=loc.schema):
+            return False
+        found = _read_meta(conn, loc)
+        return found is None or found[0] == meta.COMPLETE
+
+
+def delete(loc: SqlLocation) -> None:
+    if _sqlite_file_missing(loc):
+        return
+    with engine_for(loc).begin() as conn:
+        _table_obj(loc).drop(conn, checkfirst=True)
+        if sa.inspect(conn).has_table(meta.META_TABLE, schema=loc.schema):
+            table = _meta_table(loc)
+            conn.execute(table.delete().where(table.c.table_name == meta.meta_key(loc)))
+
+
+def _missing(loc: SqlLocation) -> str:
+    return (
+        f"no table {loc.qualified!r} in {loc.shown.rpartition('#')[0]}; write it first, or "
+        f"check the database URL and table name"
+    )

@@ -1,0 +1,316 @@
+"""HDF5 through h5py: one group per frame, one dataset (or small group) per column.
+
+``file.h5`` stores the frame under the key ``data``; ``file.h5#group/key`` under
+``group/key``, so one file can hold many frames. The layout (``docs/hdf-layout.md``)
+is plain HDF5 that any tool reads; PyTables is not needed.
+
+Writes are atomic: a new file is built in a temporary sibling (the other keys of an
+existing file are copied into it with HDF5's own object copy) and renamed into place,
+so a reader or a crash sees the old file or the new one, never a half-written key.
+Writers of one file in this process are serialised; writers in different processes
+that write different keys of the same file at the same moment can lose one of the
+two keys (the last rename wins), so give concurrent processes separate files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import IO, Any, ClassVar
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .._errors import CorruptTargetError
+from .._files import FileFormat, filesystem, is_local, staged
+from .._template import split_fragment
+from ..hookspecs import Register, hookimpl
+from ._hdf_codec import LayoutError, Leaf, Node, Tree, decode_frame, encode_frame, frame_columns
+
+DEFAULT_KEY = "data"
+# HDF5 1.8 file format or newer: large attributes (many columns) need its dense storage.
+LIBVER = ("v108", "latest")
+_DATASET_OPTIONS = frozenset(
+    {"compression", "compression_opts", "shuffle", "fletcher32", "scaleoffset", "chunks"}
+)
+
+_locks_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+
+
+def _file_lock(fs: Any, path: str) -> threading.Lock:
+    """One lock per file, so threads writing keys of the same file do not drop each other's."""
+    name = f"{fs.protocol}:{path}"
+    with _locks_guard:
+        return _locks.setdefault(name, threading.Lock())
+
+
+class HdfFormat(FileFormat):
+    """Frames stored as column datasets in an HDF5 file, one key (group) per frame.
+
+    ``write`` accepts h5py dataset options (``compression="gzip"``, ``compression_opts``,
+    ``shuffle``, ``fletcher32``, ``scaleoffset``, ``chunks``), applied to every non-empty
+    dataset; by default nothing is compressed (fastest). ``read`` accepts ``columns=[...]``
+    to load only some columns.
+    """
+
+    name = "hdf"
+    suffixes = (".h5", ".hdf5", ".hdf")
+    default_read_kwargs: ClassVar[dict[str, Any]] = {}
+    default_write_kwargs: ClassVar[dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ locations
+
+    def data_location(self, location: str) -> str:
+        return split_fragment(location)[0]
+
+    def key(self, location: str) -> str:
+        """The group a location names: its ``#fragment``, else ``"data"``."""
+        fragment = split_fragment(location)[1].strip("/")
+        if not fragment:
+            return DEFAULT_KEY
+        parts = fragment.split("/")
+        if any(part in ("", ".", "..") or "\x00" in part for part in parts):
+            raise ValueError(
+                f"the key {fragment!r} in {location!r} is not a valid HDF5 path; use names "
+                f"separated by single '/', e.g. 'file.h5#results/2024'"
+            )
+        return "/".join(parts)
+
+    @contextlib.contextmanager
+    def _open(self, location: str) -> Iterator[h5py.File]:
+        """The HDF5 file at ``location`` opened for reading, locally or through fsspec."""
+        data = self.data_location(location)
+        fs, path = filesystem(data, **self.storage_options)
+        if not fs.isfile(path):
+            raise FileNotFoundError(f"no HDF5 file at {data!r} (location {location!r})")
+        with contextlib.ExitStack() as stack:
+            source: str | IO[bytes] = path
+            if not is_local(fs):
+                source = stack.enter_context(fs.open(path, "rb"))
+            try:
+                handle = stack.enter_context(h5py.File(source, "r"))
+            except OSError as exc:
+                raise CorruptTargetError(
+                    f"{data!r} is not a readable HDF5 file ({exc}); it is truncated or not "
+                    f"HDF5. Delete it and write the result again."
+                ) from None
+            yield handle
+
+    # ------------------------------------------------------------------ read
+
+    def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+        options = {**self.default_read_kwargs, **kwargs}
+        wanted = options.pop("columns", None)
+        if options:
+            raise TypeError(
+                f"the hdf format's read takes only columns=[...], got {sorted(options)}")
+        key = self.key(location)
+        with self._open(location) as handle:
+            group = _get(handle, key)
+            if not isinstance(group, h5py.Group) or "layout" not in group.attrs:
+                raise FileNotFoundError(
+                    f"no frame stored under key {key!r} in {self.data_location(location)!r}; "
+                    f"it holds: {', '.join(_frame_keys(handle)) or 'no frames'}"
+                )
+            try:
+                stored = frame_columns(dict(group.attrs))
+            except LayoutError as exc:
+                raise self._corrupt(location, key, str(exc)) from None
+            columns = stored if wanted is None else list(wanted)
+            missing = [c for c in columns if c not in stored]
+            if missing:
+                raise KeyError(f"{location!r} has no column(s) {missing}; it has {stored}")
+            try:
+                root = Node(dict(group.attrs), {
+                    "index": _load(group["index"]),
+                    "columns": Node({}, {c: _load(group["columns"][c]) for c in columns}),
+                })
+                return decode_frame(root, columns)
+            except KeyError as exc:
+                raise self._corrupt(location, key, f"a group or dataset is missing ({exc})"
+                                    ) from None
+            except (LayoutError, OSError, ValueError, TypeError) as exc:
+                raise self._corrupt(location, key, str(exc)) from None
+
+    def _corrupt(self, location: str, key: str, problem: str) -> CorruptTargetError:
+        return CorruptTargetError(
+            f"the frame at {location!r} (key {key!r} of {self.data_location(location)!r}) is "
+            f"damaged: {problem}. Delete it and write the result again."
+        )
+
+    # ------------------------------------------------------------------ write
+
+    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+        options = {**self.default_write_kwargs, **kwargs}
+        unknown = sorted(set(options) - _DATASET_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"the hdf format's write takes only h5py dataset options "
+                f"({', '.join(sorted(_DATASET_OPTIONS))}), got {unknown}"
+            )
+        key = self.key(location)
+        tree = encode_frame(df)  # every unsupported column fails here, before any I/O
+        self._rewrite(location, key, tree, options)
+
+    def _rewrite(self, location: str, key: str, tree: Node | None,
+                 options: dict[str, Any]) -> None:
+        """Stage a new file: the old file's other keys, plus ``tree`` at ``key`` (or not)."""
+        data = self.data_location(location)
+        fs, path = filesystem(data, **self.storage_options)
+        parts = key.split("/")
+        with _file_lock(fs, path):
+            existing = bool(fs.isfile(path))
+            if existing:
+                with self._open(location) as source:
+                    if tree is None:
+                        target = _get(source, key)
+                        if target is None:
+                            return
+                        if not (isinstance(target, h5py.Group) and "layout" in target.attrs):
+                            raise ValueError(
+                                f"cannot delete {location!r}: {key!r} in that file is not a "
+                                f"prefect-ds frame; remove it with an HDF5 tool instead"
+                            )
+                        remove_file = not _has_other_objects(source, parts)
+                    else:
+                        _check_key(source, parts, location)
+                if tree is None and remove_file:
+                    fs.rm_file(path)
+                    return
+            elif tree is None:
+                return
+            # The new file is closed before staged() renames it into place.
+            with staged(data, **self.storage_options) as (temp,), h5py.File(
+                    temp, "w", libver=LIBVER) as out:
+                if existing:
+                    with self._open(location) as source:
+                        _copy_except(source, out, parts)
+                if tree is not None:
+                    _write_frame(out, key, tree, options)
+
+    # ------------------------------------------------------------------ exists / delete
+
+    def exists(self, location: str) -> bool:
+        data = self.data_location(location)
+        fs, path = filesystem(data, **self.storage_options)
+        if not fs.isfile(path):
+            return False
+        with self._open(location) as handle:
+            group = _get(handle, self.key(location))
+            return (isinstance(group, h5py.Group) and "layout" in group.attrs
+                    and bool(group.attrs.get("complete", False)))
+
+    def delete(self, location: str) -> None:
+        """Remove the key's frame; the file goes too when nothing else is left in it."""
+        self._rewrite(location, self.key(location), None, {})
+
+
+# ---------------------------------------------------------------------- h5py helpers
+
+
+def _get(handle: h5py.Group, key: str) -> h5py.Group | h5py.Dataset | None:
+    try:
+        return handle.get(key)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _frame_keys(handle: h5py.File) -> list[str]:
+    keys: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Group) and "layout" in obj.attrs:
+            keys.append(name)
+
+    handle.visititems(visit)
+    return keys
+
+
+def _check_key(source: h5py.File, parts: list[str], location: str) -> None:
+    """Refuse a key that would nest in, or swallow, something that is not one frame."""
+    group: h5py.Group = source
+    for depth, part in enumerate(parts):
+        child = group.get(part)
+        if child is None:
+            return
+        here = "/".join(parts[: depth + 1])
+        is_frame = isinstance(child, h5py.Group) and "layout" in child.attrs
+        last = depth == len(parts) - 1
+        if (is_frame or isinstance(child, h5py.Dataset)) and not last:
+            raise ValueError(
+                f"cannot store {location!r}: {here!r} in that file is already a "
+                f"{'frame' if is_frame else 'dataset'}, and a frame cannot go inside it. "
+                f"Use another key."
+            )
+        if last and not is_frame:
+            raise ValueError(
+                f"cannot store {location!r}: {here!r} in that file is a "
+                f"{type(child).__name__.lower()} that is not a prefect-ds frame (it may hold "
+                f"other frames), and writing would replace it. Use another key."
+            )
+        group = child
+
+
+def _has_other_objects(source: h5py.Group, parts: list[str]) -> bool:
+    """Whether anything but the path down to ``parts`` would be left in the file."""
+    group = source
+    for part in parts[:-1]:
+        if len(group) > 1 or len(group.attrs):
+            return True
+        group = group[part]
+    return len(group) > 1 or bool(len(group.attrs))
+
+
+def _copy_except(source: h5py.Group, target: h5py.Group, parts: list[str]) -> None:
+    """Copy ``source`` into ``target`` without the object at ``parts`` (HDF5 object copy)."""
+    for name, value in source.attrs.items():
+        target.attrs[name] = value
+    for name in source:
+        if name != parts[0]:
+            source.copy(source[name], target, name=name)
+        elif len(parts) > 1:
+            child = target.create_group(name)
+            _copy_except(source[name], child, parts[1:])
+            if len(child) == 0 and len(child.attrs) == 0:
+                del target[name]  # the path to a deleted key leaves no empty groups behind
+
+
+def _write_frame(out: h5py.File, key: str, tree: Node, options: dict[str, Any]) -> None:
+    """Write ``tree`` at ``key``; the ``complete`` attribute is set last."""
+    group = out.create_group(key)
+    _write_members(group, tree, options)
+    group.attrs["complete"] = True
+
+
+def _write_members(group: h5py.Group, node: Node, options: dict[str, Any]) -> None:
+    for name, value in node.attrs.items():
+        group.attrs[name] = _attr(value)
+    for name, member in node.members.items():
+        if isinstance(member, Leaf):
+            dataset = group.create_dataset(
+                name, data=member.data, **(options if member.data.size else {}))
+            for attr, value in member.attrs.items():
+                dataset.attrs[attr] = _attr(value)
+        else:
+            _write_members(group.create_group(name), member, options)
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, list):  # a list of names: a variable-length UTF-8 string array
+        return np.array(value, dtype=h5py.string_dtype())
+    return value
+
+
+def _load(obj: h5py.Group | h5py.Dataset) -> Tree:
+    """Read a group or dataset into the codec's tree, whole."""
+    if isinstance(obj, h5py.Dataset):
+        return Leaf(obj[()], dict(obj.attrs))
+    return Node(dict(obj.attrs), {name: _load(obj[name]) for name in obj})
+
+
+@hookimpl
+def register_formats(register: Register) -> None:
+    register(HdfFormat())

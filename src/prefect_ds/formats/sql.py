@@ -1,0 +1,149 @@
+"""SQL tables: ``sqlite:///results.db#sales_{region}``, ``postgresql://…/lab#features.sales``.
+
+A location is a SQLAlchemy URL, ``#``, then a table, optionally ``schema.table``. Table
+and schema names must be plain identifiers (checked before any SQL is sent) and are
+always quoted by the dialect. SQLite and PostgreSQL go through ADBC (bulk ingest, Arrow
+reads) when its driver is installed; every other dialect through ``DataFrame.to_sql`` and
+``read_sql``. Replacing a table is atomic, and the frame's exact pandas dtypes are
+recorded in a ``_prefect_ds_tables`` row beside it and restored on read (see
+``_sql_schema`` for what the databases change). A table prefect-ds did not write reads
+as ``pandas.read_sql`` reads it. Passwords never appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from .._format import Format
+from ..hookspecs import Register, hookimpl
+from . import _sql_adbc, _sql_alchemy
+from ._sql_names import SqlLocation, parse_location
+from ._sql_schema import TableMeta, matches, prepare, restore
+
+log = logging.getLogger("prefect_ds.sql")
+
+Engine = Literal["auto", "adbc", "sqlalchemy"]
+_ENGINES = ("auto", "adbc", "sqlalchemy")
+_ADBC_DRIVERS = {
+    "sqlite": {"pysqlite", "aiosqlite"},
+    "postgresql": {"psycopg", "psycopg2", "psycopg_async", "asyncpg", "pg8000", "psycopg2cffi"},
+}
+
+
+class SQLFormat(Format):
+    """A whole DataFrame as one database table, replaced atomically, dtypes exact.
+
+    ``engine`` picks the path: ``"auto"`` (ADBC for SQLite and PostgreSQL when its driver
+    is installed, else SQLAlchemy), ``"adbc"`` (fail if it is not available) or
+    ``"sqlalchemy"`` (``to_sql``/``read_sql``). It can also be given per call.
+    """
+
+    name = "sql"
+    schemes = ("sqlite", "postgresql", "mysql", "mssql", "oracle")
+
+    def __init__(self, engine: Engine = "auto") -> None:
+        self.engine = _check_engine(engine)
+
+    def _adbc(self, loc: SqlLocation, engine: str | None) -> bool:
+        chosen = _check_engine(engine or self.engine)
+        if chosen == "sqlalchemy":
+            return False
+        drivers = _ADBC_DRIVERS.get(loc.backend)
+        usable = (
+            drivers is not None
+            and loc.url.get_driver_name() in drivers
+            and not (loc.backend == "sqlite" and loc.url.query)
+            and _sql_adbc.available(loc.backend)
+        )
+        if chosen == "adbc" and not usable:
+            extra = "postgres" if loc.backend == "postgresql" else "sql"
+            raise ValueError(
+                f"engine='adbc' was asked for, but {loc.shown} has no usable ADBC driver "
+                f"(ADBC covers sqlite:///file and postgresql:// URLs; install "
+                f"'prefect-ds[{extra}]'), or pass engine='sqlalchemy'"
+            )
+        return usable
+
+    def write(
+        self, df: pd.DataFrame, location: str, *, engine: Engine | None = None,
+        chunksize: int | None = None,
+    ) -> None:
+        """Replace the table at ``location`` with ``df`` in one transaction.
+
+        ``chunksize`` is passed to ``to_sql`` on the SQLAlchemy path.
+        """
+        loc = parse_location(location)
+        if df.shape[1] == 0 and not _has_stored_index(df):
+            raise ValueError(
+                f"a DataFrame with no columns cannot be stored as table {loc.qualified!r}; "
+                f"add a column or store it in a file format"
+            )
+        use_adbc = self._adbc(loc, engine)
+        prepared = prepare(df, loc.backend)
+        if use_adbc:
+            _sql_adbc.write(loc, prepared)
+        else:
+            _sql_alchemy.write(loc, prepared, chunksize=chunksize)
+
+    def read(self, location: str, *, engine: Engine | None = None) -> pd.DataFrame:
+        """The table at ``location``, with its exact dtypes if prefect-ds wrote it."""
+        loc = parse_location(location)
+        data: pa.Table | pd.DataFrame
+        if self._adbc(loc, engine):
+            data, found = _sql_adbc.read(loc)
+            columns, n_rows = list(data.column_names), data.num_rows
+        else:
+            data, found = _sql_alchemy.read(loc)
+            columns, n_rows = [str(c) for c in data.columns], len(data)
+        if found is not None and not matches(columns, n_rows, found):
+            warnings.warn(
+                f"table {loc.qualified!r} at {loc.shown} was changed outside prefect-ds "
+                f"(columns or row count differ from what was written); reading it as "
+                f"pandas.read_sql would, without restoring dtypes. Write it again to "
+                f"restore them.",
+                stacklevel=2,
+            )
+            found = None
+        return _to_frame(data, found)
+
+    def exists(self, location: str) -> bool:
+        """The table exists and, if prefect-ds wrote it, the write completed."""
+        loc = parse_location(location)
+        backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
+        return backend.exists(loc)
+
+    def delete(self, location: str) -> None:
+        """Drop the table and forget its metadata; no error if it is absent."""
+        loc = parse_location(location)
+        backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
+        backend.delete(loc)
+
+
+def _check_engine(engine: str) -> str:
+    if engine not in _ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(_ENGINES)}; got {engine!r}")
+    return engine
+
+
+def _has_stored_index(df: pd.DataFrame) -> bool:
+    return not isinstance(df.index, pd.RangeIndex)
+
+
+def _to_frame(data: pa.Table | pd.DataFrame, found: TableMeta | None) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        if found is None:
+            return data
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    if found is None:
+        return data.to_pandas()
+    return restore(data, found)
+
+
+@hookimpl
+def register_formats(register: Register) -> None:
+    register(SQLFormat())

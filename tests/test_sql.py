@@ -1,0 +1,529 @@
+"""The ``sql`` format against SQLite files and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from pandas.testing import assert_frame_equal
+from sql_fixtures import db_url, pg_url, postgres_server, sqlite_url, table  # noqa: F401
+from sqlalchemy import create_engine
+
+from prefect_ds import PandasResultHandler, UnsafeLocationError, get_format, resolve_format
+from prefect_ds.formats.sql import SQLFormat
+
+ENGINES = ["adbc", "sqlalchemy"]
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def dtype_matrix(n: int = 6) -> pd.DataFrame:
+    """One column per dtype of the fidelity matrix, with missing values where they exist."""
+    base = pd.Timestamp("2024-03-30 23:59:59.123456789")
+    naive = pd.Series([base + pd.Timedelta(hours=7 * i) for i in range(n)])
+    naive[1] = pd.NaT
+    return pd.DataFrame(
+        {
+            "flag": [i % 2 == 0 for i in range(n)],
+            "count": np.arange(n, dtype="int64") * 10**12,
+            "nullable_int": pd.array([1, None, 3, -(2**62), 5, None], dtype="Int64")[:n],
+            "nullable_bool": pd.array([True, None, False, True, None, False], "boolean")[:n],
+            "value": [0.5, np.nan, -1.25, 1e300, np.inf, 3.0][:n],
+            "name": pd.Series(["a", None, "ünï", "x'y", 'q"r', ""][:n], dtype="str"),
+            "when": naive,
+            "when_tz": naive.dt.tz_localize("Europe/Paris", nonexistent="shift_forward"),
+            "when_utc": naive.dt.tz_localize("UTC"),
+            "grade": pd.Categorical(["b", "a", None, "c", "a", "b"][:n], categories=["c", "b", "a"],
+                                    ordered=True),
+            "label": pd.Categorical(["x", "y", "x", None, "y", "x"][:n]),
+        },
+        index=pd.Index([f"r{i}" for i in range(n)], name="row_id", dtype="str"),
+    )
+
+
+def expected_for(url: str, df: pd.DataFrame) -> pd.DataFrame:
+    """What a read returns: exact, except PostgreSQL floors timestamps to microseconds."""
+    if not url.startswith("postgresql"):
+        return df
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype) or out[col].dtype.kind == "M":
+            out[col] = out[col].dt.floor("us")
+    return out
+
+
+# -- round trips ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dtype_matrix_round_trips(db_url: str, table: str, engine: str) -> None:
+    fmt = SQLFormat()
+    location = f"{db_url}#{table}"
+    df = dtype_matrix()
+    fmt.write(df, location, engine=engine)
+    assert fmt.exists(location)
+    out = fmt.read(location, engine=engine)
+    assert_frame_equal(out, expected_for(db_url, df), check_exact=True)
+    assert list(out.dtypes.astype(str)) == list(df.dtypes.astype(str))
+
+
+def test_postgresql_keeps_microseconds_and_floors_nanoseconds(pg_url: str, table: str) -> None:
+    stamps = pd.Series(pd.to_datetime([
+        "2020-01-01 00:00:00.123456789", "1969-12-31 23:59:59.999999999",
+        "2000-02-29 12:00:00.000000001", "2021-06-01 00:00:00.000001",
+    ]))
+    df = pd.DataFrame({"naive": stamps, "aware": stamps.dt.tz_localize("America/New_York")})
+    location = f"{pg_url}#{table}"
+    SQLFormat().write(df, location)
+    out = SQLFormat().read(location)
+    assert out["naive"].dtype == "datetime64[ns]"
+    assert str(out["aware"].dtype) == "datetime64[ns, America/New_York]"
+    assert list(out["naive"]) == [
+        pd.Timestamp("2020-01-01 00:00:00.123456"), pd.Timestamp("1969-12-31 23:59:59.999999"),
+        pd.Timestamp("2000-02-29 12:00:00"), pd.Timestamp("2021-06-01 00:00:00.000001"),
+    ]
+    assert_frame_equal(out, df.apply(lambda s: s.dt.floor("us")))
+    with psycopg.connect(libpq(pg_url)) as conn:
+        types = dict(conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s",
+            (table,),
+        ).fetchall())
+    assert types == {"naive": "timestamp without time zone", "aware": "timestamp with time zone"}
+
+
+def test_sqlite_keeps_nanoseconds_as_iso_text(sqlite_url: str, table: str) -> None:
+    df = pd.DataFrame({"t": pd.to_datetime(["2020-01-01 00:00:00.123456789"]).tz_localize("UTC")})
+    SQLFormat().write(df, f"{sqlite_url}#{table}")
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        assert conn.execute(f"SELECT t FROM {table}").fetchone() == (
+            "2020-01-01 00:00:00.123456789Z",
+        )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "df",
+    [
+        pd.DataFrame({"a": [1, 2, 3]}, index=pd.RangeIndex(5, 11, 2, name="r")),
+        pd.DataFrame({"a": [1.0, 2.0]},
+                     index=pd.MultiIndex.from_tuples([(1, "x"), (2, "y")], names=[None, "k"])),
+        pd.DataFrame({"a": [1, 2]},
+                     index=pd.DatetimeIndex(["2020-01-01", "2020-01-02"], tz="UTC").as_unit("s")),
+        pd.DataFrame({"a": pd.Series([], dtype="Int64"), "b": pd.Series([], dtype="str")}),
+        pd.DataFrame({0: [1, 2], 1: ["x", "y"]}),
+        pd.DataFrame({"gap": pd.Series([None] * 2500 + ["late"], dtype="str"),
+                      "empty": pd.Series([None] * 2501, dtype="Int64"),
+                      "delta": pd.to_timedelta(np.arange(2501), unit="ms")}),
+    ],
+    ids=["range-index", "multiindex", "datetime-index", "empty", "int-labels", "late-values"],
+)
+def test_index_kinds_and_edge_frames(db_url: str, table: str, engine: str,
+                                     df: pd.DataFrame) -> None:
+    location = f"{db_url}#{table}"
+    SQLFormat().write(df, location, engine=engine)
+    assert_frame_equal(SQLFormat().read(location, engine=engine), df)
+
+
+def test_row_order_is_kept_for_a_large_frame(db_url: str, table: str) -> None:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"k": rng.permutation(300_000), "v": rng.random(300_000)})
+    location = f"{db_url}#{table}"
+    SQLFormat().write(df, location)
+    assert_frame_equal(SQLFormat().read(location), df)
+
+
+def test_replacing_changes_the_schema(db_url: str, table: str) -> None:
+    location = f"{db_url}#{table}"
+    SQLFormat().write(pd.DataFrame({"a": [1, 2]}), location)
+    new = pd.DataFrame({"b": pd.Categorical(["u"]), "c": [True]})
+    SQLFormat().write(new, location)
+    assert_frame_equal(SQLFormat().read(location), new)
+
+
+# -- foreign tables ---------------------------------------------------------------------
+
+
+def test_foreign_sqlite_table_reads_as_read_sql(sqlite_url: str, table: str) -> None:
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE {table} (id INTEGER, score REAL, name TEXT, n INTEGER)")
+        conn.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)",
+                         [(1, 0.5, "a", None), (2, None, None, 7), (3, 2.0, "c", 8)])
+    location = f"{sqlite_url}#{table}"
+    fmt = SQLFormat()
+    assert fmt.exists(location)
+    expected = pd.read_sql(f"SELECT * FROM {table}", create_engine(sqlite_url))
+    for engine in ENGINES:
+        assert_frame_equal(fmt.read(location, engine=engine), expected)
+    fmt.delete(location)
+    assert not fmt.exists(location)
+
+
+def test_foreign_postgresql_table_reads_as_read_sql(pg_url: str, table: str) -> None:
+    with psycopg.connect(libpq(pg_url)) as conn:
+        conn.execute(f"CREATE TABLE {table} (id bigint, score double precision, name text, "
+                     f"at timestamp, at_tz timestamptz, ok boolean)")
+        conn.execute(f"INSERT INTO {table} VALUES (1, 0.5, 'a', '2020-01-01 10:00', "
+                     f"'2020-01-01 10:00+02', true), (2, NULL, NULL, NULL, NULL, false)")
+    location = f"{pg_url}#{table}"
+    fmt = SQLFormat()
+    assert fmt.exists(location)
+    import adbc_driver_postgresql.dbapi as pg_dbapi
+
+    with pg_dbapi.connect(libpq(pg_url)) as conn:
+        expected_adbc = pd.read_sql(f"SELECT * FROM {table}", conn)
+    assert_frame_equal(fmt.read(location), expected_adbc)
+    expected_sa = pd.read_sql(f"SELECT * FROM {table}", create_engine(pg_url))
+    assert_frame_equal(fmt.read(location, engine="sqlalchemy"), expected_sa)
+    assert expected_adbc["id"].dtype == "int64" and expected_adbc["name"].dtype == "str"
+
+
+def test_table_changed_outside_is_read_as_foreign(db_url: str, table: str) -> None:
+    location = f"{db_url}#{table}"
+    df = pd.DataFrame({"flag": [True, False]})
+    SQLFormat().write(df, location)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {table} (flag) VALUES (true)")
+    with pytest.warns(UserWarning, match="changed outside prefect-ds"):
+        out = SQLFormat().read(location)
+    assert len(out) == 3
+    SQLFormat().write(df, location)
+    assert_frame_equal(SQLFormat().read(location), df)
+
+
+def test_incomplete_metadata_row_means_not_exists(db_url: str, table: str) -> None:
+    location = f"{db_url}#{table}"
+    SQLFormat().write(pd.DataFrame({"a": [1]}), location)
+    with create_engine(db_url).begin() as conn:
+        conn.exec_driver_sql(
+            f"UPDATE _prefect_ds_tables SET state = 'writing' WHERE table_name = '{table}'"
+        )
+    assert not SQLFormat().exists(location)
+    assert not SQLFormat().exists(location.replace("#", "#x"))
+
+
+# -- schemas ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_schema_qualified_tables_on_postgresql(pg_url: str, table: str, engine: str) -> None:
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA IF NOT EXISTS "Features"')
+    qualified = f"{pg_url}#Features.{table}"
+    plain = f"{pg_url}#{table}"
+    fmt = SQLFormat()
+    df = dtype_matrix()
+    fmt.write(df, qualified, engine=engine)
+    assert fmt.exists(qualified) and not fmt.exists(plain)
+    fmt.write(pd.DataFrame({"other": [1]}), plain, engine=engine)
+    assert_frame_equal(fmt.read(qualified, engine=engine), expected_for(pg_url, df))
+    with psycopg.connect(libpq(pg_url)) as conn:
+        rows = conn.execute(
+            'SELECT table_name FROM "Features"._prefect_ds_tables WHERE table_name = %s', (table,)
+        ).fetchall()
+    assert rows == [(table,)]
+    fmt.delete(qualified)
+    assert not fmt.exists(qualified) and fmt.exists(plain)
+
+
+def test_missing_schema_is_a_clear_error(pg_url: str, table: str) -> None:
+    with pytest.raises(LookupError, match=r"schema 'nowhere' does not exist.*CREATE SCHEMA"):
+        SQLFormat().write(pd.DataFrame({"a": [1]}), f"{pg_url}#nowhere.{table}")
+
+
+# -- hostile names ----------------------------------------------------------------------
+
+HOSTILE = {
+    "double-quote": 'sales"; DROP TABLE users; --',
+    "single-quote": "sales'x",
+    "semicolon": "sales;drop",
+    "space": "sales eu",
+    "extra-dots": "a.b.c",
+    "empty-part": "lab..sales",
+    "comment-dashes": "sales--x",
+    "comment-block": "sales/*x*/",
+    "nul": "sales\x00x",
+    "newline": "sales\nx",
+    "cyrillic-look-alike": "s\u0430les",
+    "fullwidth": "\uff53ales",
+    "empty": "",
+    "leading-digit": "1sales",
+    "too-long": "t" * 64,
+    "backtick": "sales`x",
+    "brackets": "[sales]",
+    "dollar": "sales$x",
+    "reserved-prefix": "_prefect_ds_tables",
+    "hostile-schema": 'pub"lic.sales',
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE.values()), ids=list(HOSTILE))
+@pytest.mark.parametrize("op", ["write", "read", "exists", "delete"])
+def test_hostile_table_names_are_rejected_before_any_sql(tmp_path: Path, name: str,
+                                                         op: str) -> None:
+    fmt = SQLFormat()
+    never = tmp_path / "never.db"
+    # Port 1 on localhost has no server: any attempt to run SQL would fail differently.
+    for location in (f"sqlite:///{never}#{name}", f"postgresql://u:pw@127.0.0.1:1/db#{name}"):
+        with pytest.raises(UnsafeLocationError, match="Nothing was sent to the database"):
+            if op == "write":
+                fmt.write(pd.DataFrame({"a": [1]}), location)
+            else:
+                getattr(fmt, op)(location)
+    assert not never.exists()
+
+
+def test_hostile_template_value_is_rejected_by_the_handler(sqlite_url: str) -> None:
+    handler = PandasResultHandler(f"{sqlite_url}#sales_{{region}}")
+    assert handler.format.name == "sql"
+    for region in ["eu.x.y", "eu-west", "eu;drop", "eu'"]:
+        with pytest.raises(UnsafeLocationError):
+            handler.write(pd.DataFrame({"a": [1]}), region=region)
+    df = pd.DataFrame({"a": [1, 2]})
+    handler.write(df, region="eu")
+    assert handler.exists(region="eu") and not handler.exists(region="us")
+    assert_frame_equal(handler.read(region="eu"), df)
+
+
+def test_unstorable_frames_are_clear_errors(sqlite_url: str, table: str) -> None:
+    location = f"{sqlite_url}#{table}"
+    fmt = SQLFormat()
+    with pytest.raises(ValueError, match="collide"):
+        fmt.write(pd.DataFrame({"A": [1], "a": [2]}), location)
+    with pytest.raises(ValueError, match="MultiIndex columns"):
+        fmt.write(pd.DataFrame([[1]], columns=pd.MultiIndex.from_tuples([("a", "b")])), location)
+    with pytest.raises(ValueError, match="no columns"):
+        fmt.write(pd.DataFrame(), location)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        fmt.write(pd.DataFrame({"a": [1]}), location, engine="odbc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no usable ADBC driver"):
+        SQLFormat("adbc").exists("mysql://u@127.0.0.1:1/db#t")
+    with pytest.raises(FileNotFoundError, match=f"no table '{table}'"):
+        fmt.read(location)
+    assert not fmt.exists(location)
+    fmt.delete(location)  # absent: no error
+
+
+def test_in_memory_sqlite_and_missing_table_are_refused() -> None:
+    with pytest.raises(ValueError, match="in-memory"):
+        SQLFormat().exists("sqlite://#t")
+    with pytest.raises(ValueError, match="has no table"):
+        SQLFormat().exists("sqlite:///x.db")
+    with pytest.raises(UnsafeLocationError, match="SQLite has no schemas"):
+        SQLFormat().exists("sqlite:///x.db#s.t")
+
+
+# -- registry and secrets ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["sqlite:///r.db#t", "postgresql+psycopg://u@h/db#s.t",
+                                 "postgresql://h/db#t", "mysql+pymysql://u@h/db#t",
+                                 "mssql+pyodbc://u@h/db#t", "oracle://u@h/db#t"])
+def test_scheme_resolves_to_sql(url: str) -> None:
+    assert resolve_format(url).name == "sql"
+    assert get_format("sql") is resolve_format(url)
+
+
+def test_password_never_appears_in_logs_or_errors(
+    pg_url: str, table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cr3t-Pa55"
+    with_password = pg_url.replace("postgres@", f"postgres:{secret}@")  # trust auth ignores it
+    caplog.set_level(logging.DEBUG, logger="prefect_ds")
+    fmt = SQLFormat()
+    fmt.write(pd.DataFrame({"a": [1]}), f"{with_password}#{table}")
+    assert "wrote 1 rows" in caplog.text and secret not in caplog.text
+    with pytest.raises(ConnectionError) as err:
+        fmt.exists(f"postgresql://u:{secret}@127.0.0.1:1/db#{table}")
+    assert secret not in str(err.value) and "***" in str(err.value)
+    with pytest.raises(UnsafeLocationError) as bad:
+        fmt.exists(f"postgresql://u:{secret}@127.0.0.1:1/db#bad;name")
+    assert secret not in str(bad.value)
+
+
+# -- atomicity --------------------------------------------------------------------------
+
+
+def temp_tables(url: str) -> list[str]:
+    with create_engine(url).connect() as conn:
+        if url.startswith("sqlite"):
+            query = "SELECT name FROM sqlite_master WHERE name LIKE '%\\_tmp\\_%' ESCAPE '\\'"
+        else:
+            query = "SELECT relname FROM pg_class WHERE strpos(relname, '_tmp_') > 0"
+        return [r[0] for r in conn.exec_driver_sql(query)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_failed_write_leaves_old_table_intact(db_url: str, table: str, engine: str) -> None:
+    location = f"{db_url}#{table}"
+    old = dtype_matrix()
+    SQLFormat().write(old, location, engine=engine)
+    if db_url.startswith("postgresql"):
+        bad = pd.DataFrame({"name": pd.Series(["fine"] * 5000 + ["nul\x00byte"], dtype="str")})
+    else:  # the last step (recording the metadata) fails, after the drop and the rename
+        bad = pd.DataFrame({"a": range(5000)})
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON _prefect_ds_tables "
+                         "BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END")
+    with pytest.raises(Exception) as failure:
+        SQLFormat().write(bad, location, engine=engine)
+    assert not isinstance(failure.value, UnsafeLocationError)
+    assert SQLFormat().exists(location)
+    assert_frame_equal(SQLFormat().read(location), expected_for(db_url, old))
+    assert temp_tables(db_url) == []
+
+
+def test_failed_swap_on_postgresql_rolls_back_everything(pg_url: str, table: str) -> None:
+    location = f"{pg_url}#{table}"
+    old = pd.DataFrame({"a": [1, 2, 3]})
+    SQLFormat().write(old, location)
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        conn.execute(f"CREATE VIEW {table}_v AS SELECT a FROM {table}")
+    with pytest.raises(Exception, match="depend"):
+        SQLFormat().write(pd.DataFrame({"a": [9]}), location)
+    assert_frame_equal(SQLFormat().read(location), old)
+    assert temp_tables(pg_url) == []
+
+
+CRASH_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, pandas as pd
+    from prefect_ds.formats.sql import SQLFormat
+    n = int(sys.argv[2])
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({
+        "id": np.arange(n), "x": rng.random(n),
+        "s": pd.Series(rng.integers(0, 10**9, n)).astype(str),
+        "t": pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(n), unit="s"),
+    })
+    print("writing", flush=True)
+    SQLFormat().write(df, sys.argv[1])
+    print("done", flush=True)
+    """
+)
+
+
+def _ingest_started(url: str) -> bool:
+    if url.startswith("sqlite"):
+        return Path(url.removeprefix("sqlite:///") + "-journal").exists()
+    with psycopg.connect(libpq(url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_progress_copy WHERE tuples_processed > 10000"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.parametrize("previous", [True, False], ids=["replace", "first-write"])
+def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
+                                                        previous: bool) -> None:
+    location = f"{db_url}#{table}"
+    old = dtype_matrix()
+    if previous:
+        SQLFormat().write(old, location)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", CRASH_WRITER, location, "3000000"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "writing"
+        deadline = time.monotonic() + 60
+        while not _ingest_started(db_url):
+            assert writer.poll() is None, "the writer finished before it could be killed"
+            assert time.monotonic() < deadline, "the ingest never started"
+            time.sleep(0.01)
+        writer.send_signal(signal.SIGKILL)
+        assert writer.wait(30) == -signal.SIGKILL
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    if db_url.startswith("postgresql"):  # the server ends the dead client's transaction
+        with psycopg.connect(libpq(db_url)) as conn:
+            for _ in range(500):
+                if not conn.execute("SELECT count(*) FROM pg_stat_progress_copy").fetchone()[0]:
+                    break
+                time.sleep(0.02)
+    fmt = SQLFormat()
+    assert fmt.exists(location) is previous
+    if previous:
+        assert_frame_equal(fmt.read(location), expected_for(db_url, old))
+    else:
+        with pytest.raises(FileNotFoundError):
+            fmt.read(location)
+    assert temp_tables(db_url) == []
+    fmt.write(old, location)  # the database is usable again
+    assert_frame_equal(fmt.read(location), expected_for(db_url, old))
+
+
+def test_readers_see_whole_frames_while_writers_swap(db_url: str, table: str) -> None:
+    location = f"{db_url}#{table}"
+    frames = [pd.DataFrame({"v": np.full(n, n), "s": pd.Series([str(n)] * n, dtype="str")})
+              for n in (1000, 7000)]
+    fmt = SQLFormat()
+    fmt.write(frames[0], location)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(frame: pd.DataFrame) -> None:
+        try:
+            for _ in range(8):
+                fmt.write(frame, location)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                out = fmt.read(location)
+                assert any(out.equals(f) for f in frames), f"torn read of {len(out)} rows"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f,)) for f in frames]
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads + readers:
+        t.start()
+    for t in threads:
+        t.join(120)
+    stop.set()
+    for t in readers:
+        t.join(120)
+    assert errors == []
+    assert any(fmt.read(location).equals(f) for f in frames)
+
+
+def _child_roundtrip(location: str) -> None:
+    df = pd.DataFrame({"child": [os.getpid()]})
+    SQLFormat().write(df, location)
+    assert SQLFormat().read(location).equals(df)
+
+
+def test_forked_child_does_not_break_the_parents_connections(pg_url: str, table: str) -> None:
+    location = f"{pg_url}#{table}"
+    df = pd.DataFrame({"a": [1, 2]})
+    fmt = SQLFormat()
+    fmt.write(df, location)  # the parent now holds pooled connections
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_child_roundtrip, args=(f"{location}_child",))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert_frame_equal(fmt.read(location), df)  # the parent's pooled connection still works
+    assert fmt.read(f"{location}_child")["child"].iloc[0] == child.pid
