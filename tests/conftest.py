@@ -8,11 +8,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Before anything imports prefect: keep its state out of the user's home and offline.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-ds-test-home-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+# Hypothesis: a modest example count by default; PREFECT_DS_FULL=1 for the thorough run.
+settings.register_profile("prefect-ds", max_examples=50, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("prefect-ds-full", max_examples=500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("prefect-ds-full" if os.environ.get("PREFECT_DS_FULL") == "1"
+                      else "prefect-ds")
 
 
 @pytest.fixture(scope="session")

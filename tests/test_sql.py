@@ -19,12 +19,12 @@ import pandas as pd
 import psycopg
 import pytest
 from pandas.testing import assert_frame_equal
-from sql_fixtures import db_url, pg_url, postgres_server, sqlite_url, table  # noqa: F401
 from sqlalchemy import create_engine
 
 from prefect_ds import PandasResultHandler, UnsafeLocationError, get_format, resolve_format
 from prefect_ds.formats.sql import SQLFormat
 
+pytest_plugins = ["sql_fixtures"]
 ENGINES = ["adbc", "sqlalchemy"]
 
 
@@ -312,6 +312,8 @@ def test_unstorable_frames_are_clear_errors(sqlite_url: str, table: str) -> None
         fmt.write(pd.DataFrame(), location)
     with pytest.raises(ValueError, match="engine must be one of"):
         fmt.write(pd.DataFrame({"a": [1]}), location, engine="odbc")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="no option 'if_exists'; its options are engine"):
+        fmt.write(pd.DataFrame({"a": [1]}), location, if_exists="append")
     with pytest.raises(ValueError, match="no usable ADBC driver"):
         SQLFormat("adbc").exists("mysql://u@127.0.0.1:1/db#t")
     with pytest.raises(FileNotFoundError, match=f"no table '{table}'"):
@@ -414,7 +416,7 @@ CRASH_WRITER = textwrap.dedent(
         "t": pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(n), unit="s"),
     })
     print("writing", flush=True)
-    SQLFormat().write(df, sys.argv[1])
+    SQLFormat().write(df, sys.argv[1], engine=sys.argv[3])
     print("done", flush=True)
     """
 )
@@ -423,22 +425,27 @@ CRASH_WRITER = textwrap.dedent(
 def _ingest_started(url: str) -> bool:
     if url.startswith("sqlite"):
         return Path(url.removeprefix("sqlite:///") + "-journal").exists()
-    with psycopg.connect(libpq(url)) as conn:
+    with psycopg.connect(libpq(url)) as conn:  # a COPY (ADBC) or INSERT (to_sql) under way
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_progress_copy WHERE tuples_processed > 10000"
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND strpos(query, '_prefect_ds_tables_tmp_') > 0"
         ).fetchone()
     return bool(row and row[0])
 
 
-@pytest.mark.parametrize("previous", [True, False], ids=["replace", "first-write"])
+@pytest.mark.parametrize(
+    ("previous", "engine"),
+    [(True, "adbc"), (False, "adbc"), (True, "sqlalchemy")],
+    ids=["replace", "first-write", "replace-sqlalchemy"],
+)
 def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
-                                                        previous: bool) -> None:
+                                                        previous: bool, engine: str) -> None:
     location = f"{db_url}#{table}"
     old = dtype_matrix()
     if previous:
         SQLFormat().write(old, location)
     writer = subprocess.Popen(
-        [sys.executable, "-c", CRASH_WRITER, location, "3000000"],
+        [sys.executable, "-c", CRASH_WRITER, location, "3000000", engine],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -449,6 +456,7 @@ def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
             assert writer.poll() is None, "the writer finished before it could be killed"
             assert time.monotonic() < deadline, "the ingest never started"
             time.sleep(0.01)
+        time.sleep(0.2)  # well into the ingest
         writer.send_signal(signal.SIGKILL)
         assert writer.wait(30) == -signal.SIGKILL
     finally:
@@ -457,7 +465,7 @@ def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
     if db_url.startswith("postgresql"):  # the server ends the dead client's transaction
         with psycopg.connect(libpq(db_url)) as conn:
             for _ in range(500):
-                if not conn.execute("SELECT count(*) FROM pg_stat_progress_copy").fetchone()[0]:
+                if not _ingest_started(db_url):
                     break
                 time.sleep(0.02)
     fmt = SQLFormat()
@@ -527,3 +535,13 @@ def test_forked_child_does_not_break_the_parents_connections(pg_url: str, table:
     assert child.exitcode == 0
     assert_frame_equal(fmt.read(location), df)  # the parent's pooled connection still works
     assert fmt.read(f"{location}_child")["child"].iloc[0] == child.pid
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_reading_a_missing_table_is_file_not_found(db_url: str, table: str, engine: str) -> None:
+    SQLFormat().write(pd.DataFrame({"a": [1]}), f"{db_url}#other_{table}")
+    with pytest.raises(FileNotFoundError, match=f"no table '{table}'.*write it first"):
+        SQLFormat().read(f"{db_url}#{table}", engine=engine)
+    if db_url.startswith("postgresql"):
+        with pytest.raises(FileNotFoundError, match="no table 'nowhere"):
+            SQLFormat().read(f"{db_url}#nowhere.{table}", engine=engine)

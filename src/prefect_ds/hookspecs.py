@@ -24,7 +24,7 @@ class Register(Protocol):
 
 
 @hookspec
-def register_formats(register: Register) -> None:  # type: ignore[empty-body]
+def register_formats(register: Register) -> None:
     """Register formats by calling ``register(format_object)`` once per format.
 
     Pass ``override=True`` to replace a format of the same name from another plugin

@@ -291,22 +291,23 @@ def decode_frame(root: Node, columns: Iterable[str]) -> pd.DataFrame:
     stored = root.members.get("columns")
     if not isinstance(stored, Node):
         raise LayoutError("the 'columns' group is missing")
-    data: dict[str, pd.Series] = {}
+    data: dict[str, ArrayLike | pd.Series] = {}
     for name in columns:
         node = stored.members.get(name)
         if node is None:
             raise LayoutError(f"the dataset of column {name!r} is missing")
         values = decode_column(node, f"column {name!r}", nrows)
-        # An explicit dtype: pandas 3 would otherwise turn object columns of str into str.
-        data[name] = pd.Series(values, dtype=values.dtype, copy=False)
+        if values.dtype == object:  # else pandas 3 would turn object columns of str into str
+            data[name] = pd.Series(values, index=index, dtype=object, copy=False)
+        else:
+            data[name] = values
     names = list(data)
     column_kind = root.attrs.get("columns_dtype")
     column_name = _name_attr(root.attrs, "columns_name")
     column_index: pd.Index = (
         pd.RangeIndex(0, name=column_name) if column_kind == "range" and not names
         else pd.Index(names, dtype=object if column_kind == "object" else None, name=column_name))
-    df: pd.DataFrame = pd.DataFrame(data, copy=False)
-    df.index = index
+    df: pd.DataFrame = pd.DataFrame(data, index=index, copy=False)
     df.columns = column_index
     return df
 
@@ -327,7 +328,8 @@ def _decode_index(node: Node, nrows: int) -> pd.Index:
         if member is None:
             raise LayoutError(f"index level {level} is missing")
         values = decode_column(member, f"index level {level}", nrows)
-        level_index = pd.Index(values, dtype=values.dtype, name=_name(member.attrs), copy=False)
+        level_index: Any = pd.Index(
+            values, dtype=values.dtype, name=_name(member.attrs), copy=False)
         freq = member.attrs.get("freq")
         if freq is not None and isinstance(level_index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
             level_index = type(level_index)(level_index, freq=str(freq))  # checks the values
@@ -375,8 +377,9 @@ def decode_column(tree: Tree, what: str, nrows: int | None) -> ArrayLike:
             if categories_node is None:
                 raise LayoutError(f"{what}: the categories are missing")
             categories = decode_column(categories_node, f"{what} categories", None)
+            ordered = bool(tree.attrs.get("ordered", False))
             categorical: Any = pd.CategoricalDtype(
-                pd.Index(categories, dtype=categories.dtype, copy=False), ordered=bool(tree.attrs.get("ordered", False)))
+                pd.Index(categories, dtype=categories.dtype, copy=False), ordered=ordered)
             result: ArrayLike = pd.Categorical.from_codes(codes, dtype=categorical)
             return result
     except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:

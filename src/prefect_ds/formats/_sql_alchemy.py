@@ -39,8 +39,26 @@ def engine_for(loc: SqlLocation) -> sa.Engine:
         if cached is not None and cached[0] == os.getpid():
             return cached[1]
         engine = sa.create_engine(loc.url, pool_pre_ping=True)
+        if loc.backend == "sqlite" and engine.dialect.driver == "pysqlite":
+            _transactional_ddl(engine)
         _engines[key] = (os.getpid(), engine)
         return engine
+
+
+def _transactional_ddl(engine: sa.Engine) -> None:
+    """Make pysqlite put CREATE/DROP/ALTER inside our transactions (SQLAlchemy's recipe).
+
+    Python's sqlite3 module otherwise runs DDL outside any transaction, so a killed writer
+    could leave its temporary table behind.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
 
 
 def _after_fork_in_child() -> None:
@@ -144,6 +162,17 @@ def read(loc: SqlLocation) -> tuple[pd.DataFrame, TableMeta | None]:
     if _sqlite_file_missing(loc):
         raise FileNotFoundError(_missing(loc))
     with engine_for(loc).connect() as conn:
+        if conn.dialect.name == "postgresql":  # same guarantees as the ADBC path
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+            conn.exec_driver_sql("SET LOCAL synchronize_seqscans = off")
+            try:
+                conn.execute(sa.text(
+                    f"LOCK TABLE {loc.quoted()} IN ACCESS SHARE MODE"
+                ))
+            except sa.exc.DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) in ("42P01", "3F000"):
+                    raise FileNotFoundError(_missing(loc)) from None
+                raise
         if not sa.inspect(conn).has_table(loc.table, schema=loc.schema):
             raise FileNotFoundError(_missing(loc))
         found = _read_meta(conn, loc)

@@ -185,7 +185,7 @@ def prepare(df: pd.DataFrame, backend: str) -> Prepared:
     _check_names(names, 63 if backend == "postgresql" else None)
     dictionaries = {
         i: _categories(col)
-        for i, (field, col) in enumerate(zip(source.schema, source.columns))
+        for i, (field, col) in enumerate(zip(source.schema, source.columns, strict=True))
         if pa.types.is_dictionary(field.type)
     }
     columns = [_store_array(col, backend) for col in source.columns]
@@ -233,10 +233,11 @@ def restore(table: pa.Table, meta: TableMeta) -> pd.DataFrame:
     """Cast the database's columns back to the recorded schema and build the frame."""
     arrays = [
         _restore_array(col, field.type, meta.dictionaries.get(i), meta.columns[i])
-        for i, (field, col) in enumerate(zip(meta.schema, table.columns))
+        for i, (field, col) in enumerate(zip(meta.schema, table.columns, strict=True))
     ]
     restored = pa.Table.from_arrays(arrays, schema=meta.schema)
-    return restored.to_pandas()
+    frame: pd.DataFrame = restored.to_pandas()
+    return frame
 
 
 def matches(table_columns: list[str], n_rows: int, meta: TableMeta) -> bool:
@@ -253,4 +254,5 @@ def to_sqlalchemy_frame(table: pa.Table) -> pd.DataFrame:
         pa.int64(): pd.Int64Dtype(),
         pa.bool_(): pd.BooleanDtype(),
     }
-    return table.to_pandas(types_mapper=mapping.get)
+    frame: pd.DataFrame = table.to_pandas(types_mapper=mapping.get)
+    return frame

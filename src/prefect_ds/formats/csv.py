@@ -45,79 +45,28 @@ import pyarrow.csv as pcsv
 from .._errors import CorruptTargetError
 from .._files import FileFormat, filesystem, open_for_read, staged
 from ..hookspecs import Register, hookimpl
+from ._dtypes import describe, from_spec
 
 SIDECAR_SUFFIX = ".schema.json"
 SCHEMA_VERSION = 1
 _WRITE_ARROW_KEYS = frozenset({"sep", "header", "index"})
 _READ_ARROW_KEYS = frozenset({"sep", "delimiter", "header"})
 _FORBIDDEN_DELIMITERS = frozenset({'"', "\n", "\r"})
-_JsonScalar = (str, int, float, bool, type(None))
+_JSON_NAMES = (str, int, float, bool, type(None))
 
 
 # --------------------------------------------------------------------------- dtypes
 
 
 def _dtype_spec(dtype: Any, what: str) -> dict[str, Any]:
-    """A JSON description of ``dtype`` that :func:`_dtype_from_spec` turns back into it."""
-    if isinstance(dtype, pd.CategoricalDtype):
-        categories = dtype.categories
-        cat_spec = _dtype_spec(categories.dtype, f"the categories of {what}")
-        values: list[Any]
-        if categories.dtype.kind in "Mm":
-            values = [int(v) for v in categories.view("i8")]
-        else:
-            values = categories.tolist()
-            if not all(isinstance(v, _JsonScalar) for v in values):
-                raise TypeError(
-                    f"{what} is categorical with categories of dtype {categories.dtype} "
-                    f"that cannot be recorded; use string, number, bool or datetime "
-                    f"categories, or the parquet format"
-                )
-        return {"dtype": "category", "ordered": bool(dtype.ordered),
-                "categories": values, "categories_dtype": cat_spec}
-    if isinstance(dtype, pd.StringDtype):
-        na = "nan" if dtype.na_value is not pd.NA else "NA"
-        return {"dtype": "string", "storage": dtype.storage, "na_value": na}
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return {"dtype": "datetime64", "unit": dtype.unit,
-                "tz": pa.lib.tzinfo_to_string(dtype.tz)}
-    name = str(dtype)
-    try:
-        same = pd.api.types.pandas_dtype(name) == dtype
-    except TypeError:
-        same = False
-    if not same or _arrow_type(dtype) is None:
+    """The sidecar's record of ``dtype``; a dtype CSV cannot hold exactly is a TypeError."""
+    spec = describe(dtype)
+    if spec is None or _arrow_type(dtype) is None:
         raise TypeError(
-            f"{what} has dtype {name}, which the csv format cannot store exactly; "
+            f"{what} has dtype {dtype}, which the csv format cannot store exactly; "
             f"convert it (for example .astype(str)) or use the parquet format"
         )
-    return {"dtype": name}
-
-
-def _dtype_from_spec(spec: Mapping[str, Any]) -> Any:
-    kind = spec["dtype"]
-    if kind == "category":
-        cat_dtype = _dtype_from_spec(spec["categories_dtype"])
-        raw = spec["categories"]
-        categories: pd.Index
-        if getattr(cat_dtype, "kind", "") in "Mm" and not isinstance(cat_dtype, pd.StringDtype):
-            unit = np.datetime_data(cat_dtype.base if hasattr(cat_dtype, "base") else cat_dtype)
-            base = "M8" if cat_dtype.kind == "M" else "m8"
-            arr = np.asarray(raw, dtype="i8").view(f"{base}[{unit[0]}]")
-            categories = pd.Index(arr)
-            if isinstance(cat_dtype, pd.DatetimeTZDtype):
-                categories = pd.DatetimeIndex(categories).tz_localize("UTC").tz_convert(
-                    cat_dtype.tz
-                )
-        else:
-            categories = pd.Index(raw, dtype=cat_dtype)
-        return pd.CategoricalDtype(categories, ordered=spec["ordered"])
-    if kind == "string":
-        na = np.nan if spec["na_value"] == "nan" else pd.NA
-        return pd.StringDtype(storage=spec["storage"], na_value=na)
-    if kind == "datetime64" and "tz" in spec:
-        return pd.DatetimeTZDtype(spec["unit"], pa.lib.string_to_tzinfo(spec["tz"]))
-    return pd.api.types.pandas_dtype(kind)
+    return spec
 
 
 def _arrow_type(dtype: Any) -> pa.DataType | None:
@@ -138,8 +87,11 @@ def _arrow_type(dtype: Any) -> pa.DataType | None:
     return kind if ok and not pa.types.is_float16(kind) else None
 
 
-def _to_pandas(column: pa.ChunkedArray, dtype: Any, what: str, location: str) -> Any:
-    """The values of one parsed column as an array of exactly ``dtype``."""
+def _to_pandas(column: pa.ChunkedArray, spec: Mapping[str, Any], what: str, location: str) -> Any:
+    """The values of one parsed column as an array of exactly the dtype ``spec`` records."""
+    dtype = from_spec(spec)
+    if spec.get("stored_as") == "int64":
+        column = column.cast(_arrow_type(dtype))
     if isinstance(dtype, pd.CategoricalDtype):
         value_set = pa.array(dtype.categories)
         positions = pc.index_in(column, value_set=value_set)
@@ -192,15 +144,17 @@ def _check_columns(df: pd.DataFrame) -> None:
 
 
 def _json_name(name: Any, what: str) -> Any:
-    if not isinstance(name, _JsonScalar) or (isinstance(name, float) and not np.isfinite(name)):
+    if not isinstance(name, _JSON_NAMES) or (isinstance(name, float) and not np.isfinite(name)):
         raise TypeError(
             f"the csv format records {what} as JSON; {name!r} cannot be. Use a string name"
         )
     return name
 
 
-def _index_layout(df: pd.DataFrame, keep: bool) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-    """The sidecar's index entry and the (csv column name, values) pairs to store."""
+def _index_layout(
+    df: pd.DataFrame, keep: bool
+) -> tuple[dict[str, Any], list[tuple[str, Any, dict[str, Any]]]]:
+    """The sidecar's index entry and the (csv column name, values, level entry) to store."""
     index = df.index
     if not keep:
         return {"kind": "none"}, []
@@ -209,7 +163,7 @@ def _index_layout(df: pd.DataFrame, keep: bool) -> tuple[dict[str, Any], list[tu
                 "step": index.step, "name": _json_name(index.name, "the index name")}, []
     taken = set(df.columns)
     levels: list[dict[str, Any]] = []
-    arrays: list[tuple[str, Any]] = []
+    arrays: list[tuple[str, Any, dict[str, Any]]] = []
     for i in range(index.nlevels):
         level = index.get_level_values(i)
         name = _json_name(index.names[i], "index names")
@@ -223,11 +177,13 @@ def _index_layout(df: pd.DataFrame, keep: bool) -> tuple[dict[str, Any], list[tu
         if freq:
             entry["freq"] = freq
         levels.append(entry)
-        arrays.append((column, level))
+        arrays.append((column, level, entry))
     return {"kind": "columns", "levels": levels}, arrays
 
 
-def _arrow_column(values: Any, dtype: Any, what: str) -> pa.ChunkedArray | pa.Array:
+def _arrow_column(values: Any, spec: dict[str, Any], what: str) -> pa.ChunkedArray | pa.Array:
+    """The Arrow array written for one column; may mark ``spec`` as stored as integers."""
+    dtype = values.dtype
     try:
         array = pa.array(values, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError) as exc:
@@ -245,7 +201,32 @@ def _arrow_column(values: Any, dtype: Any, what: str) -> pa.ChunkedArray | pa.Ar
             f"{what} has object dtype holding {array.type} values; the csv format stores "
             f"object columns of strings only. Convert it with .astype(...) first"
         )
+    if pa.types.is_timestamp(array.type) and not _text_safe(array):
+        spec["stored_as"] = "int64"
+        array = array.cast(pa.int64())
     return array
+
+
+# pyarrow parses timestamps in years 1..9999 only, and a nanosecond one only from a whole
+# second that fits in int64; columns reaching beyond (one day of margin for time zone
+# offsets) are written as integer counts of their unit instead of text.
+_SAFE_SECONDS = (
+    (pd.Timestamp("0001-01-02") - pd.Timestamp("1970-01-01").as_unit("s")).total_seconds(),
+    (pd.Timestamp("9999-12-30") - pd.Timestamp("1970-01-01").as_unit("s")).total_seconds(),
+)
+_NS_SAFE_MIN = (pd.Timestamp.min + pd.Timedelta(days=1)).value
+
+
+def _text_safe(array: pa.Array | pa.ChunkedArray) -> bool:
+    if array.null_count == len(array):
+        return True
+    ints = array.cast(pa.int64())
+    bounds = pc.min_max(ints)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[array.type.unit]
+    if array.type.unit == "ns" and low < _NS_SAFE_MIN:
+        return False
+    return bool(_SAFE_SECONDS[0] * per_second <= low and high <= _SAFE_SECONDS[1] * per_second)
 
 
 def _has_newline(array: pa.Array | pa.ChunkedArray) -> bool:
@@ -287,14 +268,15 @@ class CsvFormat(FileFormat):
         names: list[str] = []
         arrays: list[pa.Array | pa.ChunkedArray] = []
         columns: list[dict[str, Any]] = []
-        for column, level in index_arrays:
+        for column, level, entry in index_arrays:
             names.append(column)
-            arrays.append(_arrow_column(level, level.dtype, f"index level {column!r}"))
+            arrays.append(_arrow_column(level, entry, f"index level {column!r}"))
         for name, dtype in df.dtypes.items():
             what = f"column {name!r}"
-            columns.append({"name": name, **_dtype_spec(dtype, what)})
+            spec = {"name": name, **_dtype_spec(dtype, what)}
+            columns.append(spec)
             names.append(str(name))
-            arrays.append(_arrow_column(df[name], dtype, what))
+            arrays.append(_arrow_column(df[name], spec, what))
         newlines = any(_has_newline(a) for a in arrays) or any(
             "\n" in n or "\r" in n for n in names
         )
@@ -433,7 +415,8 @@ def _parse(stream: Any, doc: Mapping[str, Any], location: str) -> pa.Table:
         spec = by_column.get(name)
         if spec is None:
             spec = next(level for level in levels if level["column"] == name)
-        types[name] = _arrow_type(_dtype_from_spec(spec))
+        types[name] = (pa.int64() if spec.get("stored_as") == "int64"
+                       else _arrow_type(from_spec(spec)))
     if doc["rows"] == 0 or not names:
         return pa.schema([(n, types[n]) for n in names]).empty_table()
     read_options = pcsv.ReadOptions(column_names=None if doc["header"] else names)
@@ -490,9 +473,9 @@ def _restore(table: pa.Table, doc: Mapping[str, Any], location: str, sidecar: st
     else:
         level_values = []
         for level in entry["levels"]:
-            dtype = _dtype_from_spec(level)
+            dtype = from_spec(level)
             what = f"index level {level['name']!r}"
-            values = _to_pandas(table.column(level["column"]), dtype, what, location)
+            values = _to_pandas(table.column(level["column"]), level, what, location)
             level_values.append(pd.Index(values, dtype=dtype, name=level["name"]))
         if len(level_values) == 1:
             index = level_values[0]
@@ -505,15 +488,14 @@ def _restore(table: pa.Table, doc: Mapping[str, Any], location: str, sidecar: st
     labels = []
     for spec in doc["columns"]:
         name = spec["name"]
-        dtype = _dtype_from_spec(spec)
-        values = _to_pandas(table.column(name), dtype, f"column {name!r}", location)
+        values = _to_pandas(table.column(name), spec, f"column {name!r}", location)
         data[name] = values.set_axis(index) if isinstance(values, pd.Series) else values
         labels.append(name)
     frame: pd.DataFrame = (
         pd.DataFrame(data, index=index, copy=False) if data else pd.DataFrame(index=index)
     )
     col_entry = doc["columns_index"]
-    frame.columns = pd.Index(labels, dtype=_dtype_from_spec(col_entry), name=col_entry["name"])
+    frame.columns = pd.Index(labels, dtype=from_spec(col_entry), name=col_entry["name"])
     return frame
 
 

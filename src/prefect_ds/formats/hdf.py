@@ -27,7 +27,18 @@ from .._errors import CorruptTargetError
 from .._files import FileFormat, filesystem, is_local, staged
 from .._template import split_fragment
 from ..hookspecs import Register, hookimpl
-from ._hdf_codec import LayoutError, Leaf, Node, Tree, decode_frame, encode_frame, frame_columns
+from ._hdf_codec import (
+    LayoutError,
+    Leaf,
+    Node,
+    Tree,
+    UnsupportedFrameError,
+    decode_frame,
+    encode_frame,
+    frame_columns,
+)
+
+__all__ = ["HdfFormat", "UnsupportedFrameError"]
 
 DEFAULT_KEY = "data"
 # HDF5 1.8 file format or newer: large attributes (many columns) need its dense storage.
@@ -124,10 +135,10 @@ class HdfFormat(FileFormat):
             if missing:
                 raise KeyError(f"{location!r} has no column(s) {missing}; it has {stored}")
             try:
-                root = Node(dict(group.attrs), {
-                    "index": _load(group["index"]),
-                    "columns": Node({}, {c: _load(group["columns"][c]) for c in columns}),
-                })
+                root = Node(dict(group.attrs), _load_members(group, ["index"]))
+                stored_columns = group.get("columns")
+                if isinstance(stored_columns, h5py.Group):
+                    root.members["columns"] = Node({}, _load_members(stored_columns, columns))
                 return decode_frame(root, columns)
             except KeyError as exc:
                 raise self._corrupt(location, key, f"a group or dataset is missing ({exc})"
@@ -137,8 +148,8 @@ class HdfFormat(FileFormat):
 
     def _corrupt(self, location: str, key: str, problem: str) -> CorruptTargetError:
         return CorruptTargetError(
-            f"the frame at {location!r} (key {key!r} of {self.data_location(location)!r}) is "
-            f"damaged: {problem}. Delete it and write the result again."
+            f"the frame {key!r} in {self.data_location(location)!r} is damaged: {problem}. "
+            f"Delete it and write the result again."
         )
 
     # ------------------------------------------------------------------ write
@@ -309,6 +320,12 @@ def _load(obj: h5py.Group | h5py.Dataset) -> Tree:
     if isinstance(obj, h5py.Dataset):
         return Leaf(obj[()], dict(obj.attrs))
     return Node(dict(obj.attrs), {name: _load(obj[name]) for name in obj})
+
+
+def _load_members(group: h5py.Group, names: list[str]) -> dict[str, Tree]:
+    """The named members that exist (the codec reports the missing ones by name)."""
+    found = {name: group.get(name) for name in names}
+    return {name: _load(obj) for name, obj in found.items() if obj is not None}
 
 
 @hookimpl

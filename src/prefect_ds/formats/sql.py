@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -69,14 +69,13 @@ class SQLFormat(Format):
             )
         return usable
 
-    def write(
-        self, df: pd.DataFrame, location: str, *, engine: Engine | None = None,
-        chunksize: int | None = None,
-    ) -> None:
+    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
         """Replace the table at ``location`` with ``df`` in one transaction.
 
-        ``chunksize`` is passed to ``to_sql`` on the SQLAlchemy path.
+        Options: ``engine`` (see the class), ``chunksize`` (rows per ``to_sql`` batch on the
+        SQLAlchemy path).
         """
+        engine, chunksize = _options(kwargs, engine=None, chunksize=None)
         loc = parse_location(location)
         if df.shape[1] == 0 and not _has_stored_index(df):
             raise ValueError(
@@ -90,8 +89,12 @@ class SQLFormat(Format):
         else:
             _sql_alchemy.write(loc, prepared, chunksize=chunksize)
 
-    def read(self, location: str, *, engine: Engine | None = None) -> pd.DataFrame:
-        """The table at ``location``, with its exact dtypes if prefect-ds wrote it."""
+    def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+        """The table at ``location``, with its exact dtypes if prefect-ds wrote it.
+
+        Option: ``engine`` (see the class).
+        """
+        (engine,) = _options(kwargs, engine=None)
         loc = parse_location(location)
         data: pa.Table | pd.DataFrame
         if self._adbc(loc, engine):
@@ -114,14 +117,26 @@ class SQLFormat(Format):
     def exists(self, location: str) -> bool:
         """The table exists and, if prefect-ds wrote it, the write completed."""
         loc = parse_location(location)
-        backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
-        return backend.exists(loc)
+        if self._adbc(loc, None):
+            return _sql_adbc.exists(loc)
+        return _sql_alchemy.exists(loc)
 
     def delete(self, location: str) -> None:
         """Drop the table and forget its metadata; no error if it is absent."""
         loc = parse_location(location)
         backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
         backend.delete(loc)
+
+
+def _options(given: dict[str, Any], **defaults: Any) -> list[Any]:
+    """The values of ``defaults``' keys in ``given``; any other key is an error."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(
+            f"the sql format takes no option {', '.join(map(repr, unknown))}; its options are "
+            f"{', '.join(defaults)}"
+        )
+    return [given.get(key, default) for key, default in defaults.items()]
 
 
 def _check_engine(engine: str) -> str:
@@ -140,7 +155,8 @@ def _to_frame(data: pa.Table | pd.DataFrame, found: TableMeta | None) -> pd.Data
             return data
         data = pa.Table.from_pandas(data, preserve_index=False)
     if found is None:
-        return data.to_pandas()
+        frame: pd.DataFrame = data.to_pandas()
+        return frame
     return restore(data, found)
 
 

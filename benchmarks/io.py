@@ -1,0 +1,211 @@
+"""Read/write speed of each format, measured side by side with its baselines in one run.
+
+For every installed file format, our ``get_format(name).write/read`` is timed against
+
+* the direct library call for the same format (parquet: ``pyarrow.parquet``; csv:
+  ``pyarrow.csv``; feather: ``pyarrow.feather``) — target: ours <= 1.03x the direct call;
+* pandas' default path where one exists (csv: ``to_csv``/``read_csv``; hdf: ``to_hdf`` /
+  ``read_hdf`` in table format) — targets: csv write >= 5x faster than ``to_csv``, hdf
+  write >= 10x and read >= 4x faster than ``to_hdf``/``read_hdf``.
+
+Each pair runs interleaved (ours, baseline, baseline, ours, ...) so background load hits
+both alike; the figures are medians. A format that is not installed is skipped with a
+note. ``benchmarks/hdf.py`` compares the hdf format with a bare h5py writer of the same
+layout.
+
+Run: ``.venv/bin/python benchmarks/io.py [--rows N] [--repeat R] [--formats csv,hdf]``
+(``make bench``). Needs ``tables`` (PyTables, in the ``dev`` extra) for the hdf baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from prefect_ds import available_formats, get_format
+
+FORMATS = ("parquet", "csv", "hdf", "feather")
+
+
+def mixed_frame(rows: int) -> pd.DataFrame:
+    """Ten columns of the kinds a pipeline holds: numbers, text, times, labels, flags.
+
+    The same columns as ``benchmarks/hdf.py``; every baseline can store all of them.
+    """
+    rng = np.random.default_rng(0)
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta-ü"])
+    return pd.DataFrame({
+        "price": rng.normal(100, 10, rows),
+        "qty": rng.integers(0, 1000, rows),
+        "ratio": rng.random(rows).astype("float32"),
+        "name": pd.Series(words[rng.integers(0, 6, rows)]).astype("str"),
+        "note": pd.Series(words[rng.integers(0, 6, rows)]).astype("str") + "-x",
+        "when": pd.date_range("2020-01-01", periods=rows, freq="s"),
+        "when_utc": pd.date_range("2020-01-01", periods=rows, freq="s", tz="UTC"),
+        "region": pd.Categorical(words[rng.integers(0, 6, rows)]),
+        "flag": rng.random(rows) > 0.5,
+        "code": rng.integers(0, 100, rows).astype("int32"),
+    })
+
+
+@dataclass
+class Comparison:
+    """Our call vs one baseline for one format and operation."""
+
+    format: str
+    op: str  # "write" or "read"
+    baseline: str
+    ours: Callable[[], object]
+    theirs: Callable[[], object]
+    kind: str  # "direct": ours/theirs <= target; "pandas": theirs/ours >= target
+    target: float
+
+
+def timed(fn: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def comparisons(df: pd.DataFrame, tmp: Path, names: list[str]) -> list[Comparison]:
+    """The pairs to time; writes come first so reads find their files."""
+    cases: list[Comparison] = []
+    ours = {name: str(tmp / f"ours-{name}{get_format(name).suffixes[0]}") for name in names}
+    base = {name: str(tmp / name) for name in
+            ("direct.parquet", "direct.feather", "direct.csv", "pandas.csv", "pandas.h5")}
+
+    def our_write(name: str) -> Callable[[], object]:
+        return lambda: get_format(name).write(df, ours[name])
+
+    def our_read(name: str) -> Callable[[], object]:
+        return lambda: get_format(name).read(ours[name])
+
+    if "parquet" in names:
+        cases += [
+            Comparison("parquet", "write", "pyarrow.parquet", our_write("parquet"),
+                       lambda: pq.write_table(pa.Table.from_pandas(df), base["direct.parquet"],
+                                              compression="snappy"), "direct", 1.03),
+            Comparison("parquet", "read", "pyarrow.parquet", our_read("parquet"),
+                       lambda: pq.read_table(base["direct.parquet"]).to_pandas(), "direct", 1.03),
+        ]
+    if "feather" in names:
+        cases += [
+            Comparison("feather", "write", "pyarrow.feather", our_write("feather"),
+                       lambda: feather.write_feather(df, base["direct.feather"]), "direct", 1.03),
+            Comparison("feather", "read", "pyarrow.feather", our_read("feather"),
+                       lambda: feather.read_feather(base["direct.feather"]), "direct", 1.03),
+        ]
+    if "csv" in names:
+        cases += [
+            Comparison("csv", "write", "pyarrow.csv", our_write("csv"),
+                       lambda: pcsv.write_csv(pa.Table.from_pandas(df, preserve_index=False),
+                                              base["direct.csv"]), "direct", 1.03),
+            Comparison("csv", "write", "DataFrame.to_csv", our_write("csv"),
+                       lambda: df.to_csv(base["pandas.csv"], index=False), "pandas", 5.0),
+            Comparison("csv", "read", "pyarrow.csv", our_read("csv"),
+                       lambda: pcsv.read_csv(base["direct.csv"]).to_pandas(), "direct", 1.03),
+            Comparison("csv", "read", "pandas.read_csv", our_read("csv"),
+                       lambda: pd.read_csv(base["pandas.csv"]), "pandas", 1.0),
+        ]
+    if "hdf" in names:
+        try:
+            import tables  # noqa: F401  (PyTables backs to_hdf)
+        except ImportError:
+            print("note: hdf baseline skipped: PyTables is not installed (pip install tables)")
+        else:
+            cases += [
+                Comparison("hdf", "write", "to_hdf table", our_write("hdf"),
+                           lambda: df.to_hdf(base["pandas.h5"], key="data", mode="w",
+                                             format="table"),
+                           "pandas", 10.0),
+                Comparison("hdf", "read", "read_hdf table", our_read("hdf"),
+                           lambda: pd.read_hdf(base["pandas.h5"], "data"), "pandas", 4.0),
+            ]
+    return sorted(cases, key=lambda c: c.op != "write")
+
+
+def run(case: Comparison, repeat: int) -> tuple[float, float]:
+    """Medians of ``repeat`` interleaved runs: (ours, theirs); the order alternates."""
+    case.ours()  # warm up: imports, file creation, page cache
+    case.theirs()
+    ours: list[float] = []
+    theirs: list[float] = []
+    for i in range(repeat):
+        if i % 2:
+            theirs.append(timed(case.theirs))
+            ours.append(timed(case.ours))
+        else:
+            ours.append(timed(case.ours))
+            theirs.append(timed(case.theirs))
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median taken)")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help=f"comma-separated subset of {', '.join(FORMATS)}")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # PyTables' performance warnings on object columns
+
+    installed = available_formats()
+    names = []
+    for name in args.formats.split(","):
+        if name in installed:
+            names.append(name)
+        else:
+            hint = " (pip install ./plugins/prefect-ds-feather)" if name == "feather" else ""
+            print(f"note: {name} skipped: format not installed{hint}")
+
+    df = mixed_frame(args.rows)
+    print(f"{args.rows:,} rows x {df.shape[1]} columns; medians of {args.repeat} "
+          f"interleaved runs\n")
+    header = (f"{'format':8} {'op':5} {'ours s':>7}  {'baseline':18} {'base s':>7}  "
+              f"{'result':>22}  {'target':>14}")
+    print(header)
+    print("-" * len(header))
+    met = total = 0
+    with tempfile.TemporaryDirectory(prefix="prefect-ds-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        for case in comparisons(df, tmp, names):
+            ours, theirs = run(case, args.repeat)
+            if case.kind == "direct":
+                ratio, ok = ours / theirs, ours / theirs <= case.target
+                result, target = f"{ratio:.3f}x ours/direct", f"<= {case.target:.2f}x"
+            else:
+                ratio, ok = theirs / ours, theirs / ours >= case.target
+                result, target = f"{ratio:.1f}x faster", f">= {case.target:g}x faster"
+                if case.target <= 1.0:
+                    target, ok = "(no target)", True
+            total += target != "(no target)"
+            met += ok and target != "(no target)"
+            mark = "ok" if ok else "MISS"
+            print(f"{case.format:8} {case.op:5} {ours:7.3f}  {case.baseline:18} {theirs:7.3f}  "
+                  f"{result:>22}  {target:>14}  {mark if target != '(no target)' else ''}")
+        print()
+        for name in names:
+            fmt = get_format(name)
+            back = fmt.read(str(tmp / f"ours-{name}{fmt.suffixes[0]}"))
+            exact = back.equals(df) and (back.dtypes == df.dtypes).all()
+            print(f"{name}: round trip {'exact' if exact else 'NOT exact'}")
+    print(f"\ntargets met: {met}/{total}")
+
+
+if __name__ == "__main__":
+    main()
