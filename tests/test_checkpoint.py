@@ -51,34 +51,45 @@ class Calls:
 
 
 class PrefectLogs:
-    """What Prefect's console handler printed for task runs (INFO and up) during a test.
+    """Messages logged to Prefect's task run logger (INFO and up) during one test.
 
-    Prefect re-applies its logging configuration (replacing handlers and levels) when it
-    starts an API app, so the level is set through the environment override that
-    configuration reads, and the output is read where Prefect writes it: stderr.
+    Prefect re-applies its logging configuration when it starts talking to its server,
+    replacing handlers (pytest's capture handler included) and levels. So the level is
+    set through the environment override that configuration reads, and records are
+    collected where every emitted record is made: the log record factory.
     """
 
-    def __init__(self, capfd: pytest.CaptureFixture[str]) -> None:
-        self.capfd = capfd
-        self.text = ""
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self._lock = threading.Lock()
 
-    def read(self) -> str:
-        self.text += " ".join(self.capfd.readouterr().err.split())
-        return self.text
+    def read(self) -> list[str]:
+        with self._lock:
+            return list(self.messages)
 
 
 @pytest.fixture
-def prefect_logs(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> Iterator[PrefectLogs]:
+def prefect_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrefectLogs]:
     monkeypatch.setenv("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "INFO")
-    log = logging.getLogger("prefect.task_runs")
-    level = log.level
-    log.setLevel(logging.INFO)
+    task_runs = logging.getLogger("prefect.task_runs")
+    level = task_runs.level
+    task_runs.setLevel(logging.INFO)
+    logs = PrefectLogs()
+    make_record = logging.getLogRecordFactory()
+
+    def collect(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        if record.name == "prefect.task_runs":
+            with logs._lock:
+                logs.messages.append(record.getMessage())
+        return record
+
+    logging.setLogRecordFactory(collect)
     try:
-        yield PrefectLogs(capfd)
+        yield logs
     finally:
-        log.setLevel(level)
+        logging.setLogRecordFactory(make_record)
+        task_runs.setLevel(level)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -247,9 +258,8 @@ def test_failures_write_nothing_and_retries_write_once(
     assert ("named", "../escape") not in calls.counts  # the body never ran
 
     assert states["hashed"].name == "Completed"
-    assert "cache policy makes Prefect pickle and hash its DataFrame inputs (df)" in (
-        prefect_logs.read()
-    )
+    assert any("cache policy makes Prefect pickle and hash its DataFrame inputs (df)" in m
+               for m in prefect_logs.read())
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flaky_1.parquet", "scaled_3.parquet"]
     assert not (tmp_path.parent / "escape.parquet").exists()

@@ -258,7 +258,7 @@ def test_row_count_mismatch_is_corrupt(tmp_path: Path, fmt: prefect_ds.Format) -
     sidecar = Path(location + SIDECAR_SUFFIX)
     # same byte count, one row more: the sidecar's row count catches it
     Path(location).write_text('"a"\n"x"\n\n"y"\n')
-    with pytest.raises(CorruptTargetError, match="3 rows but its schema sidecar .* records 2"):
+    with pytest.raises(CorruptTargetError, match=r"3 rows but its schema sidecar .* records 2"):
         fmt.read(location)
     fmt.write(pd.DataFrame({"a": ["xx", "y"]}), location)
     doc = json.loads(sidecar.read_text())

@@ -207,6 +207,28 @@ def test_table_changed_outside_is_read_as_foreign(db_url: str, table: str) -> No
     assert_frame_equal(SQLFormat().read(location), df)
 
 
+def test_column_retyped_outside_is_read_as_foreign(pg_url: str, table: str) -> None:
+    location = f"{pg_url}#{table}"
+    SQLFormat().write(pd.DataFrame({"when": pd.to_datetime(["2020-01-01"])}), location)
+    with psycopg.connect(libpq(pg_url)) as conn:
+        conn.execute(f"ALTER TABLE {table} ALTER COLUMN \"when\" TYPE text USING 'soon'")
+    with pytest.warns(UserWarning, match="no longer casts"):
+        out = SQLFormat().read(location)
+    assert out["when"].tolist() == ["soon"]
+
+
+def test_table_name_case(db_url: str, table: str) -> None:
+    upper, lower = f"{db_url}#Sales_{table}", f"{db_url}#sales_{table}"
+    SQLFormat().write(pd.DataFrame({"a": [True]}), upper)
+    if db_url.startswith("sqlite"):  # SQLite names compare without case: the same table
+        assert SQLFormat().exists(lower)
+        assert_frame_equal(SQLFormat().read(lower), pd.DataFrame({"a": [True]}))
+    else:  # quoted PostgreSQL names keep their case: another table
+        assert not SQLFormat().exists(lower)
+        SQLFormat().write(pd.DataFrame({"b": [1]}), lower)
+        assert_frame_equal(SQLFormat().read(upper), pd.DataFrame({"a": [True]}))
+
+
 def test_incomplete_metadata_row_means_not_exists(db_url: str, table: str) -> None:
     location = f"{db_url}#{table}"
     SQLFormat().write(pd.DataFrame({"a": [1]}), location)
@@ -463,11 +485,10 @@ def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
         if writer.poll() is None:
             writer.kill()
     if db_url.startswith("postgresql"):  # the server ends the dead client's transaction
-        with psycopg.connect(libpq(db_url)) as conn:
-            for _ in range(500):
-                if not _ingest_started(db_url):
-                    break
-                time.sleep(0.02)
+        for _ in range(500):
+            if not _ingest_started(db_url):
+                break
+            time.sleep(0.02)
     fmt = SQLFormat()
     assert fmt.exists(location) is previous
     if previous:

@@ -350,7 +350,6 @@ class _Checkpointed:
         # Prefect derives a task's key from its function's code; point it at the user's
         # function rather than this wrapper (Prefect's hook for compatible decorators).
         wrapper.__prefect_task_source__ = fn  # type: ignore[attr-defined]
-        wrapper.__prefect_ds_checkpoint__ = self.handler  # type: ignore[attr-defined]
         return wrapper
 
 
@@ -368,13 +367,3 @@ def _mark_cached() -> None:
     if transaction is not None and transaction.state == TransactionState.ACTIVE:
         transaction.state = TransactionState.COMMITTED
 
-
-def checkpoint_of(fn: Callable[..., Any]) -> PandasResultHandler | None:
-    """The handler a function (or a Prefect task's function) was checkpointed with."""
-    target = getattr(fn, "fn", fn) if _is_prefect_task(fn) else fn
-    while target is not None:
-        handler = getattr(target, "__prefect_ds_checkpoint__", None)
-        if isinstance(handler, PandasResultHandler):
-            return handler
-        target = getattr(target, "__wrapped__", None)
-    return None

@@ -93,6 +93,13 @@ class PostgresServer:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> PostgresServer:
         """initdb + pg_ctl start; returns when the server accepts TCP connections."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started server or its directory behind
+            raise
+
+    def _start(self, timeout: float) -> PostgresServer:
         self.root = tempfile.mkdtemp(prefix="prefect-ds-pg-")
         os.mkdir(self.socketdir)
         if self._as_postgres:
@@ -169,7 +176,7 @@ class PostgresServer:
         """Create database ``name`` (a plain identifier) and return its SQLAlchemy URL."""
         import psycopg
 
-        with psycopg.connect(self.url(driver="").replace("+psycopg", ""), autocommit=True) as c:
+        with psycopg.connect(self.url(driver=""), autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

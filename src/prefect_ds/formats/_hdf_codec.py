@@ -404,7 +404,7 @@ def _decode_strings(node: Node, what: str, nrows: int | None) -> ArrayLike:
         raise LayoutError(f"{what}: string offsets are inconsistent with {len(data)} data bytes")
     validity = pa.py_buffer(np.packbits(~mask, bitorder="little")) if mask.any() else None
     arrow = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(data), validity, int(mask.sum()))
+        n, pa.py_buffer(offsets), pa.py_buffer(data), validity)  # null count: lazily
     storage = node.attrs.get("storage")
     na = node.attrs.get("na_value")
     if storage in ("pyarrow", "python"):

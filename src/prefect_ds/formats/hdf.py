@@ -7,9 +7,10 @@ is plain HDF5 that any tool reads; PyTables is not needed.
 Writes are atomic: a new file is built in a temporary sibling (the other keys of an
 existing file are copied into it with HDF5's own object copy) and renamed into place,
 so a reader or a crash sees the old file or the new one, never a half-written key.
-Writers of one file in this process are serialised; writers in different processes
-that write different keys of the same file at the same moment can lose one of the
-two keys (the last rename wins), so give concurrent processes separate files.
+Writers of one local file take turns through a lock file beside it (threads and
+processes alike), so no writer drops another's key. Object stores have no such lock:
+there, writers of different keys of one object at the same moment can lose one of the
+two keys (the last PUT wins), so give concurrent writers separate objects.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import IO, Any, ClassVar
 
 import h5py
@@ -25,6 +27,7 @@ import pandas as pd
 
 from .._errors import CorruptTargetError
 from .._files import FileFormat, filesystem, is_local, staged
+from .._locking import file_lock
 from .._template import split_fragment
 from ..hookspecs import Register, hookimpl
 from ._hdf_codec import (
@@ -51,8 +54,15 @@ _locks_guard = threading.Lock()
 _locks: dict[str, threading.Lock] = {}
 
 
-def _file_lock(fs: Any, path: str) -> threading.Lock:
-    """One lock per file, so threads writing keys of the same file do not drop each other's."""
+def _writers_lock(fs: Any, path: str) -> AbstractContextManager[Any]:
+    """Writers of one file take turns, so none drops a key another has just written.
+
+    Local files: a lock file beside the data file (``.name.h5.keys.prefect-ds-lock``),
+    distinct from the checkpoint's target lock, which may already be held around this
+    write. Elsewhere: a lock per object within this process only.
+    """
+    if is_local(fs):
+        return file_lock(f"{path}.keys")
     name = f"{fs.protocol}:{path}"
     with _locks_guard:
         return _locks.setdefault(name, threading.Lock())
@@ -126,8 +136,9 @@ class HdfFormat(FileFormat):
                     f"no frame stored under key {key!r} in {self.data_location(location)!r}; "
                     f"it holds: {', '.join(_frame_keys(handle)) or 'no frames'}"
                 )
+            attrs = dict(group.attrs)
             try:
-                stored = frame_columns(dict(group.attrs))
+                stored = frame_columns(attrs)
             except LayoutError as exc:
                 raise self._corrupt(location, key, str(exc)) from None
             columns = stored if wanted is None else list(wanted)
@@ -135,7 +146,7 @@ class HdfFormat(FileFormat):
             if missing:
                 raise KeyError(f"{location!r} has no column(s) {missing}; it has {stored}")
             try:
-                root = Node(dict(group.attrs), _load_members(group, ["index"]))
+                root = Node(attrs, _load_members(group, ["index"]))
                 stored_columns = group.get("columns")
                 if isinstance(stored_columns, h5py.Group):
                     root.members["columns"] = Node({}, _load_members(stored_columns, columns))
@@ -172,7 +183,7 @@ class HdfFormat(FileFormat):
         data = self.data_location(location)
         fs, path = filesystem(data, **self.storage_options)
         parts = key.split("/")
-        with _file_lock(fs, path):
+        with _writers_lock(fs, path):
             existing = bool(fs.isfile(path))
             if existing:
                 with self._open(location) as source:

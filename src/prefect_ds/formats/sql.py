@@ -104,15 +104,15 @@ class SQLFormat(Format):
             data, found = _sql_alchemy.read(loc)
             columns, n_rows = [str(c) for c in data.columns], len(data)
         if found is not None and not matches(columns, n_rows, found):
-            warnings.warn(
-                f"table {loc.qualified!r} at {loc.shown} was changed outside prefect-ds "
-                f"(columns or row count differ from what was written); reading it as "
-                f"pandas.read_sql would, without restoring dtypes. Write it again to "
-                f"restore them.",
-                stacklevel=2,
-            )
+            _warn_changed(loc, "columns or row count differ from what was written")
             found = None
-        return _to_frame(data, found)
+        try:
+            return _to_frame(data, found)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            if found is None:
+                raise
+            _warn_changed(loc, f"a column no longer casts to its recorded dtype: {exc}")
+            return _to_frame(data, None)
 
     def exists(self, location: str) -> bool:
         """The table exists and, if prefect-ds wrote it, the write completed."""
@@ -126,6 +126,15 @@ class SQLFormat(Format):
         loc = parse_location(location)
         backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
         backend.delete(loc)
+
+
+def _warn_changed(loc: SqlLocation, why: str) -> None:
+    warnings.warn(
+        f"table {loc.qualified!r} at {loc.shown} was changed outside prefect-ds ({why}); "
+        f"reading it as pandas.read_sql would, without restoring dtypes. Write it again to "
+        f"restore them.",
+        stacklevel=3,
+    )
 
 
 def _options(given: dict[str, Any], **defaults: Any) -> list[Any]:

@@ -1,0 +1,322 @@
+"""``DSDaskTaskRunner``: prefect-dask's task runner that frees intermediate results.
+
+Under :class:`prefect_dask.DaskTaskRunner` every task's result lives on a Dask worker and
+stays there for as long as the flow holds the task's future: the client's reference keeps
+the key alive on the cluster. A chain of large frames therefore piles up in worker
+memory until the flow returns. This runner learns the task graph from each submission,
+exactly as :class:`~prefect_ds.DSTaskRunner` does (futures in the arguments, in
+``wait_for``, and ``map``'s ``dependencies``), and once every consumer submitted so far
+has finished it drops the client's reference, so Dask deletes the result from the
+worker. The data never travels to the client for this.
+
+After a release the future answers ``result()`` by reading a checkpointed task's frame
+back from its target, or with a :class:`~prefect_ds.PurgedResult` for any other task. A
+consumer submitted later gets a checkpointed result reloaded on a worker (it never
+passes through the client); for an unchecked-pointed one it fails at submission with
+:class:`~prefect_ds.ResultReleasedError`. Results nobody consumed, such as a flow's
+final ones, are kept.
+
+Importing ``prefect_ds`` never imports Dask; this module does::
+
+    from prefect_ds.dask import DSDaskTaskRunner
+
+    @flow(task_runner=DSDaskTaskRunner(address="tcp://scheduler:8786"))
+    def pipeline(): ...
+
+Checkpoint targets must be on storage every worker sees (a shared file system, S3).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+import distributed
+import pandas as pd
+from prefect.client.schemas.objects import RunInput, State, TaskRunResult
+from prefect.futures import PrefectFuture, PrefectFutureList
+from prefect.utilities.engine import collect_task_run_inputs_sync
+from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
+
+from ._errors import ResultReleasedError
+from ._handler import PandasResultHandler
+from ._purged import PurgedResult
+from ._release import Graph, Node
+from ._runner import _dependency_ids, _upstream_in
+from ._targets import StoredTarget
+
+if TYPE_CHECKING:
+    from prefect.tasks import Task
+
+R = TypeVar("R")
+
+logger = logging.getLogger("prefect_ds.dask")
+
+__all__ = ["DSDaskFuture", "DSDaskTaskRunner"]
+
+
+class DSDaskFuture(PrefectDaskFuture[R]):
+    """A Dask-backed Prefect future whose result may have been released from the cluster.
+
+    Until the release it behaves exactly like :class:`prefect_dask.PrefectDaskFuture`.
+    Afterwards ``result()`` reads a checkpointed frame back from its target, and returns
+    the :class:`~prefect_ds.PurgedResult` for anything else; ``wait()`` returns at once.
+    """
+
+    _released: PurgedResult | None = None
+
+    @property
+    def released(self) -> PurgedResult | None:
+        """The placeholder for the released result, or None while it is on the cluster."""
+        return self._released
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._released is None:
+            super().wait(timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        purged = self._released
+        if purged is None:
+            return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
+        if not purged.reloadable:
+            return purged  # type: ignore[return-value]
+        try:
+            return purged.load()  # type: ignore[no-any-return]
+        except FileNotFoundError as exc:
+            raise ResultReleasedError(
+                f"The result of task {purged.task_name!r} (task run {purged.task_run_id}) "
+                f"was released from the Dask cluster, and its checkpoint target "
+                f"{purged.target.location if purged.target else ''!r} cannot be read back "
+                f"({exc}). The task may have failed, or the target was deleted meanwhile."
+            ) from exc
+
+    def _release(self, purged: PurgedResult) -> None:
+        """Drop the client's hold on the result so Dask deletes it from the worker."""
+        self._released = purged
+        self._final_state = None  # a result fetched to the client goes too
+        self._wrapped_future.release()  # type: ignore[no-untyped-call]
+
+    def _restore(self, wrapped: distributed.Future[Any]) -> None:
+        """Point at a freshly loaded copy of the result on the cluster."""
+        self._wrapped_future = wrapped
+        self._released = None
+
+
+def _load_target(target: StoredTarget) -> pd.DataFrame:
+    """Runs on a worker: read a released, checkpointed result back from its target."""
+    return target.load()
+
+
+class _DaskGraph(Graph):
+    """:class:`Graph`'s consumer counting; releasing and reloading happen on the cluster."""
+
+    def __init__(self, client: distributed.Client | None = None) -> None:
+        super().__init__()
+        self.client = client
+        # Weak: the runner must not keep a result alive that the flow has dropped.
+        self._futures: dict[UUID, weakref.ref[DSDaskFuture[Any]]] = {}
+        self._targets: dict[UUID, StoredTarget] = {}
+
+    def track(self, run_id: UUID, future: DSDaskFuture[Any], target: StoredTarget | None) -> None:
+        with self._lock:
+            self._futures[run_id] = weakref.ref(future)
+            if target is not None:
+                self._targets[run_id] = target
+
+    def _release(self, node: Node) -> list[Any]:
+        # Called with the lock held, from Dask's callback thread or the flow's thread.
+        if node.task_run_id is None:
+            return []
+        ref = self._futures.get(node.task_run_id)
+        future = ref() if ref is not None else None
+        if future is None or future.released is not None:
+            return []
+        node.purged = PurgedResult(
+            node.task_name,
+            node.task_run_id,
+            "result on the Dask cluster",
+            0,
+            target=self._targets.get(node.task_run_id),
+        )
+        future._release(node.purged)
+        logger.debug("Released the result of task %s on the Dask cluster", node.label)
+        return []
+
+    def _put_back(self, node: Node) -> None:
+        with node.reload_lock:
+            with self._lock:
+                purged = node.purged
+                ref = self._futures.get(node.task_run_id) if node.task_run_id else None
+                future = ref() if ref is not None else None
+            if purged is None or future is None or purged.target is None:
+                return
+            if self.client is None:
+                raise RuntimeError("DSDaskTaskRunner is not started")
+            loaded = self.client.submit(_load_target, purged.target, pure=False)
+            with self._lock:
+                future._restore(loaded)
+                node.purged = None
+            logger.debug("Reloaded the result of task %s from %s", node.label, purged.target)
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._futures.clear()
+            self._targets.clear()
+        super().forget_all()
+
+
+def _checkpoint_handler(task: Task[Any, Any]) -> PandasResultHandler | None:
+    """The handler a Prefect task's function was checkpointed with, if any.
+
+    ``checkpoint`` marks its wrapper with ``__prefect_ds_checkpoint__``; the closure of
+    the wrapper is searched as well, for wrappers made without that mark.
+    """
+    fn: Any = task.fn
+    while fn is not None:
+        handler = getattr(fn, "__prefect_ds_checkpoint__", None)
+        if isinstance(handler, PandasResultHandler):
+            return handler
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                inner = getattr(cell.cell_contents, "handler", None)
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(inner, PandasResultHandler):
+                return inner
+        fn = getattr(fn, "__wrapped__", None)
+    return None
+
+
+def _target_of(task: Task[Any, Any], parameters: Mapping[str, Any]) -> StoredTarget | None:
+    """Where a checkpointed task stores this call's frame, when the client can tell.
+
+    The client renders the same template the worker renders, from the call's plain
+    arguments; a template field filled by another task's future cannot be rendered here,
+    and that result is then not reloadable.
+    """
+    handler = _checkpoint_handler(task)
+    if handler is None:
+        return None
+    try:
+        bound = inspect.signature(task.fn).bind_partial(**parameters)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    arguments: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if bound.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(value)
+        else:
+            arguments[name] = value
+    fields = handler.template.fields
+    if any(isinstance(arguments.get(f), (PrefectFuture, State)) for f in fields):
+        return None
+    try:
+        location = handler.render(**arguments)
+    except Exception:
+        return None
+    return StoredTarget(location, handler.format, handler.read_kwargs)
+
+
+def _finished(graph: _DaskGraph, node: Node, _future: distributed.Future[Any]) -> None:
+    try:
+        graph.finished(node, None)
+    except Exception:  # a failed release must not break Dask's callback thread
+        logger.warning("Could not release results after task %s", node.label, exc_info=True)
+
+
+class DSDaskTaskRunner(DaskTaskRunner):
+    """A :class:`prefect_dask.DaskTaskRunner` that releases results from the workers.
+
+    Takes the same arguments as ``DaskTaskRunner``. Once every task submitted with a
+    result as input (in its arguments, ``wait_for`` or through ``.map``) has finished,
+    the client lets go of that result and Dask deletes it from worker memory. A
+    checkpointed result is read back from its target when it is needed again; any
+    other result becomes a :class:`~prefect_ds.PurgedResult`. Results no task consumed
+    are kept.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._graph = _DaskGraph()
+
+    def __enter__(self) -> DSDaskTaskRunner:
+        super().__enter__()  # type: ignore[no-untyped-call]
+        self._graph = _DaskGraph()
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        try:
+            super().__exit__(*args)
+        finally:
+            self._graph.forget_all()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_graph", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._graph = _DaskGraph()
+
+    def submit(  # type: ignore[override]
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+        dependencies: dict[str, set[RunInput]] | None = None,
+    ) -> DSDaskFuture[Any]:
+        graph = self._graph
+        graph.client = self.client
+        waits = list(wait_for) if wait_for is not None else None
+        data_ids = _upstream_in(parameters, task.name)
+        other_ids = {future.task_run_id for future in waits or ()}
+        other_ids |= _dependency_ids(dependencies)
+        node = graph.add(task.name, data_ids, other_ids)
+        try:
+            graph.reload(node)  # released upstream results this task receives
+            if waits is not None:  # a released upstream has finished: nothing to wait for
+                waits = [f for f in waits if not (isinstance(f, DSDaskFuture) and f.released)]
+            future = super().submit(task, parameters, waits, dependencies)  # type: ignore[arg-type]
+        except BaseException:
+            graph.withdraw(node)
+            raise
+        wrapped = future.wrapped_future
+        ours: DSDaskFuture[Any] = DSDaskFuture(
+            task_run_id=future.task_run_id, wrapped_future=wrapped
+        )
+        graph.registered(node, future.task_run_id)
+        graph.track(future.task_run_id, ours, _target_of(task, parameters))
+        wrapped.add_done_callback(  # type: ignore[no-untyped-call]
+            functools.partial(_finished, graph, node)
+        )
+        return ours
+
+    def map(  # type: ignore[override]
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+    ) -> PrefectFutureList[DSDaskFuture[Any]]:
+        # map resolves the futures it maps over in this thread: put released results
+        # back and hold them until the mapped calls are submitted (each then counts as
+        # a consumer through its `dependencies`).
+        self._graph.client = self.client
+        top_level: set[UUID] = set()
+        for value in parameters.values():
+            top_level.update(
+                item.id
+                for item in collect_task_run_inputs_sync(value, max_depth=0)
+                if isinstance(item, TaskRunResult)
+            )
+        pinned = self._graph.pin(top_level)
+        try:
+            return super().map(task, parameters, wait_for)  # type: ignore[return-value]
+        finally:
+            self._graph.unpin(pinned)
