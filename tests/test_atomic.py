@@ -1,8 +1,9 @@
 """A writer SIGKILLed mid-write never leaves a partial result that looks complete.
 
-A child process writes a large parquet frame to one location over and over (version 0,
-1, 2, ...) and is killed after various delays. After every kill the location either does
-not exist (``exists()`` is false and no file is visible) or holds one complete version:
+A child process writes a large frame to one location over and over (version 0, 1, 2,
+...) in parquet, or in csv, whose schema sidecar is committed before the data file, and
+is killed after various delays. After every kill the location either does not exist
+(``exists()`` is false and no data file is visible) or holds one complete version:
 the old file written before the child started, or a version the child finished. Nothing
 else is visible in the directory; a killed write leaves at most hidden
 ``.*.prefect-ds-tmp`` temporaries, which no reader looks at.
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefect_ds import get_format
+from prefect_ds import available_formats, get_format
 
 ROWS = 400_000
 
@@ -46,8 +47,8 @@ CHILD = BUILD + """
 import sys
 import prefect_ds
 
-location, rows = sys.argv[1], int(sys.argv[2])
-fmt = prefect_ds.get_format("parquet")
+location, rows, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fmt = prefect_ds.get_format(name)
 df = build(rows, 0)
 base = df["payload"].to_numpy().copy()
 print("ready", flush=True)
@@ -60,7 +61,7 @@ while True:
     version += 1
 """
 
-TEMP = re.compile(r"^\.result\.parquet\.[0-9a-f]{12}\.prefect-ds-tmp$")
+TEMP = re.compile(r"^\.result\.(parquet|csv|csv\.schema\.json)\.[0-9a-f]{12}\.prefect-ds-tmp$")
 
 
 def build(rows: int, version: int) -> pd.DataFrame:
@@ -71,11 +72,11 @@ def build(rows: int, version: int) -> pd.DataFrame:
     return frame
 
 
-def kill_mid_write(location: Path, delay: float) -> list[int]:
+def kill_mid_write(location: Path, delay: float, name: str = "parquet") -> list[int]:
     """Start the writer, SIGKILL it ``delay`` s after its first write began; the versions
     it reported finished."""
     child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CHILD), str(location), str(ROWS)],
+        [sys.executable, "-c", textwrap.dedent(CHILD), str(location), str(ROWS), name],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -94,18 +95,21 @@ def kill_mid_write(location: Path, delay: float) -> list[int]:
     return [int(line.split()[1]) for line in rest.splitlines() if line.startswith("done ")]
 
 
-def check_location(location: Path, finished: list[int], old: pd.DataFrame | None) -> bool:
+def check_location(location: Path, finished: list[int], old: pd.DataFrame | None,
+                   name: str = "parquet") -> bool:
     """Assert the location is absent or one complete version; True if a temp was left."""
-    fmt = get_format("parquet")
+    fmt = get_format(name)
+    complete = sorted([location.name, *(Path(s).name for s in fmt.sidecars(str(location)))])
     entries = sorted(p.name for p in location.parent.iterdir())
-    visible = [name for name in entries if not name.startswith(".")]
-    hidden = [name for name in entries if name.startswith(".")]
-    assert all(TEMP.match(name) for name in hidden), hidden
+    visible = [entry for entry in entries if not entry.startswith(".")]
+    hidden = [entry for entry in entries if entry.startswith(".")]
+    assert all(TEMP.match(entry) for entry in hidden), hidden
     if not fmt.exists(str(location)):
-        assert visible == []
+        assert location.name not in visible
+        assert set(visible) <= set(complete)  # at most a sidecar, committed first
         assert old is None and not finished, "a complete file vanished"
         return bool(hidden)
-    assert visible == [location.name]
+    assert visible == complete
     df = fmt.read(str(location))
     versions = df["version"].unique()
     assert len(versions) == 1, f"a mix of versions: {versions}"
@@ -123,18 +127,23 @@ def check_location(location: Path, finished: list[int], old: pd.DataFrame | None
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "delays"), [("parquet", [0.0, 0.1, 0.4, 0.9]), ("csv", [0.05, 0.6, 1.5])]
+)
 def test_killed_writer_over_an_existing_file_leaves_the_old_or_a_new_complete_file(
-    tmp_path: Path,
+    tmp_path: Path, name: str, delays: list[float]
 ) -> None:
+    if name not in available_formats():
+        pytest.skip(f"format {name!r} is not installed")
     old = build(ROWS, -1)
     interrupted = []
-    for run, delay in enumerate([0.0, 0.1, 0.4, 0.9]):
+    for run, delay in enumerate(delays):
         directory = tmp_path / f"run{run}"
         directory.mkdir()
-        location = directory / "result.parquet"
-        get_format("parquet").write(old, str(location))
-        finished = kill_mid_write(location, delay)
-        interrupted.append(check_location(location, finished, old))
+        location = directory / f"result.{name}"
+        get_format(name).write(old, str(location))
+        finished = kill_mid_write(location, delay, name)
+        interrupted.append(check_location(location, finished, old, name))
     # Most of the child's time is spent inside a write, so kills do land mid-write.
     assert any(interrupted)
 

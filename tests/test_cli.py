@@ -156,3 +156,33 @@ def test_show_reports_missing_and_unreadable_results(tmp_path: Path) -> None:
     nope = runner.invoke(app, ["show", str(garbage), "--format", "nope"])
     assert nope.exit_code == 1
     assert "'nope'" in nope.stderr and "parquet" in nope.stderr
+
+
+def test_show_never_prints_a_password() -> None:
+    if "sql" not in available_formats():
+        pytest.skip("format 'sql' is not installed")
+    location = "postgresql://analyst:topsecret@127.0.0.1:9/lab#sales"  # nothing listens on 9
+    result = runner.invoke(app, ["show", location])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+    assert "topsecret" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_formats_reports_a_duplicate_registration(tmp_path: Path) -> None:
+    source = """
+        import prefect_ds
+        from prefect_ds.formats.parquet import ParquetFormat
+
+        @prefect_ds.hookimpl
+        def register_formats(register):
+            register(ParquetFormat())
+        """
+    root = write_distribution(tmp_path / "d", "copycat", "3.0", {"copycat": source},
+                              {"copy": "copycat"})
+    out = run_python("from prefect_ds._cli import main; main()", path=[root], args=["formats"],
+                     check=False)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: ")
+    assert "copycat 3.0" in out.stderr and CORE in out.stderr
+    assert "Traceback" not in out.stderr

@@ -145,14 +145,20 @@ def test_unicode_and_odd_column_names(fmt: HdfFormat, tmp_path: Path) -> None:
     roundtrip(fmt, df, str(tmp_path / "names.h5"))
 
 
-def test_large_string_column_and_many_columns(fmt: HdfFormat, tmp_path: Path) -> None:
+def test_large_string_column(fmt: HdfFormat, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     words = np.array(["", "a", "bb", "ü" * 40, "😀"])
     df = pd.DataFrame({"s": pd.Series(words[rng.integers(0, 5, 50_000)]).astype("str")})
     df.loc[rng.integers(0, 50_000, 1000), "s"] = None
     roundtrip(fmt, df, str(tmp_path / "big.h5"))
-    wide = pd.DataFrame(np.zeros((2, 3000)), columns=[f"column_{i:05d}" for i in range(3000)])
-    roundtrip(fmt, wide, str(tmp_path / "wide.h5"))  # the names attribute exceeds 64 KiB
+
+
+@pytest.mark.slow
+def test_more_columns_than_a_compact_attribute_holds(fmt: HdfFormat, tmp_path: Path) -> None:
+    # Over 4096 names no longer fit HDF5's 64 KiB compact attribute; the file format
+    # version we write (1.8+) stores them densely instead.
+    wide = pd.DataFrame(np.zeros((1, 4200)), columns=[f"c{i}" for i in range(4200)])
+    roundtrip(fmt, wide, str(tmp_path / "wide.h5"))
 
 
 def test_read_columns_subset(fmt: HdfFormat, tmp_path: Path) -> None:
@@ -283,7 +289,7 @@ import pandas as pd
 from prefect_ds import get_format
 fmt = get_format("hdf")
 path, i = sys.argv[1], int(sys.argv[2])
-for j in range(5):
+for j in range(3):
     fmt.write(pd.DataFrame({"v": [i * 10 + j] * 500}), f"{path}#p{i}/k{j}")
 """
 
@@ -291,10 +297,10 @@ for j in range(5):
 def test_processes_writing_keys_of_one_file_keep_every_key(fmt: HdfFormat,
                                                            tmp_path: Path) -> None:
     loc = str(tmp_path / "procs.h5")
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, loc, str(i)]) for i in range(4)]
-    assert [p.wait(timeout=120) for p in procs] == [0] * 4
-    for i in range(4):
-        for j in range(5):
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, loc, str(i)]) for i in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 3
+    for i in range(3):
+        for j in range(3):
             assert fmt.read(f"{loc}#p{i}/k{j}")["v"].iloc[0] == i * 10 + j
     assert sorted(p.name for p in tmp_path.iterdir()) == ["procs.h5"]  # no lock, no temp
 

@@ -352,3 +352,10 @@ def test_sql_dialect_urls_resolve_to_sql() -> None:
         pytest.skip("the sql format is not installed in this environment")
     for location in ("sqlite:///db.sqlite#table", "postgresql+psycopg://u@h/db#t"):
         assert resolve_format(location) is get_format("sql")
+
+
+def test_resolution_errors_hide_url_passwords() -> None:
+    with pytest.raises(UnknownFormatError) as caught:
+        resolve_format("nosuchdb://analyst:topsecret@db.example:5432/lab#sales")
+    assert "topsecret" not in str(caught.value)
+    assert "nosuchdb://analyst:***@db.example:5432/lab#sales" in str(caught.value)

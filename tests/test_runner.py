@@ -62,6 +62,9 @@ def test_purged_result_says_what_was_released_and_refuses_to_pass_for_data() -> 
     assert not purged.reloadable
     with pytest.raises(AttributeError, match="released by DSTaskRunner"):
         _ = purged.columns
+    for use_as_data in (lambda: purged * 2, lambda: purged["n"], lambda: len(purged)):
+        with pytest.raises(ResultReleasedError, match="used as data"):
+            use_as_data()
     with pytest.raises(ResultReleasedError, match="checkpoint"):
         purged.load()
 

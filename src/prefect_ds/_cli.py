@@ -100,8 +100,8 @@ def show_command(
         "--rows", "-n", min=0, help="How many of the first rows to print.")] = 5,
 ) -> None:
     """Print the shape, dtypes and first rows of the result stored at LOCATION."""
-    from ._errors import PrefectDSError, UnknownFormatError
-    from ._plugins import resolve_format
+    from ._errors import UnknownFormatError
+    from ._plugins import redact, resolve_format
 
     try:
         fmt = resolve_format(location, format)
@@ -109,11 +109,13 @@ def show_command(
         raise _fail(f"{exc} On the command line, name a format with --format NAME.") from None
     try:
         if not fmt.exists(location):
-            raise _fail(f"nothing is stored at {location!r} (format {fmt.name!r})")
+            raise _fail(f"nothing is stored at {redact(location)!r} (format {fmt.name!r})")
         df = fmt.read(location)
-    except (PrefectDSError, OSError, ValueError, TypeError) as exc:
+    except typer.Exit:
+        raise
+    except Exception as exc:  # any library's error: one line, no traceback
         raise _fail(f"{type(exc).__name__}: {exc}") from None
-    typer.echo(_describe(df, location, fmt.name, rows))
+    typer.echo(_describe(df, redact(location), fmt.name, rows))
 
 
 def _describe(df: pd.DataFrame, location: str, format_name: str, rows: int) -> str:

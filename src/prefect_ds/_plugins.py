@@ -7,6 +7,7 @@ like a third party's, so both are found, loaded and checked the same way.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,12 @@ from ._format import Format
 GROUP = "prefect_ds"
 # Built-in formats whose dependency is an optional extra: entry point name -> extra.
 _BUILTIN_EXTRAS = {"hdf": "hdf", "sql": "sql"}
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)[^/?#]*@")
+
+
+def redact(location: str) -> str:
+    """``location`` with a URL password replaced by ``***``, for messages and output."""
+    return _PASSWORD.sub(r"\1***@", location)
 
 pm = pluggy.PluginManager(GROUP)
 pm.add_hookspecs(hookspecs)
@@ -164,7 +171,7 @@ def resolve_format(location: str, format: str | None = None) -> Format:
             return by_suffix[0]
         names = ", ".join(sorted(f.name for f in by_suffix))
         raise UnknownFormatError(
-            f"the suffix of {location!r} is claimed by several formats ({names}); "
+            f"the suffix of {redact(location)!r} is claimed by several formats ({names}); "
             f"name one with format=..."
         )
     scheme = path.split("://", 1)[0].split("+", 1)[0] if "://" in path else ""
@@ -174,14 +181,14 @@ def resolve_format(location: str, format: str | None = None) -> Format:
     if by_scheme:
         names = ", ".join(sorted(f.name for f in by_scheme))
         raise UnknownFormatError(
-            f"the scheme {scheme + '://'!r} of {location!r} is claimed by several formats "
-            f"({names}); name one with format=..."
+            f"the scheme {scheme + '://'!r} of {redact(location)!r} is claimed by several "
+            f"formats ({names}); name one with format=..."
         )
     known = ", ".join(
         f"{f.name} ({' '.join(f.suffixes + tuple(s + '://' for s in f.schemes))})"
         for f in sorted(formats, key=lambda f: f.name)
     )
     raise UnknownFormatError(
-        f"cannot tell the format of {location!r} from its suffix or scheme. Give the "
+        f"cannot tell the format of {redact(location)!r} from its suffix or scheme. Give the "
         f"location a known suffix or pass format=NAME. Installed formats: {known}."
     )

@@ -113,6 +113,19 @@ class PurgedResult:
             raise AttributeError(name)
         raise AttributeError(f"PurgedResult has no attribute {name!r}. {self.explain()}")
 
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ResultReleasedError(f"A PurgedResult was used as data. {self.explain()}")
+
+    # Using the placeholder as a frame, an array or a sequence fails with the reason.
+    __getitem__ = __iter__ = __len__ = __array__ = __contains__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __pow__ = _refuse
+    __mod__ = __rmod__ = __matmul__ = __rmatmul__ = __neg__ = __abs__ = _refuse
+    __lt__ = __le__ = __gt__ = __ge__ = _refuse
+
+    def __bool__(self) -> bool:
+        return True
+
     def __repr__(self) -> str:
         shape = f" {self.shape}," if self.shape else ""
         where = ""

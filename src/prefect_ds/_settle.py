@@ -81,7 +81,7 @@ def _workers_idle() -> bool:
     return True
 
 
-def wait_until_freed(refs: list[weakref.ref[Any]], timeout: float = 2.0) -> bool:
+def wait_until_freed(refs: list[weakref.ref[Any]], timeout: float = 10.0) -> bool:
     """Wait until every referent in ``refs`` is dead; True if they all are.
 
     Stops early, returning False, once Prefect's events workers have dropped every

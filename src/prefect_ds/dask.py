@@ -107,6 +107,19 @@ class DSDaskFuture(PrefectDaskFuture[R]):
         self._released = None
 
 
+class _ReleasedFromCluster(PurgedResult):
+    """A :class:`PurgedResult` for a value the client never held: no type or size."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        where = f", reloadable from {self.target.location}" if self.target is not None else ""
+        return (
+            f"<PurgedResult of task {self.task_name!r} (run {self.task_run_id}): "
+            f"released from the Dask cluster{where}>"
+        )
+
+
 def _load_target(target: StoredTarget) -> pd.DataFrame:
     """Runs on a worker: read a released, checkpointed result back from its target."""
     return target.load()
@@ -136,10 +149,10 @@ class _DaskGraph(Graph):
         future = ref() if ref is not None else None
         if future is None or future.released is not None:
             return []
-        node.purged = PurgedResult(
+        node.purged = _ReleasedFromCluster(
             node.task_name,
             node.task_run_id,
-            "result on the Dask cluster",
+            "unknown",
             0,
             target=self._targets.get(node.task_run_id),
         )

@@ -10,8 +10,9 @@ recorded column types (nothing is inferred) and restores the dtypes, so
 :class:`~prefect_ds.CorruptTargetError` instead of returning a wrong frame.
 
 Missing values: a null is an empty, unquoted field; an empty string is ``""``. Every
-string value is quoted, so the two never mix. Timedeltas are written as integer counts
-of their unit (e.g. microseconds for ``timedelta64[us]``).
+string value is quoted, so the two never mix. Tz-aware datetimes are written in UTC
+(``...Z``). Timedeltas, and datetimes outside what pyarrow's parser reads (years 1..9999),
+are written as integer counts of their unit. docs/fidelity.md has the details.
 
 A CSV with no sidecar (written by someone else) is read exactly as
 ``pandas.read_csv(path, **read_kwargs)`` reads it.
@@ -201,6 +202,9 @@ def _arrow_column(values: Any, spec: dict[str, Any], what: str) -> pa.ChunkedArr
             f"{what} has object dtype holding {array.type} values; the csv format stores "
             f"object columns of strings only. Convert it with .astype(...) first"
         )
+    if pa.types.is_timestamp(array.type) and array.type.tz is not None:
+        # in UTC: a local offset with seconds (pre-1900 mean times) would be cut to minutes
+        array = array.cast(pa.timestamp(array.type.unit, "UTC"))
     if pa.types.is_timestamp(array.type) and not _text_safe(array):
         spec["stored_as"] = "int64"
         array = array.cast(pa.int64())
