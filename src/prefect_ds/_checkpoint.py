@@ -141,13 +141,16 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logger
 
 
-def _hashes_inputs(policy: object) -> bool:
-    """Whether a Prefect cache policy pickles the task's inputs to compute its key."""
+def _hashed_inputs(policy: object, names: list[str]) -> list[str]:
+    """Which of ``names`` a Prefect cache policy pickles and hashes to compute its key."""
     from prefect.cache_policies import CacheKeyFnPolicy, CompoundCachePolicy, Inputs
 
     if isinstance(policy, CompoundCachePolicy):
-        return any(_hashes_inputs(p) for p in policy.policies)
-    return isinstance(policy, (Inputs, CacheKeyFnPolicy))
+        hashed = {n for p in policy.policies for n in _hashed_inputs(p, names)}
+        return [n for n in names if n in hashed]
+    if isinstance(policy, Inputs):
+        return [n for n in names if n not in policy.exclude]
+    return list(names) if isinstance(policy, CacheKeyFnPolicy) else []
 
 
 class _Call:
@@ -230,7 +233,8 @@ class _Checkpointed:
             return
         task = call.context.task
         frames = [n for n, v in arguments.items() if isinstance(v, (pd.DataFrame, pd.Series))]
-        if not frames or not _hashes_inputs(task.cache_policy):
+        frames = _hashed_inputs(task.cache_policy, frames) if frames else []
+        if not frames:
             return
         with self._warn_lock:
             if self._warned_hashing:

@@ -5,6 +5,13 @@ renamed into place, so the target is either absent, the previous complete file, 
 new complete file. On object stores, where a rename is a copy, the staged file is
 uploaded with one PUT instead: the object appears whole or not at all. Sidecars are
 committed before the data file, so a data file is never visible without its sidecar.
+
+A writer killed mid-write leaves its hidden temporary behind. The 12 hex digits of a
+temporary's name are the writer's process id (6 digits) and 6 random ones, so the next
+local write of the same target removes its stale temporaries (:func:`remove_stale_temps`):
+those whose writer process is gone, and any older than ``STALE_AFTER`` seconds whatever
+their writer (a pid reused by another process, a writer on another host sharing the
+directory). No reader ever looks at a temporary, so a stale one only wastes space.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import contextlib
 import copy
 import os
 import posixpath
+import re
+import secrets
 import tempfile
-import uuid
+import time
 from collections.abc import Iterator
 from typing import IO, Any, TypeVar
 
@@ -24,6 +33,8 @@ from fsspec.implementations.local import LocalFileSystem
 from ._format import Format
 
 TEMP_MARKER = ".prefect-ds-tmp"
+STALE_AFTER = 24 * 3600.0  # seconds: a temporary this old is stale whatever its writer
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9a-f]{6})[0-9a-f]{6}" + re.escape(TEMP_MARKER))
 _F = TypeVar("_F", bound="FileFormat")
 
 
@@ -38,9 +49,53 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
 
 
 def temp_sibling(path: str) -> str:
-    """A hidden temporary name in the same directory as ``path``."""
+    """A hidden temporary name in the same directory as ``path``: writer pid + random."""
     head, name = posixpath.split(path)
-    return posixpath.join(head, f".{name}.{uuid.uuid4().hex[:12]}{TEMP_MARKER}")
+    tag = f"{os.getpid() & 0xFFFFFF:06x}{secrets.token_hex(3)}"
+    return posixpath.join(head, f".{name}.{tag}{TEMP_MARKER}")
+
+
+def _writer_alive(pid: int) -> bool:
+    """Whether a process with this id runs here (a pid above 24 bits is never ``pid``)."""
+    if pid == os.getpid() & 0xFFFFFF:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to another user
+        return True
+    return True
+
+
+def remove_stale_temps(path: str, *, max_age: float = STALE_AFTER) -> list[str]:
+    """Remove the stale temporaries of the local file ``path``; return what was removed.
+
+    A temporary of ``path`` (``.name.<pid><random>.prefect-ds-tmp`` beside it) is stale
+    when its writer's process no longer exists, or when it has not been modified for
+    ``max_age`` seconds. Live writers' temporaries are kept, so calling this while other
+    processes write the same target is safe.
+    """
+    head, name = os.path.split(path)
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(head or "."))
+    except FileNotFoundError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match is None or match["name"] != name:
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        if age >= max_age or not _writer_alive(int(match["pid"], 16)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
+                removed.append(entry.path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -56,6 +111,7 @@ def staged(*locations: str, **storage_options: Any) -> Iterator[list[str]]:
         paths = [path for _, path in targets]
         for path in paths:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            remove_stale_temps(path)
         temps = [temp_sibling(path) for path in paths]
         try:
             yield temps
