@@ -60,6 +60,7 @@ def computed(markers: str) -> list[int]:
     return sorted(int(name.split("-")[0]) for name in os.listdir(markers))
 
 
+@pytest.mark.slow  # three flow runs of 50 Dask-distributed Prefect task runs each
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_mapped_checkpoints_on_cluster(
     cluster: distributed.LocalCluster, tmp_path: Any, where: str, request: pytest.FixtureRequest

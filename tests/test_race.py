@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefect_ds import PandasResultHandler, available_formats
+from prefect_ds import PandasResultHandler, available_formats, checkpoint
 from prefect_ds._locking import target_lock
 
 PROCESSES = 8
@@ -52,6 +52,25 @@ def expected_frame() -> pd.DataFrame:
 def _init(barrier: Any) -> None:
     global _barrier
     _barrier = barrier
+
+
+@functools.cache
+def _checkpointed(base: str) -> Any:
+    """A checkpointed function with targets under ``base`` (made once per process)."""
+
+    def compute(round_: int, markers: str) -> pd.DataFrame:
+        with open(os.path.join(markers, f"{round_}-{uuid.uuid4().hex}"), "w"):
+            pass  # one marker per computation
+        return expected_frame()
+
+    return checkpoint(base + "/round{round_}/target.csv")(compute)
+
+
+def render_checkpointed(base: str, round_: int, markers: str) -> bool:
+    """One process calls the checkpointed function (no Prefect task around it)."""
+    fn = _checkpointed(base)
+    _barrier.wait(timeout=120)
+    return bool(fn(round_, markers).equals(_expected()))
 
 
 def render(location: str) -> tuple[str, bool]:
@@ -108,3 +127,21 @@ def test_s3_race_last_writer_wins_with_whole_objects(pool: Pool, s3_bucket: str)
         assert all(equal for _, equal in results), results
         assert any(status == "computed" for status, _ in results)
         pd.testing.assert_frame_equal(PandasResultHandler(location).read(), expected)
+
+
+def test_checkpointed_function_race_computes_once(pool: Pool, tmp_path: Any) -> None:
+    """The same race through ``checkpoint`` itself: one process computes, seven load."""
+    base, markers = str(tmp_path / "targets"), str(tmp_path / "markers")
+    os.makedirs(markers)
+    expected = expected_frame()
+    for round_ in range(ROUNDS):
+        results = pool.map(
+            functools.partial(render_checkpointed, base, round_), [markers] * PROCESSES,
+            chunksize=1,
+        )
+        assert all(results)
+        pd.testing.assert_frame_equal(
+            PandasResultHandler(f"{base}/round{round_}/target.csv").read(), expected
+        )
+    computed = sorted(int(name.split("-")[0]) for name in os.listdir(markers))
+    assert computed == list(range(ROUNDS))  # exactly one computation per round

@@ -28,11 +28,12 @@ Where the lock lives depends on where the target lives:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import posixpath
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
@@ -63,59 +64,104 @@ def lock_path(path: str) -> str:
     return posixpath.join(head, f".{name}{LOCK_MARKER}")
 
 
+class FileLock:
+    """An exclusive lock for the local (or NFS) file ``path``, held through a lock file.
+
+    :meth:`acquire` waits for the current holder; with a ``timeout`` (seconds) it gives
+    up with :class:`~prefect_ds.TargetLockTimeout`. Threads of one process exclude each
+    other too (each acquisition opens its own file description).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock_file = lock_path(path)
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free right now; never waits."""
+        return self._acquire(blocking=False)
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take the lock, waiting for the holder at most ``timeout`` seconds."""
+        if timeout is None:
+            self._acquire(blocking=True)
+            return
+        deadline = time.monotonic() + timeout
+        while not self._acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                raise self.timeout_error()
+            time.sleep(_POLL_SECONDS)
+
+    def release(self) -> None:
+        """Remove the lock file and let the next waiter in."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        # Remove while still holding the lock, so nobody can lock the old inode later.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.lock_file)
+        os.close(fd)
+
+    def timeout_error(self) -> TargetLockTimeout:
+        return TargetLockTimeout(
+            f"another process held the lock {self.lock_file!r} for longer than the timeout "
+            f"while rendering the same target. Wait for it, raise the timeout, or remove "
+            f"the lock file if no process is using it."
+        )
+
+    def _acquire(self, blocking: bool) -> bool:
+        if self._fd is not None:
+            raise RuntimeError(f"the lock for {self.path!r} is already held by this object")
+        if fcntl is None:  # pragma: no cover - no advisory locks on this platform
+            self._fd = os.open(os.devnull, os.O_RDONLY)
+            return True
+        os.makedirs(os.path.dirname(self.lock_file) or ".", exist_ok=True)
+        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, flags)
+                held = os.fstat(fd)
+                current = os.stat(self.lock_file)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except FileNotFoundError:  # the holder removed it between our open and lock
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                self._fd = fd
+                return True
+            os.close(fd)  # we locked a file its holder has since removed: take the new one
+
+
 @contextlib.contextmanager
 def file_lock(path: str, timeout: float | None = None) -> Iterator[None]:
-    """Hold an exclusive lock for the local (or NFS) file ``path`` while the block runs.
-
-    Waits for the current holder; ``timeout`` (seconds) bounds the wait and then raises
-    :class:`~prefect_ds.TargetLockTimeout`. Threads of one process exclude each other too.
-    """
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    lock = lock_path(path)
-    os.makedirs(os.path.dirname(lock) or ".", exist_ok=True)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _acquire(fd, lock, deadline)
-            held = os.fstat(fd)
-            current = os.stat(lock)
-        except FileNotFoundError:  # the holder removed it between our open and lock
-            os.close(fd)
-            continue
-        except BaseException:
-            os.close(fd)
-            raise
-        if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
-            break
-        os.close(fd)  # we locked a file its holder has since removed: take the new one
+    """Hold :class:`FileLock` for ``path`` while the block runs."""
+    lock = FileLock(path)
+    lock.acquire(timeout)
     try:
         yield
     finally:
-        # Remove while still holding the lock, so nobody can lock the old inode later.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)
-        os.close(fd)
+        lock.release()
 
 
-def _acquire(fd: int, lock: str, deadline: float | None) -> None:
-    if deadline is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise TargetLockTimeout(
-                    f"another process has held the lock {lock!r} for longer than the "
-                    f"timeout while rendering the same target. Wait for it, raise the "
-                    f"timeout, or remove the lock file if no process is using it."
-                ) from None
-            time.sleep(_POLL_SECONDS)
+@contextlib.asynccontextmanager
+async def async_file_lock(path: str, timeout: float | None = None) -> AsyncIterator[None]:
+    """:func:`file_lock` for coroutines: waits by polling, so cancelling the wait is safe."""
+    lock = FileLock(path)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not lock.try_acquire():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise lock.timeout_error()
+        await asyncio.sleep(_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def target_lock(
@@ -133,3 +179,22 @@ def target_lock(
         if is_local(fs):
             return file_lock(path, timeout)
     return contextlib.nullcontext()
+
+
+@contextlib.asynccontextmanager
+async def async_target_lock(
+    format: Format, location: str, timeout: float | None = None
+) -> AsyncIterator[None]:
+    """:func:`target_lock` for ``async def`` tasks; never blocks the event loop."""
+    if not isinstance(format, SupportsLock) and isinstance(format, FileFormat):
+        fs, path = filesystem(format.data_location(location), **format.storage_options)
+        if is_local(fs):
+            async with async_file_lock(path, timeout):
+                yield
+            return
+    lock = target_lock(format, location, timeout)
+    await asyncio.to_thread(lock.__enter__)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(lock.__exit__, None, None, None)

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -218,12 +218,30 @@ def _read_meta(cur: Any, loc: SqlLocation) -> tuple[str, TableMeta] | None:
     return str(state), TableMeta.decode(str(columns), int(n_rows), str(schema))
 
 
+def _has_metadata_column(cur: Any, loc: SqlLocation) -> bool:
+    if loc.backend == "sqlite":
+        return bool(_rows(
+            cur, f"SELECT 1 FROM pragma_table_info('{meta.META_TABLE}') WHERE name = ?",
+            meta.METADATA_COLUMN,
+        ))
+    query = (
+        "SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2 "
+        "AND table_schema = "
+    )
+    if loc.schema is None:
+        return bool(_rows(cur, query + "current_schema()", meta.META_TABLE,
+                          meta.METADATA_COLUMN))
+    return bool(_rows(cur, query + "$3", meta.META_TABLE, meta.METADATA_COLUMN, loc.schema))
+
+
 def _ensure_meta_table(conn: Any, loc: SqlLocation) -> None:
     cur = conn.cursor()
     for attempt in range(3):
         try:
             if not _table_exists(cur, loc, meta.META_TABLE):
                 cur.execute(meta.create_sql(loc))
+            elif not _has_metadata_column(cur, loc):  # a table from before the column
+                cur.execute(meta.add_metadata_column_sql(loc))
             conn.commit()
             return
         except Exception:  # two first writers racing to create it: one wins, retry
@@ -240,8 +258,9 @@ def _sqlite_file_missing(loc: SqlLocation) -> bool:
 # -- operations ----------------------------------------------------------------------------
 
 
-def write(loc: SqlLocation, prepared: Prepared) -> None:
-    """Replace ``loc``'s table with ``prepared`` in one transaction."""
+def write(loc: SqlLocation, prepared: Prepared,
+          metadata: Mapping[str, str] | None = None) -> None:
+    """Replace ``loc``'s table with ``prepared`` (and its metadata row) in one transaction."""
     if loc.backend == "sqlite":
         folder = os.path.dirname(os.path.abspath(str(loc.url.database)))
         os.makedirs(folder, exist_ok=True)
@@ -260,7 +279,7 @@ def write(loc: SqlLocation, prepared: Prepared) -> None:
         cur.adbc_ingest(temp, prepared.table, mode="create", db_schema_name=loc.schema)
         cur.execute(f"DROP TABLE IF EXISTS {loc.quoted()}")
         cur.execute(f"ALTER TABLE {loc.quoted(temp)} RENAME TO {loc.quote(loc.table)}")
-        p = [_param(loc, i) for i in range(1, 8)]
+        p = [_param(loc, i) for i in range(1, len(meta.COLUMNS) + 1)]
         cur.execute(
             f"INSERT INTO {meta.meta_table(loc)} ({', '.join(meta.COLUMNS)}) "
             f"VALUES ({', '.join(p)}) ON CONFLICT (table_name) DO UPDATE SET "
@@ -268,7 +287,7 @@ def write(loc: SqlLocation, prepared: Prepared) -> None:
             parameters=(
                 meta.meta_key(loc), meta.COMPLETE, prepared.meta.n_rows,
                 prepared.meta.encode_columns(), prepared.meta.encode_schema(),
-                1, meta.now(),
+                1, meta.now(), meta.encode_metadata(metadata),
             ),
         )
         conn.commit()
@@ -304,6 +323,34 @@ def read(loc: SqlLocation) -> tuple[pa.Table, TableMeta | None]:
     if found is None or found[0] != meta.COMPLETE:
         return table, None
     return table, found[1]
+
+
+def read_metadata(loc: SqlLocation) -> dict[str, str]:
+    """The caller's metadata recorded with the table; ``{}`` when there is none."""
+    if _sqlite_file_missing(loc):
+        return {}
+    with _pool(loc).connection() as conn:
+        cur = conn.cursor()
+        if not _table_exists(cur, loc, meta.META_TABLE) or not _has_metadata_column(cur, loc):
+            return {}
+        found = _rows(
+            cur,
+            f"SELECT state, {meta.METADATA_COLUMN} FROM {meta.meta_table(loc)} "
+            f"WHERE table_name = {_param(loc, 1)}",
+            meta.meta_key(loc),
+        )
+    if not found or found[0][0] != meta.COMPLETE:
+        return {}
+    return meta.decode_metadata(found[0][1])
+
+
+def stored_rows(loc: SqlLocation) -> int | None:
+    """The row count recorded when prefect-ds wrote the table; None for other tables."""
+    if _sqlite_file_missing(loc):
+        return None
+    with _pool(loc).connection() as conn:
+        found = _read_meta(conn.cursor(), loc)
+    return found[1].n_rows if found is not None and found[0] == meta.COMPLETE else None
 
 
 def exists(loc: SqlLocation) -> bool:

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -84,6 +85,7 @@ def _meta_table(loc: SqlLocation) -> sa.Table:
         sa.Column("arrow_schema", sa.Text, nullable=False),
         sa.Column("format_version", sa.Integer, nullable=False),
         sa.Column("written_at", sa.String(40), nullable=False),
+        sa.Column(meta.METADATA_COLUMN, sa.Text, nullable=True),
         schema=loc.schema,
     )
 
@@ -103,28 +105,43 @@ def _rename(conn: sa.Connection, loc: SqlLocation, old: str, new: str) -> None:
     ))
 
 
-def _set_meta(conn: sa.Connection, loc: SqlLocation, prepared: Prepared, state: str) -> None:
+def _set_meta(conn: sa.Connection, loc: SqlLocation, prepared: Prepared, state: str,
+              metadata: Mapping[str, str] | None = None) -> None:
     table = _meta_table(loc)
     key = meta.meta_key(loc)
     conn.execute(table.delete().where(table.c.table_name == key))
     conn.execute(table.insert().values(
         table_name=key, state=state, n_rows=prepared.meta.n_rows,
         columns=prepared.meta.encode_columns(), arrow_schema=prepared.meta.encode_schema(),
-        format_version=1, written_at=meta.now(),
+        format_version=1, written_at=meta.now(), metadata=meta.encode_metadata(metadata),
     ))
+
+
+def _has_metadata_column(conn: sa.Connection, loc: SqlLocation) -> bool:
+    columns = sa.inspect(conn).get_columns(meta.META_TABLE, schema=loc.schema)
+    return any(c["name"] == meta.METADATA_COLUMN for c in columns)
+
+
+def _ensure_meta_table(conn: sa.Connection, loc: SqlLocation) -> None:
+    """Create the metadata table, or add the ``metadata`` column to an older one."""
+    if not sa.inspect(conn).has_table(meta.META_TABLE, schema=loc.schema):
+        _meta_table(loc).create(conn, checkfirst=True)
+    elif not _has_metadata_column(conn, loc):
+        conn.execute(sa.text(meta.add_metadata_column_sql(loc)))
 
 
 def _sqlite_file_missing(loc: SqlLocation) -> bool:
     return loc.backend == "sqlite" and not os.path.exists(str(loc.url.database))
 
 
-def write(loc: SqlLocation, prepared: Prepared, chunksize: int | None = None) -> None:
+def write(loc: SqlLocation, prepared: Prepared, chunksize: int | None = None,
+          metadata: Mapping[str, str] | None = None) -> None:
     """Replace ``loc``'s table with ``prepared`` through ``to_sql`` (see module doc)."""
     if loc.backend == "sqlite":
         os.makedirs(os.path.dirname(os.path.abspath(str(loc.url.database))), exist_ok=True)
     engine = engine_for(loc)
     with engine.begin() as conn:
-        _meta_table(loc).create(conn, checkfirst=True)
+        _ensure_meta_table(conn, loc)
     frame = to_sqlalchemy_frame(prepared.table)
     temp = f"{meta.META_TABLE}_tmp_{uuid.uuid4().hex[:12]}"
     try:
@@ -133,7 +150,7 @@ def write(loc: SqlLocation, prepared: Prepared, chunksize: int | None = None) ->
             _set_meta(conn, loc, prepared, meta.WRITING)
             _table_obj(loc).drop(conn, checkfirst=True)
             _rename(conn, loc, temp, loc.table)
-            _set_meta(conn, loc, prepared, meta.COMPLETE)
+            _set_meta(conn, loc, prepared, meta.COMPLETE, metadata)
     finally:  # only non-transactional DDL can leave the temporary table behind
         with engine.begin() as conn:
             _table_obj(loc, temp).drop(conn, checkfirst=True)
@@ -181,6 +198,41 @@ def read(loc: SqlLocation) -> tuple[pd.DataFrame, TableMeta | None]:
     if found is None or found[0] != meta.COMPLETE:
         return frame, None
     return frame, found[1]
+
+
+def read_metadata(loc: SqlLocation) -> dict[str, str]:
+    """The caller's metadata recorded with the table; ``{}`` when there is none."""
+    if _sqlite_file_missing(loc):
+        return {}
+    with engine_for(loc).connect() as conn:
+        if (not sa.inspect(conn).has_table(meta.META_TABLE, schema=loc.schema)
+                or not _has_metadata_column(conn, loc)):
+            return {}
+        table = _meta_table(loc)
+        row = conn.execute(
+            sa.select(table.c.state, table.c.metadata)
+            .where(table.c.table_name == meta.meta_key(loc))
+        ).first()
+    if row is None or row[0] != meta.COMPLETE:
+        return {}
+    return meta.decode_metadata(row[1])
+
+
+def stored_rows(loc: SqlLocation) -> int | None:
+    """The row count recorded when prefect-ds wrote the table; None for other tables."""
+    if _sqlite_file_missing(loc):
+        return None
+    with engine_for(loc).connect() as conn:
+        found = _read_meta(conn, loc)
+    return found[1].n_rows if found is not None and found[0] == meta.COMPLETE else None
+
+
+def list_tables(loc: SqlLocation) -> list[str]:
+    """The names of the tables in ``loc``'s database schema (SQLAlchemy's inspector)."""
+    if _sqlite_file_missing(loc):
+        return []
+    with engine_for(loc).connect() as conn:
+        return list(sa.inspect(conn).get_table_names(schema=loc.schema))
 
 
 def exists(loc: SqlLocation) -> bool:

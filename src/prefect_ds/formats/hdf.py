@@ -113,7 +113,11 @@ class HdfFormat(FileFormat):
             if not is_local(fs):
                 source = stack.enter_context(fs.open(path, "rb"))
             try:
-                handle = stack.enter_context(h5py.File(source, "r"))
+                # No HDF5 file locks: files are replaced by rename, never changed in place,
+                # and the locks fail on file systems without lock support (some NFS).
+                handle = stack.enter_context(h5py.File(source, "r", locking=False))
+            except (PermissionError, FileNotFoundError):
+                raise
             except OSError as exc:
                 raise CorruptTargetError(
                     f"{data!r} is not a readable HDF5 file ({exc}); it is truncated or not "
@@ -207,7 +211,7 @@ class HdfFormat(FileFormat):
                 return
             # The new file is closed before staged() renames it into place.
             with staged(data, **self.storage_options) as (temp,), h5py.File(
-                    temp, "w", libver=LIBVER) as out:
+                    temp, "w", libver=LIBVER, locking=False) as out:
                 if existing:
                     with self._open(location) as source:
                         _copy_except(source, out, parts)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._files import FileFormat, open_for_read, staged
+from .._capabilities import TargetInfo, modified_time
+from .._errors import CorruptTargetError
+from .._files import FileFormat, filesystem, open_for_read, staged
 from ..hookspecs import Register, hookimpl
 from ._dtypes import describe, from_spec, same_dtype
 
@@ -24,15 +27,48 @@ class ParquetFormat(FileFormat):
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
         options = {**self.default_read_kwargs, **kwargs}
-        with open_for_read(location, **self.storage_options) as source:
-            table = pq.read_table(source, **options)
-        return _restore_dtypes(table.to_pandas(), table)
+        try:
+            with open_for_read(location, **self.storage_options) as source:
+                table = pq.read_table(source, **options)
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError) as exc:
+            if options and _footer_readable(location, self.storage_options):
+                raise  # the file is sound: the read options are what went wrong
+            raise _corrupt(location, exc) from None
+        try:
+            return _restore_dtypes(table.to_pandas(), table)
+        except (ValueError, KeyError, TypeError) as exc:  # a garbled dtype record
+            raise _corrupt(location, exc) from None
 
-    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+    def write(self, df: pd.DataFrame, location: str, *,
+              metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        """Write ``df``; ``metadata`` goes into the file's key-value metadata with it."""
         options = {**self.default_write_kwargs, **kwargs}
         table = _record_dtypes(pa.Table.from_pandas(df, preserve_index=None), df)
+        if metadata:
+            table = table.replace_schema_metadata({
+                **(table.schema.metadata or {}),
+                _METADATA_KEY: json.dumps(dict(metadata)).encode(),
+            })
         with staged(location, **self.storage_options) as (temp,):
             pq.write_table(table, temp, **options)
+
+    def read_metadata(self, location: str) -> dict[str, str]:
+        """The ``metadata`` given to :meth:`write`, from the footer alone (``{}`` if none)."""
+        with open_for_read(location, **self.storage_options) as source:
+            schema = pq.read_schema(source)
+        raw = (schema.metadata or {}).get(_METADATA_KEY)
+        return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else {}
+
+    def target_info(self, location: str) -> TargetInfo:
+        """Rows from the footer, bytes and modification time from the file system."""
+        fs, path = filesystem(location, **self.storage_options)
+        info = fs.info(path)
+        with open_for_read(location, **self.storage_options) as source:
+            rows = pq.ParquetFile(source).metadata.num_rows
+        return TargetInfo(rows=rows, bytes=info.get("size"), modified=modified_time(info))
+
 
 
 # pyarrow's pandas metadata loses some dtypes: every StringDtype comes back with the
@@ -40,6 +76,7 @@ class ParquetFormat(FileFormat):
 # categories as object, and a column-less frame loses its rows. This key records the
 # exact dtypes (and the row count) so :func:`_restore_dtypes` can put them back.
 _DTYPES_KEY = b"prefect_ds:dtypes"
+_METADATA_KEY = b"prefect_ds:metadata"  # the caller's {str: str} (fingerprints)
 
 
 def _record_dtypes(table: pa.Table, df: pd.DataFrame) -> pa.Table:
@@ -98,6 +135,23 @@ def _restore_dtypes(df: pd.DataFrame, table: pa.Table) -> pd.DataFrame:
         if changed:
             df.index = levels[0] if len(levels) == 1 else pd.MultiIndex.from_arrays(levels)
     return df
+
+
+def _footer_readable(location: str, storage_options: dict[str, Any]) -> bool:
+    try:
+        with open_for_read(location, **storage_options) as source:
+            pq.read_metadata(source)
+    except (pa.ArrowException, OSError):
+        return False
+    return True
+
+
+def _corrupt(location: str, exc: BaseException) -> CorruptTargetError:
+    """A truncated, garbled or non-Parquet file, named with what pyarrow found wrong."""
+    return CorruptTargetError(
+        f"{location}: not a readable Parquet file ({type(exc).__name__}: {exc}); it is "
+        f"truncated, damaged or not Parquet. Delete it and write the result again."
+    )
 
 
 @hookimpl

@@ -12,17 +12,23 @@ as ``pandas.read_sql`` reads it. Passwords never appear in messages or logs.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import os
 import warnings
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 
+from .._capabilities import TargetInfo, safe_asset_key
+from .._errors import TemplateError
 from .._format import Format
 from ..hookspecs import Register, hookimpl
 from . import _sql_adbc, _sql_alchemy
-from ._sql_names import SqlLocation, parse_location
+from ._sql_meta import META_TABLE
+from ._sql_names import RESERVED_PREFIX, SqlLocation, parse_location, safe_location
 from ._sql_schema import TableMeta, matches, prepare, restore
 
 log = logging.getLogger("prefect_ds.sql")
@@ -69,11 +75,13 @@ class SQLFormat(Format):
             )
         return usable
 
-    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+    def write(self, df: pd.DataFrame, location: str, *,
+              metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         """Replace the table at ``location`` with ``df`` in one transaction.
 
         Options: ``engine`` (see the class), ``chunksize`` (rows per ``to_sql`` batch on the
-        SQLAlchemy path).
+        SQLAlchemy path). ``metadata`` (``{str: str}``) is recorded in the table's
+        ``_prefect_ds_tables`` row in the same transaction; :meth:`read_metadata` returns it.
         """
         engine, chunksize = _options(kwargs, engine=None, chunksize=None)
         loc = parse_location(location)
@@ -85,9 +93,55 @@ class SQLFormat(Format):
         use_adbc = self._adbc(loc, engine)
         prepared = prepare(df, loc.backend)
         if use_adbc:
-            _sql_adbc.write(loc, prepared)
+            _sql_adbc.write(loc, prepared, metadata)
         else:
-            _sql_alchemy.write(loc, prepared, chunksize=chunksize)
+            _sql_alchemy.write(loc, prepared, chunksize=chunksize, metadata=metadata)
+
+    def read_metadata(self, location: str) -> dict[str, str]:
+        """The ``metadata`` recorded by :meth:`write`; ``{}`` for a table without any."""
+        loc = parse_location(location)
+        if self._adbc(loc, None):
+            return _sql_adbc.read_metadata(loc)
+        return _sql_alchemy.read_metadata(loc)
+
+    def target_info(self, location: str) -> TargetInfo:
+        """Rows from ``_prefect_ds_tables`` (tables prefect-ds wrote); no size or time."""
+        loc = parse_location(location)
+        if self._adbc(loc, None):
+            return TargetInfo(rows=_sql_adbc.stored_rows(loc))
+        return TargetInfo(rows=_sql_alchemy.stored_rows(loc))
+
+    def list_locations(self, location: str) -> list[str]:
+        """The stored tables matching ``location``, whose table part may hold ``*``.
+
+        Tables are listed with SQLAlchemy's inspector; prefect-ds's own bookkeeping
+        tables are left out. The database URL itself cannot hold ``*``.
+        """
+        url_part, sep, pattern = location.rpartition("#")
+        if not sep or "*" in url_part:
+            raise TemplateError(
+                f"cannot list {safe_location(location)!r}: a SQL location is '<database URL>#"
+                f"[schema.]table' and only the table part may vary"
+            )
+        schema, _, table_pattern = pattern.rpartition(".")
+        probe = parse_location(f"{url_part}#{schema + '.' if schema else ''}x")
+        found = []
+        for name in sorted(_sql_alchemy.list_tables(probe)):
+            if name.startswith(RESERVED_PREFIX) or name == META_TABLE:
+                continue
+            if fnmatch.fnmatchcase(name, table_pattern):
+                found.append(f"{url_part}#{schema + '.' if schema else ''}{name}")
+        return found
+
+    def asset_key(self, location: str) -> str:
+        """``<backend>://<host[:port]>/<database>/<[schema.]table>``, no user or password."""
+        loc = parse_location(location)
+        url = loc.url
+        if loc.backend == "sqlite":
+            where = os.path.abspath(str(url.database)).lstrip("/")
+            return safe_asset_key(f"sqlite:///{where}/{loc.qualified}")
+        host = f"{url.host or 'localhost'}{f':{url.port}' if url.port else ''}"
+        return safe_asset_key(f"{loc.backend}://{host}/{url.database or ''}/{loc.qualified}")
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
         """The table at ``location``, with its exact dtypes if prefect-ds wrote it.

@@ -32,10 +32,28 @@ class FeatherFormat(prefect_ds.FileFormat):
     default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "lz4"}
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
-        with prefect_ds.open_for_read(location, **self.storage_options) as source:
-            table = feather.read_table(source, **kwargs)
+        try:
+            with prefect_ds.open_for_read(location, **self.storage_options) as source:
+                table = feather.read_table(source, **kwargs)
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError) as exc:
+            if kwargs and self._readable(location):
+                raise  # the file is sound: the read options are what went wrong
+            raise prefect_ds.CorruptTargetError(
+                f"{location}: not a readable Feather file ({type(exc).__name__}: {exc}); it "
+                f"is truncated, damaged or not Feather. Delete it and write the result again."
+            ) from None
         frame: pd.DataFrame = table.to_pandas()
         return frame
+
+    def _readable(self, location: str) -> bool:
+        try:
+            with prefect_ds.open_for_read(location, **self.storage_options) as source:
+                feather.read_table(source)
+        except (pa.ArrowException, OSError):
+            return False
+        return True
 
     def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
         options = {**self.default_write_kwargs, **kwargs}

@@ -1,0 +1,149 @@
+"""The cross-process target lock: exclusion, timeouts, crashes, async, per-storage choice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from prefect_ds import PandasResultHandler
+from prefect_ds._errors import TargetLockTimeout
+from prefect_ds._locking import (
+    FileLock,
+    async_target_lock,
+    file_lock,
+    lock_path,
+    target_lock,
+)
+
+
+def test_lock_file_sits_beside_the_target_and_goes_away(tmp_path: Any) -> None:
+    target = str(tmp_path / "out" / "data.csv")
+    with file_lock(target):
+        assert os.listdir(tmp_path / "out") == [".data.csv.prefect-ds-lock"]
+    assert os.listdir(tmp_path / "out") == []
+    assert lock_path(target).endswith("/out/.data.csv.prefect-ds-lock")
+
+
+def test_threads_exclude_each_other(tmp_path: Any) -> None:
+    target = str(tmp_path / "t.parquet")
+    first, second = FileLock(target), FileLock(target)
+    assert first.try_acquire()
+    assert not second.try_acquire()
+    first.release()
+    assert second.try_acquire()
+    second.release()
+
+
+def test_waiter_gets_the_lock_after_the_holder(tmp_path: Any) -> None:
+    target = str(tmp_path / "t.parquet")
+    order: list[str] = []
+    holder = FileLock(target)
+    holder.acquire()
+
+    def wait() -> None:
+        with file_lock(target):
+            order.append("waiter")
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive()  # still waiting while the lock is held
+    order.append("holder done")
+    holder.release()
+    thread.join(30)
+    assert order == ["holder done", "waiter"]
+
+
+def test_timeout_names_the_lock_file(tmp_path: Any) -> None:
+    target = str(tmp_path / "t.parquet")
+    with file_lock(target), pytest.raises(TargetLockTimeout, match="prefect-ds-lock"):
+        FileLock(target).acquire(timeout=0.2)
+
+
+@contextlib.contextmanager
+def held_by_other_process(target: str) -> Iterator[subprocess.Popen[str]]:
+    code = (
+        "import sys, time\n"
+        "from prefect_ds._locking import FileLock\n"
+        "FileLock(sys.argv[1]).acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, target], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_crashed_holder_leaves_no_stale_lock(tmp_path: Any) -> None:
+    target = str(tmp_path / "t.parquet")
+    with held_by_other_process(target) as proc:
+        assert not FileLock(target).try_acquire()
+        proc.kill()  # SIGKILL: no cleanup code runs
+        proc.wait()
+    lock = FileLock(target)
+    lock.acquire(timeout=10)  # the kernel dropped the dead holder's lock
+    lock.release()
+
+
+def test_async_lock_waits_without_blocking_and_can_be_cancelled(tmp_path: Any) -> None:
+    handler = PandasResultHandler(str(tmp_path / "t.parquet"))
+    location = handler.render()
+
+    async def main() -> list[str]:
+        events: list[str] = []
+        holder = FileLock(location)
+        holder.acquire()
+
+        async def waiter() -> None:
+            async with async_target_lock(handler.format, location):
+                events.append("acquired")
+
+        cancelled = asyncio.create_task(waiter())
+        await asyncio.sleep(0.2)
+        cancelled.cancel()  # cancelling a waiter must not leave it holding the lock later
+        with contextlib.suppress(asyncio.CancelledError):
+            await cancelled
+        second = asyncio.create_task(waiter())
+        await asyncio.sleep(0.2)
+        events.append("loop is free")  # the waiting did not block the event loop
+        holder.release()
+        await asyncio.wait_for(second, 30)
+        return events
+
+    assert asyncio.run(main()) == ["loop is free", "acquired"]
+    assert FileLock(location).try_acquire()
+
+
+def test_object_stores_get_no_lock(s3_bucket: str) -> None:
+    handler = PandasResultHandler(f"{s3_bucket}/t.parquet")
+    assert isinstance(target_lock(handler.format, handler.render()), contextlib.nullcontext)
+
+
+def test_a_format_can_bring_its_own_lock(tmp_path: Any) -> None:
+    from prefect_ds.formats.parquet import ParquetFormat
+
+    taken: list[str] = []
+
+    class LockingParquet(ParquetFormat):
+        @contextlib.contextmanager
+        def lock(self, location: str) -> Iterator[None]:
+            taken.append(location)
+            yield
+
+    with target_lock(LockingParquet(), "x.parquet"):
+        pass
+    assert taken == ["x.parquet"]
