@@ -3,6 +3,7 @@ reads them, option pass-through, fsspec locations, and refusal of inconsistent t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
@@ -217,6 +218,9 @@ def test_fsspec_locations(tmp_path: Path, fmt: prefect_ds.Format, scheme: str) -
     assert not fmt.exists(location)
     assert not fs.exists(path + SIDECAR_SUFFIX)
     fmt.delete(location)  # nothing there: no error
+    foreign = b"a;b\n1;x\n;y\n"
+    fs.pipe_file(path, foreign)  # a CSV from elsewhere at the same location
+    assert_frame_equal(fmt.read(location, sep=";"), pd.read_csv(io.BytesIO(foreign), sep=";"))
 
 
 def test_handler_resolves_csv_by_suffix(tmp_path: Path) -> None:
@@ -318,3 +322,33 @@ def test_object_string_columns(tmp_path: Path, fmt: prefect_ds.Format) -> None:
     location = str(tmp_path / "o.csv")
     fmt.write(df, location)
     assert_frame_equal(fmt.read(location), df)
+
+
+def test_metadata_and_target_info_live_in_the_sidecar(tmp_path: Path) -> None:
+    """The optional capabilities: ``metadata`` is written in the same atomic commit as the
+    data; a sidecar that no longer matches its data file vouches for nothing."""
+    from prefect_ds import _capabilities
+
+    fmt = get_format("csv")
+    location = str(tmp_path / "m.csv")
+    df = pd.DataFrame({"a": [1, 2, 3]})
+    assert _capabilities.metadata_support(fmt) == "native"
+    _capabilities.write(fmt, df, location, {"fingerprint": "fp-1"})
+    assert sorted(os.listdir(tmp_path)) == ["m.csv", "m.csv" + SIDECAR_SUFFIX]
+    assert _capabilities.read(fmt, location) == {"fingerprint": "fp-1"}
+    info = fmt.target_info(location)  # type: ignore[attr-defined]
+    assert (info.rows, info.bytes) == (3, os.path.getsize(location))
+    assert info.modified is not None
+    assert_frame_equal(fmt.read(location), df)
+    fmt.write(df, location, metadata={"k": "v"}, float_format="%.1f")  # pandas path too
+    assert _capabilities.read(fmt, location) == {"k": "v"}
+    with open(location, "a") as handle:
+        handle.write("4\n")
+    assert _capabilities.read(fmt, location) == {}
+    assert fmt.target_info(location).rows is None  # type: ignore[attr-defined]
+    fmt.write(df, location)  # a plain write carries none
+    assert _capabilities.read(fmt, location) == {}
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a\n1\n")
+    assert _capabilities.read(fmt, str(foreign)) == {}
+    assert fmt.target_info(str(foreign)).rows is None  # type: ignore[attr-defined]

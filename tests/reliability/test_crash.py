@@ -190,12 +190,12 @@ def check_after_kill(target: Target, versions: Versions, previous: int | None, n
     visible = [e for e in entries if not e.startswith(".")]
     hidden = [e for e in entries if e.startswith(".")]
     assert all(TEMP.match(e) or LOCK.match(e) for e in hidden), hidden
-    own = {target.path.name, *(Path(s).name for s in getattr(fmt, "sidecars")(str(target.path)))}
+    own = {target.path.name, *(Path(s).name for s in fmt.sidecars(str(target.path)))}
     assert set(visible) <= own, visible
     if exists:
         assert target.path.name in visible
     removed = remove_stale_temps(str(target.path))
-    for sidecar in getattr(fmt, "sidecars")(str(target.path)):
+    for sidecar in fmt.sidecars(str(target.path)):
         removed += remove_stale_temps(sidecar)
     left = [p.name for p in target.directory.iterdir() if TEMP.match(p.name)]
     assert left == [], f"temporaries of a dead writer were kept: {left}"

@@ -12,18 +12,19 @@ as ``pandas.read_sql`` reads it. Passwords never appear in messages or logs.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 
 from .._capabilities import TargetInfo, safe_asset_key
-from .._errors import TemplateError
+from .._errors import CorruptTargetError, TemplateError
 from .._format import Format
 from ..hookspecs import Register, hookimpl
 from . import _sql_adbc, _sql_alchemy
@@ -151,12 +152,13 @@ class SQLFormat(Format):
         (engine,) = _options(kwargs, engine=None)
         loc = parse_location(location)
         data: pa.Table | pd.DataFrame
-        if self._adbc(loc, engine):
-            data, found = _sql_adbc.read(loc)
-            columns, n_rows = list(data.column_names), data.num_rows
-        else:
-            data, found = _sql_alchemy.read(loc)
-            columns, n_rows = [str(c) for c in data.columns], len(data)
+        with _naming(loc):
+            if self._adbc(loc, engine):
+                data, found = _sql_adbc.read(loc)
+                columns, n_rows = list(data.column_names), data.num_rows
+            else:
+                data, found = _sql_alchemy.read(loc)
+                columns, n_rows = [str(c) for c in data.columns], len(data)
         if found is not None and not matches(columns, n_rows, found):
             _warn_changed(loc, "columns or row count differ from what was written")
             found = None
@@ -171,15 +173,27 @@ class SQLFormat(Format):
     def exists(self, location: str) -> bool:
         """The table exists and, if prefect-ds wrote it, the write completed."""
         loc = parse_location(location)
-        if self._adbc(loc, None):
-            return _sql_adbc.exists(loc)
-        return _sql_alchemy.exists(loc)
+        with _naming(loc):
+            if self._adbc(loc, None):
+                return _sql_adbc.exists(loc)
+            return _sql_alchemy.exists(loc)
 
     def delete(self, location: str) -> None:
         """Drop the table and forget its metadata; no error if it is absent."""
         loc = parse_location(location)
         backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
         backend.delete(loc)
+
+
+@contextlib.contextmanager
+def _naming(loc: SqlLocation) -> Iterator[None]:
+    """Put the table and database into a CorruptTargetError raised without them."""
+    try:
+        yield
+    except CorruptTargetError as exc:
+        if loc.table in str(exc):
+            raise
+        raise CorruptTargetError(f"table {loc.qualified!r} at {loc.shown}: {exc}") from None
 
 
 def _warn_changed(loc: SqlLocation, why: str) -> None:

@@ -7,6 +7,8 @@ makes ``feather`` appear in ``prefect_ds.available_formats()``, and locations en
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -17,6 +19,8 @@ import prefect_ds
 from prefect_ds.hookspecs import Register
 
 __all__ = ["FeatherFormat", "register_formats"]
+
+METADATA_KEY = b"prefect_ds:metadata"
 
 
 class FeatherFormat(prefect_ds.FileFormat):
@@ -55,12 +59,31 @@ class FeatherFormat(prefect_ds.FileFormat):
             return False
         return True
 
-    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+    def write(self, df: pd.DataFrame, location: str, *,
+              metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        """Write ``df``; ``metadata`` goes into the Arrow schema's key-value metadata.
+
+        Accepting ``metadata`` and implementing :meth:`read_metadata` is the optional
+        ``prefect_ds.SupportsMetadata`` capability: staleness fingerprints are then kept
+        inside the file instead of in a sidecar.
+        """
         options = {**self.default_write_kwargs, **kwargs}
         # Convert before staging: a frame Arrow cannot represent fails with no file touched.
         table = pa.Table.from_pandas(df, preserve_index=None)
+        if metadata:
+            table = table.replace_schema_metadata({
+                **(table.schema.metadata or {}),
+                METADATA_KEY: json.dumps(dict(metadata)).encode(),
+            })
         with prefect_ds.staged(location, **self.storage_options) as (temp,):
             feather.write_feather(table, temp, **options)
+
+    def read_metadata(self, location: str) -> dict[str, str]:
+        """The ``metadata`` given to :meth:`write`, from the file's footer (``{}`` if none)."""
+        with prefect_ds.open_for_read(location, **self.storage_options) as source:
+            schema = pa.ipc.open_file(source).schema
+        raw = (schema.metadata or {}).get(METADATA_KEY)
+        return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else {}
 
 
 @prefect_ds.hookimpl
