@@ -55,6 +55,27 @@ def cluster(prefect_harness: None, s3_server: Any) -> Iterator[distributed.Local
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
+def test_checkpointed_tasks_pickle(tmp_path: Any) -> None:
+    """Dask ships task functions to workers with cloudpickle, checkpoint wrapper included."""
+
+    @checkpoint_task(f"{tmp_path}/p_{{i}}.parquet")
+    def part(i: int) -> pd.DataFrame:
+        return pd.DataFrame({"i": [i]})
+
+    copy = cloudpickle.loads(cloudpickle.dumps(part))
+    pd.testing.assert_frame_equal(copy.fn(3), pd.DataFrame({"i": [3]}))
+    assert os.path.exists(f"{tmp_path}/p_3.parquet")
+    pd.testing.assert_frame_equal(copy.fn(3), pd.DataFrame({"i": [3]}))  # now a hit
+
+
+def test_workers_see_the_s3_environment(
+    cluster: distributed.LocalCluster, s3_server: Any
+) -> None:
+    with distributed.Client(cluster) as client:
+        seen = client.run(lambda: os.environ.get("AWS_ENDPOINT_URL"))
+    assert set(seen.values()) == {s3_server.endpoint}
+
+
 def computed(markers: str) -> list[int]:
     """Which calls ran their body (one marker file per computation)."""
     return sorted(int(name.split("-")[0]) for name in os.listdir(markers))

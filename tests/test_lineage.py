@@ -14,7 +14,6 @@ import pytest
 from prefect_ds import FileFormat, get_format
 from prefect_ds._lineage import MATERIALIZED, REFERENCED, _active, asset_key, report
 
-
 # -- asset keys ------------------------------------------------------------------------------
 
 

@@ -13,7 +13,6 @@ expression.
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from . import _capabilities
 from ._capabilities import TargetInfo
 from ._errors import TemplateError
-from ._files import FileFormat, filesystem, is_local
+from ._files import FileFormat, filesystem
 from ._fingerprint import METADATA_KEY, Fingerprint
 from ._format import Format
 from ._template import LocationTemplate
@@ -42,27 +41,35 @@ class Target:
     problem: str | None = None  # why info or fingerprint could not be read
 
 
+def _tokenised(template: str) -> tuple[str, dict[str, str]]:
+    """``template`` with each field replaced by a token (one per field name)."""
+    LocationTemplate(template)  # validates: syntax, no positional fields
+    out: list[str] = []
+    tokens: dict[str, str] = {}
+    for literal, field, _, _ in string.Formatter().parse(template):
+        out.append(literal)
+        if field is not None:
+            token = tokens.setdefault(field, f"PREFECTDSFIELD{len(tokens)}X")
+            out.append(token)
+    return "".join(out), tokens
+
+
+def _pattern(text: str, tokens: Mapping[str, str]) -> tuple[str, re.Pattern[str]]:
+    """The glob and the regular expression of a tokenised text."""
+    glob = _GLOB_SPECIAL.sub(r"[\1]", text)
+    regex = re.escape(text)
+    for i, token in enumerate(tokens.values()):
+        glob = glob.replace(token, "*")
+        group = f"(?P<f{i}>{_VALUE})"
+        regex = regex.replace(re.escape(token), group, 1).replace(re.escape(token), f"(?P=f{i})")
+    return glob, re.compile(regex + r"\Z")
+
+
 def patterns(template: str) -> tuple[str, re.Pattern[str], list[str]]:
     """The glob, the regular expression and the field names of ``template``."""
-    LocationTemplate(template)  # validates: syntax, no positional fields
-    glob: list[str] = []
-    regex: list[str] = []
-    names: list[str] = []
-    groups: dict[str, str] = {}
-    for literal, field, _, _ in string.Formatter().parse(template):
-        glob.append(_GLOB_SPECIAL.sub(r"[\1]", literal))
-        regex.append(re.escape(literal))
-        if field is None:
-            continue
-        glob.append("*")
-        if field in groups:
-            regex.append(f"(?P={groups[field]})")
-            continue
-        group = f"f{len(groups)}"
-        groups[field] = group
-        names.append(field)
-        regex.append(f"(?P<{group}>{_VALUE})")
-    return "".join(glob), re.compile("".join(regex) + r"\Z"), names
+    text, tokens = _tokenised(template)
+    glob, regex = _pattern(text, tokens)
+    return glob, regex, list(tokens)
 
 
 def parse_values(regex: re.Pattern[str], fields: list[str], location: str) -> dict[str, str] | None:
@@ -72,39 +79,44 @@ def parse_values(regex: re.Pattern[str], fields: list[str], location: str) -> di
     return {field: match[f"f{i}"] for i, field in enumerate(fields)}
 
 
-def _candidates(fmt: Format, template: str, glob: str) -> list[str]:
-    """Stored locations that may belong to ``template`` (matched exactly afterwards)."""
+def _matches(fmt: Format, template: str) -> Iterable[tuple[str, dict[str, str]]]:
+    """(location, values) of every stored target of ``template``."""
+    text, tokens = _tokenised(template)
+    fields = list(tokens)
     if isinstance(fmt, FileFormat):
-        path_part, _, fragment = template.partition("#")
-        if "{" in fragment:
+        path_part, _, fragment = text.partition("#")
+        if any(token in fragment for token in tokens.values()):
             raise TemplateError(
                 f"cannot list {template!r}: the part after '#' varies, and prefect-ds lists "
                 f"files, not the keys inside them; fix the key in the template"
             )
-        glob_path = glob.partition("#")[0]
-        fs, path = filesystem(glob_path, **fmt.storage_options)
-        found = sorted(str(p) for p in fs.glob(path))
-        suffix = f"#{fragment}" if fragment else ""
-        if is_local(fs):
-            absolute = os.path.isabs(os.path.expanduser(path_part)) or path_part.startswith(
-                "file://")
-            if not absolute:
-                found = [os.path.relpath(p) for p in found]
-            return [p.replace(os.sep, "/") + suffix for p in found]
-        return [fs.unstrip_protocol(p) + suffix for p in found]
+        fs, fs_path = filesystem(path_part, **fmt.storage_options)
+        glob, regex = _pattern(fs_path, tokens)
+        for found in sorted(str(p) for p in fs.glob(glob)):
+            values = parse_values(regex, fields, found)
+            if values is not None:
+                location = text
+                for field, token in tokens.items():
+                    location = location.replace(token, values[field])
+                yield location, values
+        return
     lister = getattr(fmt, "list_locations", None)
     if not callable(lister):
         raise TypeError(
             f"format {fmt.name!r} cannot list its targets: it is not a file format and has "
             f"no list_locations(location) (see prefect_ds._capabilities.SupportsListing)"
         )
-    return [str(loc) for loc in lister(glob)]
+    glob, regex = _pattern(text, tokens)
+    for location in lister(glob):
+        values = parse_values(regex, fields, str(location))
+        if values is not None:
+            yield str(location), values
 
 
 def find_targets(fmt: Format, template: str,
                  where: Mapping[str, str] | None = None) -> list[Target]:
     """Every stored target of ``template`` whose parsed values match ``where``."""
-    glob, regex, fields = patterns(template)
+    fields = list(_tokenised(template)[1])
     unknown = sorted(set(where or {}) - set(fields))
     if unknown:
         raise TemplateError(
@@ -112,9 +124,8 @@ def find_targets(fmt: Format, template: str,
             f"{', '.join(fields) or '(none)'}"
         )
     targets = []
-    for location in _candidates(fmt, template, glob):
-        values = parse_values(regex, fields, location)
-        if values is None or any(values[k] != v for k, v in (where or {}).items()):
+    for location, values in _matches(fmt, template):
+        if any(values[k] != v for k, v in (where or {}).items()):
             continue
         targets.append(_describe(fmt, location, values))
     return targets

@@ -12,9 +12,10 @@ So after a release, the consumer's worker thread waits - before its future resol
 so no downstream task has started yet - until either every released value is dead
 (tracked by weak reference; no garbage-collection pass is needed, as nothing here is
 a reference cycle) or the events worker has dropped the snapshots it held (also
-tracked by weak reference), after which anything still holding the value belongs to
-the user. The wait is bounded: a stalled events worker delays a task by at most
-``timeout`` seconds.
+tracked by weak reference) and a short grace has passed, after which anything still
+holding the value belongs to the user. Typical cost: a few milliseconds per release,
+against ~160 ms for a ``gc.collect()``. The wait is bounded: a stalled events worker
+delays a task by at most ``timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from typing import Any
 
 POLL_START = 0.0002
 POLL_MAX = 0.005
+# After the events worker let go: how long other short-lived holders may still take.
+# Threads that were handling the run's bookkeeping can hold the task engine a moment
+# longer (about 1 release in 300 in a 150-step chain, for a few milliseconds).
+GRACE = 0.05
 
 
 def weak_refs(value: Any) -> list[weakref.ref[Any]]:
@@ -84,26 +89,31 @@ def _workers_idle() -> bool:
 def wait_until_freed(refs: list[weakref.ref[Any]], timeout: float = 10.0) -> bool:
     """Wait until every referent in ``refs`` is dead; True if they all are.
 
-    Stops early, returning False, once Prefect's events workers have dropped every
-    context snapshot they held: whatever still holds a value then is not Prefect's
-    transient bookkeeping (the user kept it, for instance), and waiting longer would
-    not free it. Events are sent one at a time in order, so once the snapshots seen
-    at some moment are all gone, any event that was being sent then is done too; if
-    none were seen, an idle queue says the same.
+    Stops early, returning False, ``GRACE`` seconds after Prefect's events workers
+    have dropped every context snapshot they held: whatever still holds a value then
+    is not Prefect's transient bookkeeping (the user kept it, for instance), and
+    waiting longer would not free it. Events are sent one at a time in order, so once
+    the snapshots seen at some moment are all gone, any event that was being sent then
+    is done too; if none were seen, an idle queue says the same.
     """
     if all(ref() is None for ref in refs):
         return True
     snapshots = _pending_snapshots()
     deadline = time.monotonic() + timeout
+    settled_at: float | None = None
     delay = POLL_START
     while True:
         if all(ref() is None for ref in refs):
             return True
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             return False
-        if all(snapshot() is None for snapshot in snapshots):
+        if settled_at is None and all(snapshot() is None for snapshot in snapshots):
             if snapshots or _workers_idle():
-                return all(ref() is None for ref in refs)
-            snapshots = _pending_snapshots()
+                settled_at = now
+            else:
+                snapshots = _pending_snapshots()
+        if settled_at is not None and now - settled_at >= GRACE:
+            return False
         time.sleep(delay)
         delay = min(delay * 2, POLL_MAX)

@@ -1,0 +1,114 @@
+"""The target browser: list a template's stored targets with their argument values parsed
+back, and delete a slice of them (local files, fsspec URLs, SQL tables)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from prefect_ds import _browse, _capabilities, get_format
+from prefect_ds._errors import TemplateError
+from prefect_ds._fingerprint import METADATA_KEY, Fingerprint
+
+
+def populate(fmt_name: str, template: str, fingerprinted: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    fmt = get_format(fmt_name)
+    for region in ("EU", "US", "APAC"):
+        for year in (2023, 2024):
+            location = template.format(region=region, year=year)
+            df = pd.DataFrame({"v": range(year - 2020)})
+            if region in fingerprinted:
+                record = Fingerprint({"code": "c" * 32}).encode()
+                _capabilities.write(fmt, df, location, {METADATA_KEY: record})
+            else:
+                fmt.write(df, location)
+
+
+def test_ls_parses_values_back_and_reports_cheap_facts(tmp_path: Path) -> None:
+    template = str(tmp_path / "data" / "{region}_{year}.parquet")
+    populate("parquet", template, fingerprinted={"EU"})
+    (tmp_path / "data" / "notes.txt").write_text("not a target")
+    (tmp_path / "data" / ".EU_2023.parquet.0000aa000000.prefect-ds-tmp").write_text("partial")
+    targets = _browse.find_targets(get_format("parquet"), template)
+    assert sorted((t.values["region"], t.values["year"]) for t in targets) == [
+        ("APAC", "2023"), ("APAC", "2024"), ("EU", "2023"), ("EU", "2024"),
+        ("US", "2023"), ("US", "2024"),
+    ]
+    eu = next(t for t in targets if t.values == {"region": "EU", "year": "2024"})
+    assert eu.info.rows == 4
+    assert eu.info.bytes == os.path.getsize(template.format(region="EU", year=2024))
+    assert eu.info.modified is not None
+    assert eu.fingerprint is not None and set(eu.fingerprint.parts) == {"code"}
+    us = next(t for t in targets if t.values["region"] == "US")
+    assert us.fingerprint is None
+
+
+def test_values_with_separators_of_the_template(tmp_path: Path) -> None:
+    template = str(tmp_path / "{a}_{b}.parquet")
+    get_format("parquet").write(pd.DataFrame({"v": [1]}), template.format(a="x", b="y_z"))
+    (found,) = _browse.find_targets(get_format("parquet"), template)
+    # "x_y_z" splits at the first "_": the parse is the shortest value for {a}.
+    assert found.values == {"a": "x", "b": "y_z"}
+
+
+def test_repeated_fields_must_agree(tmp_path: Path) -> None:
+    template = str(tmp_path / "{region}" / "{region}_{year}.parquet")
+    fmt = get_format("parquet")
+    fmt.write(pd.DataFrame({"v": [1]}), template.format(region="EU", year=1))
+    os.makedirs(tmp_path / "US")
+    fmt.write(pd.DataFrame({"v": [1]}), str(tmp_path / "US" / "EU_1.parquet"))
+    (found,) = _browse.find_targets(fmt, template)
+    assert found.values == {"region": "EU", "year": "1"}
+
+
+def test_where_and_delete_a_slice(tmp_path: Path) -> None:
+    template = str(tmp_path / "{region}_{year}.csv")
+    populate("csv", template)
+    fmt = get_format("csv")
+    eu = _browse.find_targets(fmt, template, {"region": "EU"})
+    assert [t.values["year"] for t in eu] == ["2023", "2024"]
+    _browse.delete_targets(fmt, eu)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert not [name for name in left if name.startswith("EU_")]  # sidecars went too
+    assert len(_browse.find_targets(fmt, template)) == 4
+    with pytest.raises(TemplateError, match="--where names regoin"):
+        _browse.find_targets(fmt, template, {"regoin": "EU"})
+
+
+def test_fsspec_urls() -> None:
+    root = f"memory://ls-{uuid.uuid4().hex[:8]}"
+    template = root + "/{region}_{year}.parquet"
+    populate("parquet", template)
+    fmt = get_format("parquet")
+    targets = _browse.find_targets(fmt, template, {"year": "2024"})
+    assert sorted(t.location for t in targets) == [
+        f"{root}/APAC_2024.parquet", f"{root}/EU_2024.parquet", f"{root}/US_2024.parquet"
+    ]
+    assert all(t.info.rows == 4 for t in targets)
+    _browse.delete_targets(fmt, targets)
+    assert len(_browse.find_targets(fmt, template)) == 3
+
+
+def test_sql_tables(tmp_path: Path) -> None:
+    template = f"sqlite:///{tmp_path / 'lab.db'}#sales_{{region}}_{{year}}"
+    populate("sql", template, fingerprinted={"US"})
+    fmt = get_format("sql")
+    fmt.write(pd.DataFrame({"v": [1]}), f"sqlite:///{tmp_path / 'lab.db'}#other")
+    targets = _browse.find_targets(fmt, template)
+    assert len(targets) == 6  # neither "other" nor the bookkeeping table
+    us = [t for t in targets if t.values["region"] == "US"]
+    assert all(t.fingerprint is not None for t in us)
+    assert {t.info.rows for t in us} == {3, 4}
+    _browse.delete_targets(fmt, _browse.find_targets(fmt, template, {"region": "EU"}))
+    assert sorted({t.values["region"] for t in _browse.find_targets(fmt, template)}) == [
+        "APAC", "US"
+    ]
+
+
+def test_keys_inside_a_file_cannot_vary(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="after '#'"):
+        _browse.find_targets(get_format("hdf"), str(tmp_path / "f.h5#{region}"))
