@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, settings
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-ds-test-home-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# A loaded 2-core machine can take longer than Prefect's default 20 s to start a server.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 # Hypothesis: a modest example count by default; PREFECT_DS_FULL=1 for the thorough run.
 settings.register_profile("prefect-ds", max_examples=50, deadline=None,

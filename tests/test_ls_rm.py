@@ -112,3 +112,66 @@ def test_sql_tables(tmp_path: Path) -> None:
 def test_keys_inside_a_file_cannot_vary(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="after '#'"):
         _browse.find_targets(get_format("hdf"), str(tmp_path / "f.h5#{region}"))
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def cli(*args: str, input: str | None = None) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from prefect_ds._cli import app
+
+    result = CliRunner().invoke(app, list(args), input=input)
+    return result.exit_code, result.output
+
+
+def test_cli_ls_shows_values_rows_and_fingerprints(tmp_path: Path) -> None:
+    template = str(tmp_path / "{region}_{year}.parquet")
+    populate("parquet", template, fingerprinted={"EU"})
+    code, out = cli("ls", template)
+    assert code == 0
+    header, *lines = out.strip().splitlines()
+    assert header.split()[:4] == ["LOCATION", "REGION", "YEAR", "ROWS"]
+    eu = next(line for line in lines if "EU_2024" in line).split()
+    assert eu[1:4] == ["EU", "2024", "4"] and eu[-1] == "code"
+    assert next(line for line in lines if "US_2023" in line).split()[-1] == "none"
+    code, out = cli("ls", template, "--where", "year=2023")
+    assert code == 0 and len(out.strip().splitlines()) == 4
+    code, out = cli("ls", str(tmp_path / "empty" / "{nothing}.parquet"))
+    assert code == 0 and "no stored targets" in out
+
+
+def test_cli_rm_asks_then_deletes_the_slice(tmp_path: Path) -> None:
+    template = str(tmp_path / "{region}_{year}.parquet")
+    populate("parquet", template)
+    code, out = cli("rm", template, "--where", "region=EU", input="n\n")
+    assert code == 1 and "nothing deleted" in out
+    assert len(list(tmp_path.glob("EU_*.parquet"))) == 2
+    code, out = cli("rm", template, "--where", "region=EU", input="y\n")
+    assert code == 0 and out.count("deleted ") == 2
+    assert not list(tmp_path.glob("EU_*")) and len(list(tmp_path.glob("*.parquet"))) == 4
+
+
+def test_cli_rm_yes_on_sql_in_a_real_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    template = f"sqlite:///{tmp_path / 'lab.db'}#sales_{{region}}_{{year}}"
+    populate("sql", template)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("prefect-ds")), "rm", template,
+         "-w", "region=US", "-w", "year=2024", "--yes"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deleted" in done.stdout and "sales_US_2024" in done.stdout
+    left = {tuple(t.values.values()) for t in _browse.find_targets(get_format("sql"), template)}
+    assert ("US", "2024") not in left and len(left) == 5
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    code, out = cli("ls", str(tmp_path / "{a}.parquet"), "--where", "b=1")
+    assert code == 1 and "--where names b" in out
+    code, out = cli("ls", str(tmp_path / "{a}.unknownsuffix"))
+    assert code == 1 and "format" in out

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from ._capabilities import SupportsMetadata, TargetInfo
 from ._checkpoint import checkpoint, checkpoint_task
 from ._errors import (
     CheckpointCollisionError,
@@ -15,6 +16,7 @@ from ._errors import (
     UnsafeLocationError,
 )
 from ._files import FileFormat, open_for_read, staged
+from ._fingerprint import FingerprintError
 from ._format import Format
 from ._handler import PandasResultHandler
 from ._plugins import available_formats, get_format, register_plugin, resolve_format
@@ -40,11 +42,14 @@ __all__ = [
     "DSTaskRunner",
     "DuplicateFormatError",
     "FileFormat",
+    "FingerprintError",
     "Format",
     "PandasResultHandler",
     "PrefectDSError",
     "PurgedResult",
     "ResultReleasedError",
+    "SupportsMetadata",
+    "TargetInfo",
     "TemplateError",
     "UnknownFormatError",
     "UnsafeLocationError",

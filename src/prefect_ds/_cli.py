@@ -1,4 +1,5 @@
-"""The ``prefect-ds`` command: list the installed formats, look inside a stored result.
+"""The ``prefect-ds`` command: list the installed formats, look inside a stored result,
+list and delete a template's stored targets (``ls`` / ``rm``, in ``_cli_targets``).
 
 Only typer is imported up front; the registry, the formats and their libraries load
 when a command runs, so ``prefect-ds --help`` stays quick.
@@ -148,6 +149,11 @@ def _index_dtypes(df: pd.DataFrame) -> list[object]:
     if isinstance(df.index, pd.MultiIndex):
         return list(df.index.dtypes)
     return [df.index.dtype]
+
+
+from . import _cli_targets  # noqa: E402  (ls and rm; their heavy imports are lazy)
+
+_cli_targets.register(app)
 
 
 def main() -> None:
