@@ -180,6 +180,15 @@ def _reset_peak() -> bool:
         return False
 
 
+def _current_mb() -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            found = re.search(r"VmRSS:\s+(\d+) kB", handle.read())
+    except OSError:
+        return float("nan")
+    return int(found.group(1)) / 1024 if found else float("nan")
+
+
 def _peak_mb() -> float:
     with open("/proc/self/status") as handle:
         found = re.search(r"VmHWM:\s+(\d+) kB", handle.read())
@@ -190,12 +199,14 @@ def _one_call(fn: Any, make: Callable[[], pd.DataFrame]) -> Any:
     """A flow that builds the input (outside any task) and times one call of ``fn``."""
 
     @flow
-    def one_call() -> tuple[float, float]:
+    def one_call() -> tuple[float, float, float | None]:
         df = make()
-        built = _peak_mb()
+        have_peak = _reset_peak()  # the peak window starts with the input built and held
+        held = _current_mb()
         start = time.perf_counter()
         fn(df, "x")
-        return time.perf_counter() - start, built
+        seconds = time.perf_counter() - start
+        return seconds, held, (_peak_mb() if have_peak else None)
 
     return one_call
 
@@ -221,10 +232,10 @@ def input_hashing(workdir: Path, input_mb: int) -> list[str]:
                       ("checkpoint_task (NO_CACHE, persist_result=False)", summarise_nocache)]:
         fn.fn(big().head(10), "x")  # the target exists: every call below is a hit
 
-        have_peak = _reset_peak()
-        seconds, before = _one_call(fn, big)()
-        peak = f"peak {_peak_mb():7.0f} MB (input built: {before:5.0f} MB)" if have_peak else ""
-        lines.append(f"  {label:<54} call {seconds:6.2f} s   {peak}")
+        seconds, held, peak = _one_call(fn, big)()
+        memory = (f"peak during the call {peak:6.0f} MB (+{peak - held:4.0f} MB over the "
+                  f"{held:.0f} MB held before it)" if peak is not None else "")
+        lines.append(f"  {label:<52} call {seconds:6.2f} s   {memory}")
     return lines
 
 

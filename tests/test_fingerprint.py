@@ -207,11 +207,13 @@ def metadata_locations(tmp_path: Path) -> dict[str, str]:
     return {
         "parquet": str(tmp_path / "t.parquet"),
         "feather": str(tmp_path / "t.feather"),
+        "csv": str(tmp_path / "t.csv"),
+        "hdf": str(tmp_path / "t.h5#group/t"),
         "sql": f"sqlite:///{tmp_path / 'r.db'}#t_meta",
     }
 
 
-@pytest.mark.parametrize("fmt_name", ["parquet", "feather", "sql"])
+@pytest.mark.parametrize("fmt_name", ["parquet", "feather", "csv", "hdf", "sql"])
 def test_formats_store_metadata_with_the_data(tmp_path: Path, fmt_name: str) -> None:
     fmt = get_format(fmt_name)
     location = metadata_locations(tmp_path)[fmt_name]
@@ -475,4 +477,4 @@ def test_fingerprints_for_every_format(tmp_path: Path, fmt_name: str) -> None:
     fmt = get_format(fmt_name)
     stored = _capabilities.read(fmt, format_location(tmp_path, fmt_name).format(tag="a"))
     assert Fingerprint.decode(stored[METADATA_KEY]) is not None
-    assert _capabilities.metadata_support(fmt) in ("native", "sidecar")
+    assert _capabilities.metadata_support(fmt) == "native"  # kept inside the target

@@ -282,6 +282,14 @@ def test_a_late_consumer_fails_clearly_unless_the_result_can_be_reloaded(
         seen["released_again"] = peek(kept)
         mapped = double.map([kept, kept])
         seen["mapped"] = [f.result() for f in mapped]
+
+        removed = stored.submit(3)
+        double.submit(removed).wait()
+        (tmp_path / "stored_3.parquet").unlink()
+        try:
+            double.submit(removed).result()
+        except ResultReleasedError as exc:
+            seen["removed_target"] = str(exc)
         return seen
 
     seen = late()
@@ -297,6 +305,8 @@ def test_a_late_consumer_fails_clearly_unless_the_result_can_be_reloaded(
     assert isinstance(seen["released_again"], PurgedResult)
     for result in seen["mapped"]:
         assert_frame_equal(result, frame(2) * 2)
+    assert "Could not reload" in seen["removed_target"]
+    assert "stored_3.parquet" in seen["removed_target"]
 
 
 def test_async_tasks_failures_and_prefect_persisted_results(prefect_harness: None) -> None:

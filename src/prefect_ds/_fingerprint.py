@@ -336,6 +336,17 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
+def _forget_pool_after_fork() -> None:
+    # A forked child has none of the parent's threads: give it a pool of its own.
+    global _executor, _executor_lock
+    _executor = None
+    _executor_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _column_digest(column: pd.Series) -> bytes:
     h = hashlib.sha256()
     _hash_column(h, column)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import _lineage
 from ._files import FileFormat
 from ._format import Format
 from ._plugins import resolve_format
@@ -68,6 +69,7 @@ class PandasResultHandler:
             )
         location = self.render(**arguments)
         self.format.write(df, location, **self.write_kwargs)
+        _lineage.report("materialized", self.format, location, df)  # inside a run only
         return location
 
     def exists(self, **arguments: Any) -> bool:

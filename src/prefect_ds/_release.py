@@ -220,7 +220,15 @@ class Graph:
                 purged = node.purged
             if purged is None:
                 return  # never released, or another consumer put it back already
-            value = purged.load()
+            try:
+                value = purged.load()
+            except Exception as exc:
+                where = purged.target.location if purged.target else "its target"
+                raise ResultReleasedError(
+                    f"Could not reload the released result of task {node.label} from "
+                    f"{where}: {exc}. It was stored there when the task ran; if it was "
+                    f"removed since, run the flow again to recompute it."
+                ) from exc
             with self._lock:
                 state = node.state() if node.state is not None else None
                 record = state.data if state is not None else None

@@ -25,7 +25,6 @@ from prefect.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutur
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from prefect.utilities.collections import StopVisiting, visit_collection
-from prefect.utilities.engine import collect_task_run_inputs_sync
 from typing_extensions import Self
 
 from ._errors import ResultReleasedError
@@ -186,13 +185,14 @@ class DSTaskRunner(ThreadPoolTaskRunner[R]):
         # map resolves the futures it maps over here, in the caller's thread: put back
         # any released result first and hold it until the mapped calls are submitted
         # (each of them then counts as a consumer through its `dependencies`).
+        # Only bare top-level futures are resolved there (max_depth=0); futures inside
+        # lists or annotations reach each mapped call as futures and go through submit.
         top_level: set[UUID] = set()
         for value in parameters.values():
-            top_level.update(
-                item.id
-                for item in collect_task_run_inputs_sync(value, max_depth=0)
-                if isinstance(item, TaskRunResult)
-            )
+            if isinstance(value, PrefectFuture):
+                top_level.add(value.task_run_id)
+            elif isinstance(value, State) and value.state_details.task_run_id is not None:
+                top_level.add(value.state_details.task_run_id)
         pinned = self._graph.pin(top_level)
         try:
             return cast(

@@ -1,12 +1,11 @@
-"""Fixtures of the reliability suite; writes the JSON report at the end of the session."""
+"""Fixtures of the reliability suite (the JSON report is written as tests count)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from reliability_support import REPORT_ENV, TARGETS, Target, make_target, write_report
+from reliability_support import TARGETS, Target, make_target
 
 
 @pytest.fixture(params=TARGETS)
@@ -14,8 +13,3 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     """Each test using it runs once per format (sql twice: SQLite and PostgreSQL)."""
     return make_target(str(request.param), tmp_path, request)
 
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    path = os.environ.get(REPORT_ENV)
-    if path:
-        write_report(path)

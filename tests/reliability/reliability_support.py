@@ -44,18 +44,21 @@ def count(fast: int, full: int) -> int:
 
 
 def tally(target: str, **counts: int) -> None:
-    """Add ``counts`` (metric=n) to ``target``'s row of the report."""
+    """Add ``counts`` (metric=n) to ``target``'s row of the report (and to its file now,
+    so an interrupted run keeps what it counted)."""
     for metric, n in counts.items():
         TALLY[target][metric] += n
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        _merge(path, {target: counts})
 
 
-def write_report(path: str) -> None:
-    """Merge this session's tally into the JSON report at ``path``."""
+def _merge(path: str, counts: dict[str, dict[str, int]]) -> None:
     report: dict[str, Any] = {"full": FULL, "targets": {}}
     file = Path(path)
     if file.exists():
         report = json.loads(file.read_text())
-    for target, metrics in TALLY.items():
+    for target, metrics in counts.items():
         row = report["targets"].setdefault(target, {})
         for metric, n in metrics.items():
             row[metric] = row.get(metric, 0) + n

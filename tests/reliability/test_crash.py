@@ -41,11 +41,10 @@ from prefect_ds._files import remove_stale_temps
 
 pytest_plugins = ["sql_fixtures"]
 
-# Rows of the frame written: large enough that a write takes a while (full run), smaller
-# in the fast run.
-ROWS = {key: count(rows // 4, rows) for key, rows in {
-    "csv": 200_000, "parquet": 400_000, "hdf": 400_000, "feather": 400_000,
-    "sql-sqlite": 200_000, "sql-postgresql": 200_000}.items()}
+# Rows of the frame written (9 mixed columns, 4-9 MB on disk): a write takes long
+# enough that random kills land at every stage of it.
+ROWS = {"csv": 50_000, "parquet": 100_000, "hdf": 100_000, "feather": 100_000,
+        "sql-sqlite": 50_000, "sql-postgresql": 50_000}
 KILLS = count(8, 100)
 
 ZYGOTE = BUILD + textwrap.dedent("""

@@ -16,8 +16,9 @@ two keys (the last PUT wins), so give concurrent writers separate objects.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import IO, Any, ClassVar
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
 
+from .._capabilities import TargetInfo, modified_time
 from .._errors import CorruptTargetError
 from .._files import FileFormat, filesystem, is_local, staged
 from .._locking import file_lock
@@ -45,6 +47,7 @@ from ._hdf_codec import (
 __all__ = ["HdfFormat", "UnsupportedFrameError"]
 
 DEFAULT_KEY = "data"
+METADATA_ATTR = "prefect_ds_metadata"  # the caller's {str: str} (fingerprints), as JSON
 # HDF5 1.8 file format or newer: large attributes (many columns) need its dense storage.
 LIBVER = ("v108", "latest")
 _DATASET_OPTIONS = frozenset(
@@ -170,7 +173,10 @@ class HdfFormat(FileFormat):
 
     # ------------------------------------------------------------------ write
 
-    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+    def write(self, df: pd.DataFrame, location: str, *,
+              metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        """Write ``df`` under the location's key; ``metadata`` (``{str: str}``) becomes the
+        frame group's ``prefect_ds_metadata`` attribute (JSON), written with it."""
         options = {**self.default_write_kwargs, **kwargs}
         unknown = sorted(set(options) - _DATASET_OPTIONS)
         if unknown:
@@ -180,7 +186,30 @@ class HdfFormat(FileFormat):
             )
         key = self.key(location)
         tree = encode_frame(df)  # every unsupported column fails here, before any I/O
+        if metadata:
+            tree.attrs[METADATA_ATTR] = json.dumps(
+                {str(k): str(v) for k, v in metadata.items()}, sort_keys=True)
         self._rewrite(location, key, tree, options)
+
+    def read_metadata(self, location: str) -> dict[str, str]:
+        """The ``metadata`` given to :meth:`write`, from the group's attributes alone."""
+        with self._open(location) as handle:
+            group = _get(handle, self.key(location))
+            raw = group.attrs.get(METADATA_ATTR) if isinstance(group, h5py.Group) else None
+        if raw is None:
+            return {}
+        doc = json.loads(_text(raw))
+        return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+
+    def target_info(self, location: str) -> TargetInfo:
+        """Rows from the frame's ``nrows`` attribute; bytes and time of the whole file."""
+        fs, path = filesystem(self.data_location(location), **self.storage_options)
+        stat = fs.info(path)
+        with self._open(location) as handle:
+            group = _get(handle, self.key(location))
+            rows = group.attrs.get("nrows") if isinstance(group, h5py.Group) else None
+        return TargetInfo(rows=None if rows is None else int(rows), bytes=stat.get("size"),
+                          modified=modified_time(stat))
 
     def _rewrite(self, location: str, key: str, tree: Node | None,
                  options: dict[str, Any]) -> None:

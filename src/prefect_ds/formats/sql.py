@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -91,6 +92,7 @@ class SQLFormat(Format):
                 f"a DataFrame with no columns cannot be stored as table {loc.qualified!r}; "
                 f"add a column or store it in a file format"
             )
+        _check_storable(df, loc)
         use_adbc = self._adbc(loc, engine)
         prepared = prepare(df, loc.backend)
         if use_adbc:
@@ -183,6 +185,34 @@ class SQLFormat(Format):
         loc = parse_location(location)
         backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
         backend.delete(loc)
+
+
+def _check_storable(df: pd.DataFrame, loc: SqlLocation) -> None:
+    """Refuse, before any SQL, what a table would silently turn into text.
+
+    Column names must be strings (a table's columns are names, ``0`` would read back as
+    ``"0"``), and object columns must hold strings (or missing values) only: mixed
+    values would be stored as their text and read back as strings, lists not at all.
+    """
+    bad = [c for c in df.columns if not isinstance(c, str)]
+    if bad:
+        raise TypeError(
+            f"table {loc.qualified!r}: the sql format needs string column names; got "
+            f"{bad[:5]!r}. Rename them, e.g. df.columns = df.columns.map(str)"
+        )
+    for i, dtype in enumerate(df.dtypes):
+        if dtype.kind != "O" or not isinstance(dtype, np.dtype):
+            continue
+        name = df.columns[i]
+        values = df.iloc[:, i].dropna()
+        odd = values[[not isinstance(v, str) for v in values]]
+        if len(odd):
+            raise TypeError(
+                f"table {loc.qualified!r}: column {name!r} is an object column holding "
+                f"{type(odd.iloc[0]).__name__} values such as {odd.iloc[0]!r}; the sql format "
+                f"stores object columns of strings only. Convert it first, e.g. "
+                f"df[{name!r}] = df[{name!r}].astype(str), or use the parquet format"
+            )
 
 
 @contextlib.contextmanager
