@@ -31,7 +31,7 @@ def prefect_harness() -> Iterator[None]:
     """A private Prefect server for the whole session (started once, ~6 s)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 

@@ -169,9 +169,10 @@ def code_digest(fn: Callable[..., Any]) -> str:
 
 def _underlying(obj: Any) -> Any:
     """A Prefect task's or a decorated function's own function."""
-    fn = getattr(obj, "fn", None)  # prefect.Task keeps the user's function here
-    if fn is not None and callable(fn) and type(obj).__module__.startswith("prefect"):
-        obj = fn
+    if type(obj).__module__.startswith("prefect."):  # a Task keeps the user's function
+        fn = getattr(obj, "fn", None)
+        if callable(fn):
+            obj = fn
     try:
         return inspect.unwrap(obj) if callable(obj) else obj
     except ValueError:

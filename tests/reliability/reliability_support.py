@@ -8,6 +8,7 @@ there as JSON (``report.py`` turns it into the published table).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import uuid
@@ -54,16 +55,19 @@ def tally(target: str, **counts: int) -> None:
 
 
 def _merge(path: str, counts: dict[str, dict[str, int]]) -> None:
-    report: dict[str, Any] = {"full": FULL, "targets": {}}
-    file = Path(path)
-    if file.exists():
-        report = json.loads(file.read_text())
-    for target, metrics in counts.items():
-        row = report["targets"].setdefault(target, {})
-        for metric, n in metrics.items():
-            row[metric] = row.get(metric, 0) + n
-    report["full"] = FULL
-    file.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    """Add ``counts`` to the JSON file; sessions running side by side take turns."""
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        report: dict[str, Any] = {"full": FULL, "targets": {}}
+        file = Path(path)
+        if file.exists() and file.stat().st_size:
+            report = json.loads(file.read_text())
+        for target, metrics in counts.items():
+            row = report["targets"].setdefault(target, {})
+            for metric, n in metrics.items():
+                row[metric] = row.get(metric, 0) + n
+        report["full"] = FULL
+        file.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 def format_or_skip(name: str) -> Format:

@@ -45,7 +45,7 @@ pytest_plugins = ["sql_fixtures"]
 # enough that random kills land at every stage of it.
 ROWS = {"csv": 50_000, "parquet": 100_000, "hdf": 100_000, "feather": 100_000,
         "sql-sqlite": 50_000, "sql-postgresql": 50_000}
-KILLS = count(8, 100)
+KILLS = count(6, 100)
 
 ZYGOTE = BUILD + textwrap.dedent("""
     import os, sys, time

@@ -31,7 +31,7 @@ from test_properties import NAME_RULES, _expected, frames
 
 pytest_plugins = ["sql_fixtures"]
 
-EXAMPLES = count(20, 500)
+EXAMPLES = count(10, 500)
 
 
 def _sql_name_ok(name: str) -> bool:
@@ -192,7 +192,7 @@ def test_unsupported_frames_error_or_round_trip(kind: str, target: Target) -> No
     make = UNSUPPORTED[kind]
     tried = [0, 0]
 
-    @settings(max_examples=count(3, 20), database=None)
+    @settings(max_examples=count(2, 20), database=None)
     @given(_base_frames())
     def attempt(base: pd.DataFrame) -> None:
         df = make(base)
@@ -212,6 +212,8 @@ def test_unsupported_frames_error_or_round_trip(kind: str, target: Target) -> No
                 raise AssertionError(f"{kind}: {type(exc).__name__}: {exc}") from exc
             try:  # accepted: then it must come back exactly
                 back = where.fmt.read(where.location)
+                if kind == "nested lists" and "l" in back:  # Arrow gives lists as arrays
+                    back["l"] = back["l"].map(list)
                 pd.testing.assert_frame_equal(back, where.expect(df), check_exact=True)
             except BaseException:
                 tried[1] += 1

@@ -45,6 +45,7 @@ class ParquetFormat(FileFormat):
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         """Write ``df``; ``metadata`` goes into the file's key-value metadata with it."""
         options = {**self.default_write_kwargs, **kwargs}
+        check_column_names(df, "parquet")
         table = _record_dtypes(pa.Table.from_pandas(df, preserve_index=None), df)
         if metadata:
             table = table.replace_schema_metadata({
@@ -135,6 +136,19 @@ def _restore_dtypes(df: pd.DataFrame, table: pa.Table) -> pd.DataFrame:
         if changed:
             df.index = levels[0] if len(levels) == 1 else pd.MultiIndex.from_arrays(levels)
     return df
+
+
+def check_column_names(df: pd.DataFrame, fmt: str) -> None:
+    """Refuse column names of mixed types: Arrow stores them all as text, so ``[0, "1"]``
+    would read back as ``["0", "1"]``. Names of one type (all text, all numbers) are fine."""
+    kinds = {type(name) for name in df.columns} if not isinstance(
+        df.columns, pd.MultiIndex) else set()
+    if len(kinds) > 1:
+        raise TypeError(
+            f"the {fmt} format cannot keep column names of mixed types "
+            f"({', '.join(sorted(k.__name__ for k in kinds))}): they would read back as "
+            f"strings. Make them one type first, e.g. df.columns = df.columns.map(str)"
+        )
 
 
 def _footer_readable(location: str, storage_options: dict[str, Any]) -> bool:

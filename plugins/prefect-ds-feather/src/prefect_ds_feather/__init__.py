@@ -69,6 +69,13 @@ class FeatherFormat(prefect_ds.FileFormat):
         """
         options = {**self.default_write_kwargs, **kwargs}
         # Convert before staging: a frame Arrow cannot represent fails with no file touched.
+        kinds = set() if isinstance(df.columns, pd.MultiIndex) else {type(c) for c in df.columns}
+        if len(kinds) > 1:  # Arrow stores names as text: [0, "1"] would come back as strings
+            raise TypeError(
+                f"the feather format cannot keep column names of mixed types "
+                f"({', '.join(sorted(k.__name__ for k in kinds))}); make them one type "
+                f"first, e.g. df.columns = df.columns.map(str)"
+            )
         table = pa.Table.from_pandas(df, preserve_index=None)
         if metadata:
             table = table.replace_schema_metadata({
