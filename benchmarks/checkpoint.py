@@ -37,6 +37,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 # A busy machine can make the local SQLite-backed server answer 503 (retryable) for a while.
 os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "20")
+# The local server can log harmless tracebacks while it is stopped at exit.
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 import numpy as np
 import pandas as pd

@@ -25,7 +25,6 @@ import functools
 import inspect
 import logging
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
@@ -35,6 +34,7 @@ import pandas as pd
 from . import _claims, _targets
 from ._errors import CheckpointResultError
 from ._handler import PandasResultHandler
+from ._locking import async_target_lock, target_lock
 
 if TYPE_CHECKING:
     from prefect.context import TaskRunContext
@@ -195,8 +195,7 @@ class _Checkpointed:
             handler.template.check_fields(
                 self.signature.parameters, f"function {self.name!r}"
             )
-        self._warned_hashing = False
-        self._warn_lock = threading.Lock()
+        self._warned_hashing = False  # no lock: a rare second warning is harmless
         self.wrapper = self._make_wrapper()
 
     # -- per call -------------------------------------------------------------------------
@@ -236,10 +235,7 @@ class _Checkpointed:
         frames = _hashed_inputs(task.cache_policy, frames) if frames else []
         if not frames:
             return
-        with self._warn_lock:
-            if self._warned_hashing:
-                return
-            self._warned_hashing = True
+        self._warned_hashing = True
         _run_logger().warning(
             "task %r is checkpointed, but its cache policy makes Prefect pickle and hash its "
             "DataFrame inputs (%s) on every call, which costs time and memory and is not "
@@ -324,14 +320,15 @@ class _Checkpointed:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 location, call, claim = self.prepare(args, kwargs)
                 with _claims.claim(call.flow_run_id, location, template, claim):
-                    stored = await asyncio.to_thread(self.load, location)
-                    if stored is not None:
-                        self.loaded(location, call)
-                        return stored
-                    result = await fn(*args, **kwargs)
-                    df = self.check_result(result, location, call)
-                    await asyncio.to_thread(self.store, df, location, call)
-                    return result
+                    async with async_target_lock(self.handler.format, location):
+                        stored = await asyncio.to_thread(self.load, location)
+                        if stored is not None:
+                            self.loaded(location, call)
+                            return stored
+                        result = await fn(*args, **kwargs)
+                        df = self.check_result(result, location, call)
+                        await asyncio.to_thread(self.store, df, location, call)
+                        return result
 
             wrapper: Callable[..., Any] = async_wrapper
         else:
@@ -339,7 +336,10 @@ class _Checkpointed:
             @functools.wraps(fn)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 location, call, claim = self.prepare(args, kwargs)
-                with _claims.claim(call.flow_run_id, location, template, claim):
+                with (
+                    _claims.claim(call.flow_run_id, location, template, claim),
+                    target_lock(self.handler.format, location),
+                ):
                     stored = self.load(location)
                     if stored is not None:
                         self.loaded(location, call)
@@ -354,6 +354,7 @@ class _Checkpointed:
         # Prefect derives a task's key from its function's code; point it at the user's
         # function rather than this wrapper (Prefect's hook for compatible decorators).
         wrapper.__prefect_task_source__ = fn  # type: ignore[attr-defined]
+        wrapper.__prefect_ds_checkpoint__ = self.handler  # type: ignore[attr-defined]
         return wrapper
 
 

@@ -186,21 +186,13 @@ class _DaskGraph(Graph):
 def _checkpoint_handler(task: Task[Any, Any]) -> PandasResultHandler | None:
     """The handler a Prefect task's function was checkpointed with, if any.
 
-    ``checkpoint`` marks its wrapper with ``__prefect_ds_checkpoint__``; the closure of
-    the wrapper is searched as well, for wrappers made without that mark.
+    ``checkpoint`` marks its wrapper with ``__prefect_ds_checkpoint__``.
     """
     fn: Any = task.fn
     while fn is not None:
         handler = getattr(fn, "__prefect_ds_checkpoint__", None)
         if isinstance(handler, PandasResultHandler):
             return handler
-        for cell in getattr(fn, "__closure__", None) or ():
-            try:
-                inner = getattr(cell.cell_contents, "handler", None)
-            except ValueError:  # an empty cell
-                continue
-            if isinstance(inner, PandasResultHandler):
-                return inner
         fn = getattr(fn, "__wrapped__", None)
     return None
 

@@ -124,6 +124,8 @@ def floor_us(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if isinstance(out[col].dtype, pd.DatetimeTZDtype) or out[col].dtype.kind == "M":
             out[col] = out[col].dt.floor("us")
+    if isinstance(out.index, pd.DatetimeIndex):
+        out.index = out.index.floor("us")
     return out
 
 

@@ -101,13 +101,14 @@ def _sql_round_trip(url: str, postgres: bool) -> Callable[[pd.DataFrame, dict[An
 
 
 def _sql_conversions(df: pd.DataFrame, kinds: dict[Any, str]) -> pd.DataFrame:
-    """The SQL format reads string[python] back with pandas' default string storage."""
+    """The SQL format reads string[python] back with pandas' default string storage
+    (a column), or as pandas' default ``str`` dtype (the index)."""
     out = df.copy()
     for name, kind in kinds.items():
         if kind != "string[python]":
             continue
         if name is None:
-            out.index = out.index.astype("string[pyarrow]")
+            out.index = out.index.astype("str")
         else:
             out[name] = out[name].astype("string[pyarrow]")
     return out
