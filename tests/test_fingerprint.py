@@ -318,18 +318,6 @@ def test_invalidate_on_typos_fail_when_decorating() -> None:
         Staleness((), True, fmt, lambda: None, "function 'f'")
 
 
-_ = logging  # used by the checkpoint tests below
-
-
-# Until checkpoint() takes invalidate_on (being wired in), its tests are skipped.
-import inspect as _inspect  # noqa: E402
-
-from prefect_ds import checkpoint as _checkpoint  # noqa: E402
-
-needs_invalidate_on = pytest.mark.skipif(
-    "invalidate_on" not in _inspect.signature(_checkpoint).parameters,
-    reason="checkpoint(invalidate_on=...) is not wired in yet",
-)
 
 
 # -- checkpoint(..., invalidate_on=..., strict=...) --------------------------------------------
@@ -357,7 +345,6 @@ def step_module(tmp_path: Path, source: str = STEP) -> Any:
     return load_module(tmp_path, source.replace("LOCATION", repr(location)))
 
 
-@needs_invalidate_on
 def test_code_change_recomputes_and_says_why(tmp_path: Path,
                                              caplog: pytest.LogCaptureFixture) -> None:
     first = step_module(tmp_path)
@@ -373,7 +360,6 @@ def test_code_change_recomputes_and_says_why(tmp_path: Path,
     assert after.step(1)["v"].tolist() == [3] and after.CALLS == []  # replaced, then loaded
 
 
-@needs_invalidate_on
 def test_formatting_only_change_does_not_recompute(tmp_path: Path) -> None:
     step_module(tmp_path).step(1)
     reformatted = step_module(tmp_path, STEP.replace(
@@ -383,7 +369,6 @@ def test_formatting_only_change_does_not_recompute(tmp_path: Path) -> None:
     assert reformatted.CALLS == []
 
 
-@needs_invalidate_on
 def test_input_change_recomputes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from prefect_ds import checkpoint
 
@@ -406,7 +391,6 @@ def test_input_change_recomputes(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert calls == [3, 4]
 
 
-@needs_invalidate_on
 def test_callable_part(tmp_path: Path) -> None:
     from prefect_ds import checkpoint
 
@@ -428,7 +412,6 @@ def test_callable_part(tmp_path: Path) -> None:
     assert calls == ["v1", "v2"]
 
 
-@needs_invalidate_on
 def test_foreign_target_is_fresh_unless_strict(tmp_path: Path) -> None:
     from prefect_ds import checkpoint
 
@@ -448,7 +431,6 @@ def test_foreign_target_is_fresh_unless_strict(tmp_path: Path) -> None:
     assert make(True)()["v"].tolist() == ["ours"] and calls == ["ran"]  # now fingerprinted
 
 
-@needs_invalidate_on
 def test_default_is_pure_existence(tmp_path: Path) -> None:
     from prefect_ds import checkpoint
 
@@ -474,7 +456,6 @@ def format_location(tmp_path: Path, fmt_name: str) -> str:
     }[fmt_name]
 
 
-@needs_invalidate_on
 @pytest.mark.parametrize("fmt_name", ["parquet", "csv", "hdf", "sql", "feather"])
 def test_fingerprints_for_every_format(tmp_path: Path, fmt_name: str) -> None:
     from prefect_ds import checkpoint

@@ -69,11 +69,6 @@ def related(event: Any, role: str) -> list[str]:
     return [r.id for r in event.related if r.role == role]
 
 
-@pytest.mark.skipif(
-    "invalidate_on" not in __import__("inspect").signature(
-        __import__("prefect_ds").checkpoint).parameters,
-    reason="checkpoint(invalidate_on=...) is not wired in yet",
-)
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_flow_run_reports_its_targets_as_assets(tmp_path: Path) -> None:
     from prefect import flow

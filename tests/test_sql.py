@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -541,22 +542,30 @@ def test_readers_see_whole_frames_while_writers_swap(db_url: str, table: str) ->
     assert any(fmt.read(location).equals(f) for f in frames)
 
 
-def _child_roundtrip(location: str) -> None:
-    df = pd.DataFrame({"child": [os.getpid()]})
-    SQLFormat().write(df, location)
-    assert SQLFormat().read(location).equals(df)
+def _child_roundtrip(location: str, report: str) -> None:
+    try:
+        df = pd.DataFrame({"child": [os.getpid()]})
+        SQLFormat().write(df, location)
+        assert SQLFormat().read(location).equals(df)
+    except BaseException:
+        with open(report, "w") as handle:
+            handle.write(traceback.format_exc())
+        raise
 
 
-def test_forked_child_does_not_break_the_parents_connections(pg_url: str, table: str) -> None:
+def test_forked_child_does_not_break_the_parents_connections(
+    pg_url: str, table: str, tmp_path: Path
+) -> None:
     location = f"{pg_url}#{table}"
     df = pd.DataFrame({"a": [1, 2]})
     fmt = SQLFormat()
     fmt.write(df, location)  # the parent now holds pooled connections
     ctx = multiprocessing.get_context("fork")
-    child = ctx.Process(target=_child_roundtrip, args=(f"{location}_child",))
+    report = tmp_path / "child-error.txt"
+    child = ctx.Process(target=_child_roundtrip, args=(f"{location}_child", str(report)))
     child.start()
     child.join(60)
-    assert child.exitcode == 0
+    assert child.exitcode == 0, report.read_text() if report.exists() else "no report"
     assert_frame_equal(fmt.read(location), df)  # the parent's pooled connection still works
     assert fmt.read(f"{location}_child")["child"].iloc[0] == child.pid
 

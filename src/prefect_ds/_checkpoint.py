@@ -25,16 +25,18 @@ import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 import pandas as pd
 
-from . import _claims, _targets
+from . import _capabilities, _claims, _lineage, _targets
 from ._errors import CheckpointResultError
+from ._fingerprint import Fingerprint, Part
 from ._handler import PandasResultHandler
 from ._locking import async_target_lock, target_lock
+from ._staleness import Staleness
 
 if TYPE_CHECKING:
     from prefect.context import TaskRunContext
@@ -63,6 +65,8 @@ def checkpoint(
     *,
     read_kwargs: Mapping[str, Any] | None = None,
     write_kwargs: Mapping[str, Any] | None = None,
+    invalidate_on: Iterable[Part] = (),
+    strict: bool = False,
 ) -> Callable[[F], F]:
     """Store a task function's DataFrame at ``location`` and skip the call when it exists.
 
@@ -74,6 +78,14 @@ def checkpoint(
     A location that already exists is loaded and used as is, whoever wrote it; it is
     never overwritten. An exception in the function writes nothing; so does a return
     value that is not a DataFrame, which raises :class:`CheckpointResultError`.
+
+    ``invalidate_on`` opts into staleness checks: ``"code"`` (the function's normalised
+    source and the same-module helpers it names), ``"inputs"`` (the argument values,
+    DataFrames by content) and callables ``f(arguments) -> str``. Their fingerprint is
+    stored with the target; when a part differs the call recomputes, logs which part
+    changed and replaces the target atomically. A target without a fingerprint (written
+    by someone else) is used as is unless ``strict=True``. See ``prefect_ds._fingerprint``
+    for exactly what is hashed.
     """
     if isinstance(location, PandasResultHandler):
         if format is not None or read_kwargs is not None or write_kwargs is not None:
@@ -88,7 +100,7 @@ def checkpoint(
         )
 
     def decorate(fn: F) -> F:
-        return cast(F, _Checkpointed(handler, fn).wrapper)
+        return cast(F, _Checkpointed(handler, fn, invalidate_on, strict).wrapper)
 
     return decorate
 
@@ -99,6 +111,8 @@ def checkpoint_task(
     *,
     read_kwargs: Mapping[str, Any] | None = None,
     write_kwargs: Mapping[str, Any] | None = None,
+    invalidate_on: Iterable[Part] = (),
+    strict: bool = False,
     **task_options: Any,
 ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
     """``@task(...)`` over ``@checkpoint(...)``, with defaults fit for large DataFrames.
@@ -117,7 +131,8 @@ def checkpoint_task(
         options["cache_policy"] = NO_CACHE
     if not any(name in task_options for name in _PERSIST_OPTIONS):
         options["persist_result"] = False
-    wrap = checkpoint(location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs)
+    wrap = checkpoint(location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
+                      invalidate_on=invalidate_on, strict=strict)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         return cast("Task[Any, Any]", task(**options)(wrap(fn)))
@@ -158,6 +173,8 @@ class _Call:
 
     def __init__(self, context: TaskRunContext | None) -> None:
         self.context = context
+        self.arguments: dict[str, Any] = {}
+        self.fingerprint: Fingerprint | None = None  # computed once, when asked for
         if context is not None:
             self.task_run_id: UUID | None = context.task_run.id
             self.flow_run_id: UUID | None = context.task_run.flow_run_id
@@ -171,7 +188,8 @@ class _Call:
 class _Checkpointed:
     """One checkpointed function: its handler, its signature and its wrapper."""
 
-    def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any]) -> None:
+    def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any],
+                 invalidate_on: Iterable[Part] = (), strict: bool = False) -> None:
         if _is_prefect_task(fn):
             raise TypeError(
                 f"@checkpoint({handler.location!r}) was put above @task on "
@@ -195,6 +213,8 @@ class _Checkpointed:
             handler.template.check_fields(
                 self.signature.parameters, f"function {self.name!r}"
             )
+        self.staleness = Staleness(invalidate_on, strict, handler.format, fn,
+                                   f"@checkpoint({handler.location!r}) of {self.name!r}")
         self._warned_hashing = False  # no lock: a rare second warning is harmless
         self.wrapper = self._make_wrapper()
 
@@ -251,6 +271,7 @@ class _Checkpointed:
         arguments = self.arguments(args, kwargs)
         location = self.handler.render(**arguments)
         call = self.current()
+        call.arguments = arguments
         self.warn_if_hashing(call, arguments)
         claim = _claims.Claim(
             function=self.fn,
@@ -266,6 +287,60 @@ class _Checkpointed:
         if not fmt.exists(location):
             return None
         return fmt.read(location, **self.handler.read_kwargs)
+
+    def fresh(self, location: str, call: _Call) -> bool:
+        """False when ``invalidate_on`` finds the existing target stale (logged why)."""
+        staleness = self.staleness
+        if not staleness.active or not self.handler.format.exists(location):
+            return True
+        stored = staleness.stored(location)
+        if stored is None:  # written by someone else, or before invalidate_on was set
+            if not staleness.strict:
+                return True
+            staleness.log_stale(_run_logger(), location, [])
+            return False
+        call.fingerprint = staleness.fingerprint(call.arguments)
+        changed = call.fingerprint.changed(stored)
+        if not changed:
+            return True
+        staleness.log_stale(_run_logger(), location, changed)
+        return False
+
+    def load_fresh(self, location: str, call: _Call) -> pd.DataFrame | None:
+        """The stored frame if it exists and is fresh, else None (the body runs)."""
+        stored = self.load(location) if self.fresh(location, call) else None
+        if stored is not None:
+            parts = call.fingerprint.parts if call.fingerprint is not None else None
+            _lineage.report("loaded", self.handler.format, location, stored, parts)
+        return stored
+
+    def still_stale(self, location: str, call: _Call) -> bool:
+        """Whether an existing target is one this call found stale (so it may replace it).
+
+        Checked again right before writing: if another process stored a fresh target
+        meanwhile, that one is kept.
+        """
+        if not self.staleness.active:
+            return False
+        stored = self.staleness.stored(location)
+        if stored is None:
+            return self.staleness.strict
+        wanted = call.fingerprint or self.staleness.fingerprint(call.arguments)
+        return bool(wanted.changed(stored))
+
+    def write_target(self, df: pd.DataFrame, location: str, call: _Call) -> None:
+        """Write atomically, with the call's fingerprint when ``invalidate_on`` is set."""
+        fmt = self.handler.format
+        parts: Mapping[str, str] | None = None
+        if self.staleness.active:
+            if call.fingerprint is None:
+                call.fingerprint = self.staleness.fingerprint(call.arguments)
+            parts = call.fingerprint.parts
+            _capabilities.write(fmt, df, location, self.staleness.metadata(call.fingerprint),
+                                **self.handler.write_kwargs)
+        else:
+            fmt.write(df, location, **self.handler.write_kwargs)
+        _lineage.report("materialized", fmt, location, df, parts)
 
     def loaded(self, location: str, call: _Call) -> None:
         """Bookkeeping after a hit: log, record the target, show the run as Cached."""
@@ -289,7 +364,7 @@ class _Checkpointed:
     def store(self, df: pd.DataFrame, location: str, call: _Call) -> None:
         """Write ``df`` atomically, unless someone else has put a target there meanwhile."""
         fmt = self.handler.format
-        if fmt.exists(location):
+        if fmt.exists(location) and not self.still_stale(location, call):
             _run_logger().warning(
                 "checkpoint %s appeared while %s was computing it (written by another "
                 "process?); it was left as it is and this call's result was not stored",
@@ -297,7 +372,7 @@ class _Checkpointed:
                 self.label(call),
             )
             return
-        fmt.write(df, location, **self.handler.write_kwargs)
+        self.write_target(df, location, call)
         _run_logger().info("saved checkpoint %s", location)
         self.remember(location, call)
 
@@ -321,7 +396,7 @@ class _Checkpointed:
                 location, call, claim = self.prepare(args, kwargs)
                 with _claims.claim(call.flow_run_id, location, template, claim):
                     async with async_target_lock(self.handler.format, location):
-                        stored = await asyncio.to_thread(self.load, location)
+                        stored = await asyncio.to_thread(self.load_fresh, location, call)
                         if stored is not None:
                             self.loaded(location, call)
                             return stored
@@ -340,7 +415,7 @@ class _Checkpointed:
                     _claims.claim(call.flow_run_id, location, template, claim),
                     target_lock(self.handler.format, location),
                 ):
-                    stored = self.load(location)
+                    stored = self.load_fresh(location, call)
                     if stored is not None:
                         self.loaded(location, call)
                         return stored
