@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import contextlib
 import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from uuid import UUID
 
 import pandas as pd
 
 from . import _capabilities, _claims, _lineage, _targets
-from ._errors import CheckpointResultError
+from ._errors import CheckpointResultError, CorruptTargetError
 from ._fingerprint import Fingerprint, Part
+from ._files import FileFormat, filesystem
 from ._handler import PandasResultHandler
 from ._locking import async_target_lock, target_lock
 from ._staleness import Staleness
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from prefect.tasks import Task
 
 F = TypeVar("F", bound=Callable[..., Any])
+OnCorrupt = Literal["error", "recompute"]
+_ON_CORRUPT = ("error", "recompute")
 
 logger = logging.getLogger("prefect_ds.checkpoint")
 
@@ -67,6 +71,7 @@ def checkpoint(
     write_kwargs: Mapping[str, Any] | None = None,
     invalidate_on: Iterable[Part] = (),
     strict: bool = False,
+    on_corrupt: OnCorrupt = "error",
 ) -> Callable[[F], F]:
     """Store a task function's DataFrame at ``location`` and skip the call when it exists.
 
@@ -86,7 +91,17 @@ def checkpoint(
     changed and replaces the target atomically. A target without a fingerprint (written
     by someone else) is used as is unless ``strict=True``. See ``prefect_ds._fingerprint``
     for exactly what is hashed.
+
+    ``on_corrupt`` decides what a stored target that cannot be trusted (truncated,
+    garbled, inconsistent: its format raises :class:`CorruptTargetError`) does:
+    ``"error"`` (the default) raises that error, which names the target and the problem,
+    and leaves the target for inspection; ``"recompute"`` logs a warning, runs the
+    function and replaces the target atomically. A wrong frame is never returned.
     """
+    if on_corrupt not in _ON_CORRUPT:
+        raise ValueError(
+            f"on_corrupt must be one of {', '.join(map(repr, _ON_CORRUPT))}; got {on_corrupt!r}"
+        )
     if isinstance(location, PandasResultHandler):
         if format is not None or read_kwargs is not None or write_kwargs is not None:
             raise TypeError(
@@ -100,7 +115,7 @@ def checkpoint(
         )
 
     def decorate(fn: F) -> F:
-        return cast(F, _Checkpointed(handler, fn, invalidate_on, strict).wrapper)
+        return cast(F, _Checkpointed(handler, fn, invalidate_on, strict, on_corrupt).wrapper)
 
     return decorate
 
@@ -113,6 +128,7 @@ def checkpoint_task(
     write_kwargs: Mapping[str, Any] | None = None,
     invalidate_on: Iterable[Part] = (),
     strict: bool = False,
+    on_corrupt: OnCorrupt = "error",
     **task_options: Any,
 ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
     """``@task(...)`` over ``@checkpoint(...)``, with defaults fit for large DataFrames.
@@ -132,7 +148,7 @@ def checkpoint_task(
     if not any(name in task_options for name in _PERSIST_OPTIONS):
         options["persist_result"] = False
     wrap = checkpoint(location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
-                      invalidate_on=invalidate_on, strict=strict)
+                      invalidate_on=invalidate_on, strict=strict, on_corrupt=on_corrupt)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         return cast("Task[Any, Any]", task(**options)(wrap(fn)))
@@ -189,7 +205,8 @@ class _Checkpointed:
     """One checkpointed function: its handler, its signature and its wrapper."""
 
     def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any],
-                 invalidate_on: Iterable[Part] = (), strict: bool = False) -> None:
+                 invalidate_on: Iterable[Part] = (), strict: bool = False,
+                 on_corrupt: OnCorrupt = "error") -> None:
         if _is_prefect_task(fn):
             raise TypeError(
                 f"@checkpoint({handler.location!r}) was put above @task on "
@@ -206,6 +223,7 @@ class _Checkpointed:
             )
         self.handler = handler
         self.fn = fn
+        self.on_corrupt = on_corrupt
         self.name = getattr(fn, "__qualname__", repr(fn))
         self.signature = inspect.signature(fn)
         kinds = {p.kind for p in self.signature.parameters.values()}
@@ -308,7 +326,16 @@ class _Checkpointed:
 
     def load_fresh(self, location: str, call: _Call) -> pd.DataFrame | None:
         """The stored frame if it exists and is fresh, else None (the body runs)."""
-        stored = self.load(location) if self.fresh(location, call) else None
+        try:
+            stored = self.load(location) if self.fresh(location, call) else None
+        except CorruptTargetError as exc:
+            if self.on_corrupt == "error":
+                raise
+            _run_logger().warning(
+                "checkpoint %s is corrupt (%s); on_corrupt='recompute': running %s and "
+                "replacing it", location, exc, self.label(call),
+            )
+            return None
         if stored is not None:
             parts = call.fingerprint.parts if call.fingerprint is not None else None
             _lineage.report("loaded", self.handler.format, location, stored, parts)
@@ -327,6 +354,31 @@ class _Checkpointed:
             return self.staleness.strict
         wanted = call.fingerprint or self.staleness.fingerprint(call.arguments)
         return bool(wanted.changed(stored))
+
+    def corrupt(self, location: str) -> bool:
+        """With ``on_corrupt="recompute"``: whether the target there now is corrupt, so
+        this call may replace it (checked right before writing, like staleness)."""
+        if self.on_corrupt != "recompute":
+            return False
+        try:
+            self.handler.format.read(location, **self.handler.read_kwargs)
+        except CorruptTargetError:
+            return True
+        except FileNotFoundError:
+            return False
+        return False
+
+    def discard(self, location: str) -> None:
+        """Remove an unreadable target's data file (or, for other formats, the target)."""
+        fmt = self.handler.format
+        _run_logger().warning("removing corrupt checkpoint %s before writing it again",
+                              location)
+        if isinstance(fmt, FileFormat):
+            fs, path = filesystem(fmt.data_location(location), **fmt.storage_options)
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(path)
+        else:
+            fmt.delete(location)
 
     def write_target(self, df: pd.DataFrame, location: str, call: _Call) -> None:
         """Write atomically, with the call's fingerprint when ``invalidate_on`` is set."""
@@ -364,7 +416,11 @@ class _Checkpointed:
     def store(self, df: pd.DataFrame, location: str, call: _Call) -> None:
         """Write ``df`` atomically, unless someone else has put a target there meanwhile."""
         fmt = self.handler.format
-        if fmt.exists(location) and not self.still_stale(location, call):
+        try:
+            present = fmt.exists(location)
+        except CorruptTargetError:
+            present = True
+        if present and not self.corrupt(location) and not self.still_stale(location, call):
             _run_logger().warning(
                 "checkpoint %s appeared while %s was computing it (written by another "
                 "process?); it was left as it is and this call's result was not stored",
@@ -372,7 +428,15 @@ class _Checkpointed:
                 self.label(call),
             )
             return
-        self.write_target(df, location, call)
+        try:
+            self.write_target(df, location, call)
+        except CorruptTargetError:
+            if self.on_corrupt != "recompute":
+                raise
+            # The format cannot write into its damaged container (an unreadable HDF5
+            # file holds no frame worth keeping): remove it, then write afresh.
+            self.discard(location)
+            self.write_target(df, location, call)
         _run_logger().info("saved checkpoint %s", location)
         self.remember(location, call)
 

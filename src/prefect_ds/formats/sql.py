@@ -190,15 +190,16 @@ class SQLFormat(Format):
 def _check_storable(df: pd.DataFrame, loc: SqlLocation) -> None:
     """Refuse, before any SQL, what a table would silently turn into text.
 
-    Column names must be strings (a table's columns are names, ``0`` would read back as
-    ``"0"``), and object columns must hold strings (or missing values) only: mixed
-    values would be stored as their text and read back as strings, lists not at all.
+    Column names must be of one type (``[0, "1"]`` would read back as ``["0", "1"]``),
+    and object columns must hold strings (or missing values) only: mixed values would be
+    stored as their text and read back as strings, lists not at all.
     """
-    bad = [c for c in df.columns if not isinstance(c, str)]
-    if bad:
+    kinds = {type(c) for c in df.columns} if not isinstance(df.columns, pd.MultiIndex) else set()
+    if len(kinds) > 1:
         raise TypeError(
-            f"table {loc.qualified!r}: the sql format needs string column names; got "
-            f"{bad[:5]!r}. Rename them, e.g. df.columns = df.columns.map(str)"
+            f"table {loc.qualified!r}: the sql format cannot keep column names of mixed "
+            f"types ({', '.join(sorted(k.__name__ for k in kinds))}); they would read back "
+            f"as strings. Make them one type, e.g. df.columns = df.columns.map(str)"
         )
     for i, dtype in enumerate(df.dtypes):
         if dtype.kind != "O" or not isinstance(dtype, np.dtype):
