@@ -18,10 +18,7 @@ FORMATS = {"csv": ".csv", "parquet": ".parquet", "hdf": ".h5", "feather": ".feat
 # (format, dtype case) -> the dtype the column (or, for "named index", the index) reads
 # back as, where it is not the written one. docs/fidelity.md publishes the same table
 # with the reasons; every other cell of the matrix is an exact round trip.
-CONVERSIONS: dict[tuple[str, str], str] = {
-    # Arrow's pandas metadata restores every StringDtype with the default (pyarrow) storage.
-    ("feather", "string[python]"): "string[pyarrow]",
-}
+CONVERSIONS: dict[tuple[str, str], str] = {}
 
 N = 4
 

@@ -34,16 +34,6 @@ texts = st.text(max_size=12)
 NAME_RULES: dict[str, Callable[[str], bool]] = {
     "hdf": lambda name: name not in ("", ".") and "/" not in name and "\x00" not in name,
 }
-# Index dtypes a format does not yet restore exactly (docs/fidelity.md, "Known gaps"):
-# Arrow's pandas metadata brings a nullable Int64/boolean index back as float/object and
-# an empty categorical or string[python] index with other dtypes; parquet repairs this
-# from its own dtype record, the feather plugin does not yet.
-INDEX_GAPS: dict[str, set[str]] = {
-    "feather": {"Int64", "boolean", "category", "string[python]"},
-}
-# Column dtypes a format does not yet restore exactly in a frame with no rows:
-# an empty feather file loses a categorical column's categories.
-EMPTY_FRAME_GAPS: dict[str, set[str]] = {"feather": {"category"}}
 INDEX = None  # the key of the index's dtype case (column names are strings)
 Kinds = dict[str | None, str]
 
@@ -97,14 +87,11 @@ def frames(draw: Draw, fmt: str) -> tuple[pd.DataFrame, Kinds]:
     name_ok = NAME_RULES.get(fmt, lambda name: True)
     n = draw(st.sampled_from([0, 1]) | st.integers(0, 30))
     names = draw(st.lists(texts.filter(name_ok), unique=True, max_size=6))
-    gaps = EMPTY_FRAME_GAPS.get(fmt, set()) if n == 0 else set()
-    column_kinds = [kind for kind in KINDS if kind not in gaps]
-    index_kinds = [kind for kind in column_kinds if kind not in INDEX_GAPS.get(fmt, set())]
-    kinds: Kinds = {name: draw(st.sampled_from(column_kinds)) for name in names}
+    kinds: Kinds = {name: draw(st.sampled_from(KINDS)) for name in names}
     df = pd.DataFrame({name: _column(draw, kind, n) for name, kind in kinds.items()},
                       index=pd.RangeIndex(n))
     if draw(st.booleans()):
-        kind = draw(st.sampled_from(index_kinds))
+        kind = draw(st.sampled_from(KINDS))
         index_name = draw(st.text(min_size=1, max_size=8).filter(name_ok))
         df.index = pd.Index(_column(draw, kind, n), name=index_name)
         kinds[INDEX] = kind

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from ._arrow import arrow_to_frame, frame_to_arrow
 from ._capabilities import SupportsMetadata, TargetInfo
 from ._checkpoint import checkpoint, checkpoint_task
 from ._errors import (
@@ -53,9 +54,11 @@ __all__ = [
     "TemplateError",
     "UnknownFormatError",
     "UnsafeLocationError",
+    "arrow_to_frame",
     "available_formats",
     "checkpoint",
     "checkpoint_task",
+    "frame_to_arrow",
     "get_format",
     "hookimpl",
     "open_for_read",

@@ -21,8 +21,8 @@ checkpointed task wants by default: no input hashing, no Prefect result persiste
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 import inspect
 import logging
 import sys
@@ -34,8 +34,8 @@ import pandas as pd
 
 from . import _capabilities, _claims, _lineage, _targets
 from ._errors import CheckpointResultError, CorruptTargetError
-from ._fingerprint import Fingerprint, Part
 from ._files import FileFormat, filesystem
+from ._fingerprint import Fingerprint, Part
 from ._handler import PandasResultHandler
 from ._locking import async_target_lock, target_lock
 from ._staleness import Staleness

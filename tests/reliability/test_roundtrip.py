@@ -63,6 +63,17 @@ def _sql_frame_ok(case: tuple[pd.DataFrame, Any]) -> bool:
             and not _edge_times(df.index.to_series()))
 
 
+def _has_nul(df: pd.DataFrame) -> bool:
+    columns = [df[c] for c in df.columns] + [df.index.to_series()]
+    for values in columns:
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = pd.Series(values.cat.categories)
+        text = values.dtype.kind in "OSU" or isinstance(values.dtype, pd.StringDtype)
+        if text and any(isinstance(v, str) and "\x00" in v for v in values):
+            return True
+    return False
+
+
 _EDGE = (pd.Timestamp("1678-01-01"), pd.Timestamp("2261-12-31"))
 
 
@@ -125,6 +136,8 @@ def test_random_frames_round_trip(key: str, tmp_path: Path,
                else str(request.getfixturevalue("pg_url")))
         check = _sql_round_trip(url, key == "sql-postgresql")
         strategy = frames("sql").filter(_sql_frame_ok)
+        if key == "sql-postgresql":  # PostgreSQL text cannot hold NUL (docs/reliability.md)
+            strategy = strategy.filter(lambda case: not _has_nul(case[0]))
     else:
         check = _file_round_trip(key)
         strategy = frames(key)

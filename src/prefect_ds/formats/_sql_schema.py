@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import arrow_to_frame, frame_to_arrow
 from .._errors import CorruptTargetError
 
 FORMAT_VERSION = 1
@@ -180,7 +181,7 @@ def prepare(df: pd.DataFrame, backend: str) -> Prepared:
     if df.columns.has_duplicates:
         dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
         raise ValueError(f"duplicate column names {dupes} cannot be a SQL table; rename them")
-    source = pa.Table.from_pandas(df, preserve_index=None)
+    source = frame_to_arrow(df, "sql")
     names = _db_names(source.schema)
     _check_names(names, 63 if backend == "postgresql" else None)
     dictionaries = {
@@ -235,9 +236,7 @@ def restore(table: pa.Table, meta: TableMeta) -> pd.DataFrame:
         _restore_array(col, field.type, meta.dictionaries.get(i), meta.columns[i])
         for i, (field, col) in enumerate(zip(meta.schema, table.columns, strict=True))
     ]
-    restored = pa.Table.from_arrays(arrays, schema=meta.schema)
-    frame: pd.DataFrame = restored.to_pandas()
-    return frame
+    return arrow_to_frame(pa.Table.from_arrays(arrays, schema=meta.schema))
 
 
 def matches(table_columns: list[str], n_rows: int, meta: TableMeta) -> bool:

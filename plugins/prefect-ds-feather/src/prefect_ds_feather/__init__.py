@@ -24,7 +24,7 @@ METADATA_KEY = b"prefect_ds:metadata"
 
 
 class FeatherFormat(prefect_ds.FileFormat):
-    """One Feather v2 file. Arrow's pandas metadata restores dtypes and the index exactly.
+    """One Feather v2 file; dtypes and the index come back exactly (``prefect_ds.arrow_to_frame``).
 
     ``write`` accepts :func:`pyarrow.feather.write_feather` options (``compression``,
     ``compression_level``, ``chunksize``); ``read`` accepts
@@ -48,8 +48,7 @@ class FeatherFormat(prefect_ds.FileFormat):
                 f"{location}: not a readable Feather file ({type(exc).__name__}: {exc}); it "
                 f"is truncated, damaged or not Feather. Delete it and write the result again."
             ) from None
-        frame: pd.DataFrame = table.to_pandas()
-        return frame
+        return prefect_ds.arrow_to_frame(table)
 
     def _readable(self, location: str) -> bool:
         try:
@@ -69,14 +68,7 @@ class FeatherFormat(prefect_ds.FileFormat):
         """
         options = {**self.default_write_kwargs, **kwargs}
         # Convert before staging: a frame Arrow cannot represent fails with no file touched.
-        kinds = set() if isinstance(df.columns, pd.MultiIndex) else {type(c) for c in df.columns}
-        if len(kinds) > 1:  # Arrow stores names as text: [0, "1"] would come back as strings
-            raise TypeError(
-                f"the feather format cannot keep column names of mixed types "
-                f"({', '.join(sorted(k.__name__ for k in kinds))}); make them one type "
-                f"first, e.g. df.columns = df.columns.map(str)"
-            )
-        table = pa.Table.from_pandas(df, preserve_index=None)
+        table = prefect_ds.frame_to_arrow(df, self.name)
         if metadata:
             table = table.replace_schema_metadata({
                 **(table.schema.metadata or {}),
