@@ -27,6 +27,9 @@ test: $(BIN)/.installed lint
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/io.py
+	$(BIN)/python benchmarks/io_sql.py
+	$(BIN)/python benchmarks/checkpoint.py
+	$(BIN)/python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) examples/output

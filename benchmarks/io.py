@@ -30,37 +30,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
+from frames import mixed_frame
 
 from prefect_ds import available_formats, get_format
 
 FORMATS = ("parquet", "csv", "hdf", "feather")
-
-
-def mixed_frame(rows: int) -> pd.DataFrame:
-    """Ten columns of the kinds a pipeline holds: numbers, text, times, labels, flags.
-
-    The same columns as ``benchmarks/hdf.py``; every baseline can store all of them.
-    """
-    rng = np.random.default_rng(0)
-    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta-ü"])
-    return pd.DataFrame({
-        "price": rng.normal(100, 10, rows),
-        "qty": rng.integers(0, 1000, rows),
-        "ratio": rng.random(rows).astype("float32"),
-        "name": pd.Series(words[rng.integers(0, 6, rows)]).astype("str"),
-        "note": pd.Series(words[rng.integers(0, 6, rows)]).astype("str") + "-x",
-        "when": pd.date_range("2020-01-01", periods=rows, freq="s"),
-        "when_utc": pd.date_range("2020-01-01", periods=rows, freq="s", tz="UTC"),
-        "region": pd.Categorical(words[rng.integers(0, 6, rows)]),
-        "flag": rng.random(rows) > 0.5,
-        "code": rng.integers(0, 100, rows).astype("int32"),
-    })
 
 
 @dataclass
