@@ -8,7 +8,6 @@ the target atomically, so the next call loads the good frame. Never a wrong fram
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sqlite3
@@ -21,9 +20,6 @@ from reliability_support import Target, tally
 from prefect_ds import CorruptTargetError, checkpoint, checkpoint_task
 
 pytest_plugins = ["sql_fixtures"]
-
-if "on_corrupt" not in inspect.signature(checkpoint).parameters:
-    pytest.skip("checkpoint(on_corrupt=...) is not in this build yet", allow_module_level=True)
 
 GOOD = pd.DataFrame({"x": [1.5, 2.5, 3.5], "s": pd.array(["a", "b", None], dtype="str")})
 
