@@ -156,6 +156,19 @@ def checkpoint_task(
     return decorate
 
 
+def named_arguments(bound: inspect.BoundArguments) -> dict[str, Any]:
+    """A call's arguments by name, defaults applied and ``**kwargs`` flattened: what a
+    location template is rendered from."""
+    bound.apply_defaults()
+    out: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if bound.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(value)
+        else:
+            out[name] = value
+    return out
+
+
 def _is_prefect_task(obj: object) -> bool:
     tasks = sys.modules.get("prefect.tasks")  # not imported -> cannot be a Task
     return tasks is not None and isinstance(obj, tasks.Task)
@@ -240,15 +253,7 @@ class _Checkpointed:
 
     def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments by name, defaults applied, ``**kwargs`` flattened."""
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        out: dict[str, Any] = {}
-        for name, value in bound.arguments.items():
-            if self.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-                out.update(value)
-            else:
-                out[name] = value
-        return out
+        return named_arguments(self.signature.bind(*args, **kwargs))
 
     def current(self) -> _Call:
         """The Prefect task run executing this function right now, if it is ours."""

@@ -43,6 +43,7 @@ from prefect.futures import PrefectFuture, PrefectFutureList
 from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
+from ._checkpoint import named_arguments
 from ._errors import ResultReleasedError
 from ._handler import PandasResultHandler
 from ._purged import PurgedResult
@@ -211,13 +212,7 @@ def _target_of(task: Task[Any, Any], parameters: Mapping[str, Any]) -> StoredTar
         bound = inspect.signature(task.fn).bind_partial(**parameters)
     except TypeError:
         return None
-    bound.apply_defaults()
-    arguments: dict[str, Any] = {}
-    for name, value in bound.arguments.items():
-        if bound.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-            arguments.update(value)
-        else:
-            arguments[name] = value
+    arguments = named_arguments(bound)
     fields = handler.template.fields
     if any(isinstance(arguments.get(f), (PrefectFuture, State)) for f in fields):
         return None
