@@ -42,20 +42,10 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 import numpy as np
 import pandas as pd
+from frames import small_mixed_frame as frame
 from prefect import flow, task
 
 from prefect_ds import checkpoint, checkpoint_task, get_format
-
-
-def frame(rows: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "x": rng.normal(size=rows),
-        "n": rng.integers(0, 1_000_000, rows),
-        "when": pd.date_range("2025-01-01", periods=rows, freq="s"),
-        "label": pd.Categorical(rng.choice(["a", "b", "c", "d"], rows)),
-        "text": [f"row-{i}" for i in range(rows)],
-    })
 
 
 def interleaved(

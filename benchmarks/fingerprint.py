@@ -31,23 +31,12 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-ds-bench-
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
-import numpy as np
 import pandas as pd
+from frames import small_mixed_frame as frame
 
 from prefect_ds import checkpoint, get_format
 from prefect_ds._fingerprint import inputs_digest
 from prefect_ds._lineage import report
-
-
-def frame(rows: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "x": rng.normal(size=rows),
-        "n": rng.integers(0, 1_000_000, rows),
-        "when": pd.date_range("2025-01-01", periods=rows, freq="s"),
-        "label": pd.Categorical(rng.choice(["a", "b", "c", "d"], rows)),
-        "text": [f"row-{i}" for i in range(rows)],
-    })
 
 
 def median_pair(ours: Callable[[], Any], base: Callable[[], Any],

@@ -25,3 +25,15 @@ def mixed_frame(rows: int) -> pd.DataFrame:
         "flag": rng.random(rows) > 0.5,
         "code": rng.integers(0, 100, rows).astype("int32"),
     })
+
+
+def small_mixed_frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Five columns (float, int, datetime, category, text): the checkpoint benchmarks' frame."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "x": rng.normal(size=rows),
+        "n": rng.integers(0, 1_000_000, rows),
+        "when": pd.date_range("2025-01-01", periods=rows, freq="s"),
+        "label": pd.Categorical(rng.choice(["a", "b", "c", "d"], rows)),
+        "text": [f"row-{i}" for i in range(rows)],
+    })
