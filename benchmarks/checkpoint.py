@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,28 +41,11 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 import numpy as np
 import pandas as pd
-from frames import small_mixed_frame as frame
+from common import interleaved
+from common import small_mixed_frame as frame
 from prefect import flow, task
 
 from prefect_ds import checkpoint, checkpoint_task, get_format
-
-
-def interleaved(
-    ours: Callable[[], Any], base: Callable[[], Any], repeat: int
-) -> tuple[float, float]:
-    """Median seconds of ``ours`` and ``base``, run in the order o b b o o b b o ..."""
-    a: list[float] = []
-    b: list[float] = []
-    ours()
-    base()  # warm caches
-    for i in range(repeat):
-        order = [(ours, a), (base, b)] if i % 2 == 0 else [(base, b), (ours, a)]
-        for fn, out in order:
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
-
 
 # -- 1. hit vs bare read ---------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,26 +31,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
 import pandas as pd
-from frames import small_mixed_frame as frame
+from common import interleaved
+from common import small_mixed_frame as frame
 
 from prefect_ds import checkpoint, get_format
 from prefect_ds._fingerprint import inputs_digest
 from prefect_ds._lineage import report
-
-
-def median_pair(ours: Callable[[], Any], base: Callable[[], Any],
-                repeat: int) -> tuple[float, float]:
-    a: list[float] = []
-    b: list[float] = []
-    ours()
-    base()
-    for i in range(repeat):
-        order = [(ours, a), (base, b)] if i % 2 == 0 else [(base, b), (ours, a)]
-        for fn, out in order:
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
 
 
 def main() -> None:
@@ -78,9 +63,9 @@ def main() -> None:
         plain("t", big)
         checked("t", big)  # both targets now exist: every call below is a hit
 
-        t_checked, t_plain = median_pair(lambda: checked("t", big), lambda: plain("t", big),
+        t_checked, t_plain = interleaved(lambda: checked("t", big), lambda: plain("t", big),
                                          args.repeat)
-        t_hash, t_read = median_pair(lambda: inputs_digest({"df": big}, "bench"),
+        t_hash, t_read = interleaved(lambda: inputs_digest({"df": big}, "bench"),
                                      lambda: parquet.read(input_file), args.repeat)
         t_pandas = min(
             _timed(lambda: pd.util.hash_pandas_object(big, index=True)) for _ in range(2)

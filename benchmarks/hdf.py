@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from frames import mixed_frame
+from common import mixed_frame
 
 from prefect_ds import get_format
 

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
-from frames import mixed_frame
+from common import mixed_frame
 
 from prefect_ds import available_formats, get_format
 

@@ -1,6 +1,11 @@
-"""The frame every I/O benchmark measures: 1M rows of mixed columns by default."""
+"""Shared by the benchmark scripts: the frames they measure and an interleaved timer."""
 
 from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,3 +42,20 @@ def small_mixed_frame(rows: int, seed: int = 0) -> pd.DataFrame:
         "label": pd.Categorical(rng.choice(["a", "b", "c", "d"], rows)),
         "text": [f"row-{i}" for i in range(rows)],
     })
+
+
+def interleaved(
+    ours: Callable[[], Any], base: Callable[[], Any], repeat: int
+) -> tuple[float, float]:
+    """Median seconds of ``ours`` and ``base``, run in the order o b b o o b b o ..."""
+    a: list[float] = []
+    b: list[float] = []
+    ours()
+    base()  # warm caches
+    for i in range(repeat):
+        order = [(ours, a), (base, b)] if i % 2 == 0 else [(base, b), (ours, a)]
+        for fn, out in order:
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
