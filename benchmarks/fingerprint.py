@@ -35,8 +35,8 @@ from common import interleaved
 from common import small_mixed_frame as frame
 
 from prefect_ds import checkpoint, get_format
-from prefect_ds._fingerprint import inputs_digest
-from prefect_ds._lineage import report
+from prefect_ds._checkpoint.fingerprint import inputs_digest
+from prefect_ds._checkpoint.lineage import report
 
 
 def main() -> None:

@@ -25,12 +25,12 @@ from prefect_ds import (
     PandasResultHandler,
     TemplateError,
     UnsafeLocationError,
-    _targets,
     available_formats,
     checkpoint,
     checkpoint_task,
 )
-from prefect_ds._files import TEMP_MARKER
+from prefect_ds._release import targets as _targets
+from prefect_ds._storage.files import TEMP_MARKER
 
 
 def frame(n: int) -> pd.DataFrame:

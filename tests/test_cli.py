@@ -15,7 +15,7 @@ from plugin_dists import run_python, venv_without, write_distribution
 from typer.testing import CliRunner
 
 from prefect_ds import available_formats, get_format
-from prefect_ds._cli import app
+from prefect_ds._cli.app import app
 
 runner = CliRunner()
 SCRIPT = Path(sys.executable).parent / "prefect-ds"

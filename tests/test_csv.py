@@ -17,6 +17,7 @@ import pytest
 
 import prefect_ds
 from prefect_ds import CorruptTargetError, PandasResultHandler, get_format
+from prefect_ds._format import stored_metadata
 from prefect_ds.formats.csv import SIDECAR_SUFFIX, CsvFormat
 
 assert_frame_equal = pd.testing.assert_frame_equal
@@ -327,28 +328,27 @@ def test_object_string_columns(tmp_path: Path, fmt: prefect_ds.Format) -> None:
 def test_metadata_and_target_info_live_in_the_sidecar(tmp_path: Path) -> None:
     """The optional capabilities: ``metadata`` is written in the same atomic commit as the
     data; a sidecar that no longer matches its data file vouches for nothing."""
-    from prefect_ds import _capabilities
 
     fmt = get_format("csv")
     location = str(tmp_path / "m.csv")
     df = pd.DataFrame({"a": [1, 2, 3]})
-    assert _capabilities.metadata_support(fmt) == "native"
-    _capabilities.write(fmt, df, location, {"fingerprint": "fp-1"})
+    assert not getattr(type(fmt), "_metadata_sidecar", False)
+    fmt.write(df, location, metadata={"fingerprint": "fp-1"})
     assert sorted(os.listdir(tmp_path)) == ["m.csv", "m.csv" + SIDECAR_SUFFIX]
-    assert _capabilities.read(fmt, location) == {"fingerprint": "fp-1"}
+    assert stored_metadata(fmt, location) == {"fingerprint": "fp-1"}
     info = fmt.target_info(location)  # type: ignore[attr-defined]
     assert (info.rows, info.bytes) == (3, os.path.getsize(location))
     assert info.modified is not None
     assert_frame_equal(fmt.read(location), df)
     fmt.write(df, location, metadata={"k": "v"}, float_format="%.1f")  # pandas path too
-    assert _capabilities.read(fmt, location) == {"k": "v"}
+    assert stored_metadata(fmt, location) == {"k": "v"}
     with open(location, "a") as handle:
         handle.write("4\n")
-    assert _capabilities.read(fmt, location) == {}
+    assert stored_metadata(fmt, location) == {}
     assert fmt.target_info(location).rows is None  # type: ignore[attr-defined]
     fmt.write(df, location)  # a plain write carries none
-    assert _capabilities.read(fmt, location) == {}
+    assert stored_metadata(fmt, location) == {}
     foreign = tmp_path / "foreign.csv"
     foreign.write_text("a\n1\n")
-    assert _capabilities.read(fmt, str(foreign)) == {}
+    assert stored_metadata(fmt, str(foreign)) == {}
     assert fmt.target_info(str(foreign)).rows is None  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from prefect_dask import DaskTaskRunner
 
 from prefect_ds import (
     PandasResultHandler,
-    PurgedResult,
+    ReleasedResult,
     ResultReleasedError,
     checkpoint_task,
 )
@@ -204,7 +204,7 @@ def test_late_consumers_after_release(cluster: distributed.LocalCluster, tmp_pat
 
     out = late.with_options(task_runner=DSDaskTaskRunner(address=cluster.scheduler_address))()
     assert "reloadable from" in out["kept"]
-    assert isinstance(out["gone"], PurgedResult) and not out["gone"].reloadable
+    assert isinstance(out["gone"], ReleasedResult) and not out["gone"].reloadable
     expected = pd.DataFrame({"x": np.arange(5, dtype="float64")})
     pd.testing.assert_frame_equal(out["kept_result"], expected)
     pd.testing.assert_frame_equal(out["reloaded"], expected + 1)

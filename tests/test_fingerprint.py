@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefect_ds import _capabilities, get_format
-from prefect_ds._fingerprint import (
+from prefect_ds import get_format
+from prefect_ds._checkpoint.fingerprint import (
     METADATA_KEY,
     Fingerprint,
     FingerprintError,
     code_digest,
     inputs_digest,
 )
+from prefect_ds._format import stored_metadata
 
 pytest_plugins = ["sql_fixtures"]
 
@@ -218,12 +219,12 @@ def test_formats_store_metadata_with_the_data(tmp_path: Path, fmt_name: str) -> 
     fmt = get_format(fmt_name)
     location = metadata_locations(tmp_path)[fmt_name]
     df = pd.DataFrame({"a": [1, 2, 3]})
-    assert _capabilities.metadata_support(fmt) == "native"
-    _capabilities.write(fmt, df, location, {METADATA_KEY: "fp-1"})
-    assert _capabilities.read(fmt, location) == {METADATA_KEY: "fp-1"}
+    assert not getattr(type(fmt), "_metadata_sidecar", False)
+    fmt.write(df, location, metadata={METADATA_KEY: "fp-1"})
+    assert stored_metadata(fmt, location) == {METADATA_KEY: "fp-1"}
     pd.testing.assert_frame_equal(fmt.read(location), df)
     fmt.write(df, location)  # a plain write carries none
-    assert _capabilities.read(fmt, location) == {}
+    assert stored_metadata(fmt, location) == {}
 
 
 @pytest.mark.parametrize("engine", ["adbc", "sqlalchemy"])
@@ -273,20 +274,20 @@ def test_fallback_sidecar_for_a_file_format_without_the_capability(tmp_path: Pat
 
     fmt = JsonFormat()
     location = str(tmp_path / "t.tpj")
-    assert _capabilities.metadata_support(fmt) == "sidecar"
-    _capabilities.write(fmt, pd.DataFrame({"a": [1]}), location, {METADATA_KEY: "fp"})
+    assert type(fmt)._metadata_sidecar
+    fmt.write(pd.DataFrame({"a": [1]}), location, metadata={METADATA_KEY: "fp"})
     assert (tmp_path / "t.tpj.prefect-ds.json").exists()
-    assert _capabilities.read(fmt, location) == {METADATA_KEY: "fp"}
+    assert stored_metadata(fmt, location) == {METADATA_KEY: "fp"}
     # The data file replaced behind the sidecar's back: the sidecar no longer vouches for it.
     fmt.write(pd.DataFrame({"a": [2]}), location)
-    assert _capabilities.read(fmt, location) == {}
-    _capabilities.delete(fmt, location)
+    assert stored_metadata(fmt, location) == {}
+    fmt.delete(location)
     assert not list(tmp_path.iterdir())
 
 
 def test_a_format_that_cannot_store_metadata_is_a_clear_error() -> None:
     from prefect_ds import Format
-    from prefect_ds._staleness import Staleness
+    from prefect_ds._checkpoint.staleness import Staleness
 
     class Remote(Format):
         name = "remote-api"
@@ -309,7 +310,7 @@ def test_a_format_that_cannot_store_metadata_is_a_clear_error() -> None:
 
 
 def test_invalidate_on_typos_fail_when_decorating() -> None:
-    from prefect_ds._staleness import Staleness
+    from prefect_ds._checkpoint.staleness import Staleness
 
     fmt = get_format("parquet")
     with pytest.raises(FingerprintError, match="'inputz'"):
@@ -436,8 +437,8 @@ def test_default_is_pure_existence(tmp_path: Path) -> None:
 
     location = str(tmp_path / "t.parquet")
     stale = Fingerprint({"code": "0" * 32}).encode()
-    _capabilities.write(get_format("parquet"), pd.DataFrame({"v": [0]}), location,
-                        {METADATA_KEY: stale})
+    get_format("parquet").write(pd.DataFrame({"v": [0]}), location,
+                                metadata={METADATA_KEY: stale})
 
     @checkpoint(location)
     def produce() -> pd.DataFrame:
@@ -474,6 +475,6 @@ def test_fingerprints_for_every_format(tmp_path: Path, fmt_name: str) -> None:
     produce("a", 3)
     assert calls == [2, 3]
     fmt = get_format(fmt_name)
-    stored = _capabilities.read(fmt, format_location(tmp_path, fmt_name).format(tag="a"))
+    stored = stored_metadata(fmt, format_location(tmp_path, fmt_name).format(tag="a"))
     assert Fingerprint.decode(stored[METADATA_KEY]) is not None
-    assert _capabilities.metadata_support(fmt) == "native"  # kept inside the target
+    assert not getattr(type(fmt), "_metadata_sidecar", False)  # kept inside the target

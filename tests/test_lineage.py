@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from prefect_ds import FileFormat, get_format
-from prefect_ds._lineage import MATERIALIZED, REFERENCED, _active, asset_key, report
+from prefect_ds._checkpoint.lineage import MATERIALIZED, REFERENCED, _active, asset_key, report
 
 # -- asset keys ------------------------------------------------------------------------------
 

@@ -14,19 +14,14 @@ from typing import Any
 import pytest
 
 from prefect_ds import PandasResultHandler
+from prefect_ds._checkpoint.locking import async_target_lock, target_lock
 from prefect_ds._errors import TargetLockTimeout
-from prefect_ds._locking import (
-    FileLock,
-    async_target_lock,
-    file_lock,
-    lock_path,
-    target_lock,
-)
+from prefect_ds._storage.locks import FileLock, lock_path
 
 
 def test_lock_file_sits_beside_the_target_and_goes_away(tmp_path: Any) -> None:
     target = str(tmp_path / "out" / "data.csv")
-    with file_lock(target):
+    with FileLock(target):
         assert os.listdir(tmp_path / "out") == [".data.csv.prefect-ds-lock"]
     assert os.listdir(tmp_path / "out") == []
     assert lock_path(target).endswith("/out/.data.csv.prefect-ds-lock")
@@ -49,7 +44,7 @@ def test_waiter_gets_the_lock_after_the_holder(tmp_path: Any) -> None:
     holder.acquire()
 
     def wait() -> None:
-        with file_lock(target):
+        with FileLock(target):
             order.append("waiter")
 
     thread = threading.Thread(target=wait)
@@ -64,7 +59,7 @@ def test_waiter_gets_the_lock_after_the_holder(tmp_path: Any) -> None:
 
 def test_timeout_names_the_lock_file(tmp_path: Any) -> None:
     target = str(tmp_path / "t.parquet")
-    with file_lock(target), pytest.raises(TargetLockTimeout, match="prefect-ds-lock"):
+    with FileLock(target), pytest.raises(TargetLockTimeout, match="prefect-ds-lock"):
         FileLock(target).acquire(timeout=0.2)
 
 
@@ -72,7 +67,7 @@ def test_timeout_names_the_lock_file(tmp_path: Any) -> None:
 def held_by_other_process(target: str) -> Iterator[subprocess.Popen[str]]:
     code = (
         "import sys, time\n"
-        "from prefect_ds._locking import FileLock\n"
+        "from prefect_ds._storage.locks import FileLock\n"
         "FileLock(sys.argv[1]).acquire()\n"
         "print('held', flush=True)\n"
         "time.sleep(600)\n"

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prefect_ds import _browse, _capabilities, get_format
+from prefect_ds import get_format
+from prefect_ds._checkpoint.fingerprint import METADATA_KEY, Fingerprint
+from prefect_ds._cli import listing as _browse
 from prefect_ds._errors import TemplateError
-from prefect_ds._fingerprint import METADATA_KEY, Fingerprint
 
 
 def populate(fmt_name: str, template: str, fingerprinted: set[str] = frozenset()) -> None:  # type: ignore[assignment]
@@ -23,7 +24,7 @@ def populate(fmt_name: str, template: str, fingerprinted: set[str] = frozenset()
             df = pd.DataFrame({"v": range(year - 2020)})
             if region in fingerprinted:
                 record = Fingerprint({"code": "c" * 32}).encode()
-                _capabilities.write(fmt, df, location, {METADATA_KEY: record})
+                fmt.write(df, location, metadata={METADATA_KEY: record})
             else:
                 fmt.write(df, location)
 
@@ -120,7 +121,7 @@ def test_keys_inside_a_file_cannot_vary(tmp_path: Path) -> None:
 def cli(*args: str, input: str | None = None) -> tuple[int, str]:
     from typer.testing import CliRunner
 
-    from prefect_ds._cli import app
+    from prefect_ds._cli.app import app
 
     result = CliRunner().invoke(app, list(args), input=input)
     return result.exit_code, result.output

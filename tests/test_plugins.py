@@ -13,7 +13,7 @@ from pandas.testing import assert_frame_equal
 
 import prefect_ds
 from prefect_ds import PandasResultHandler, available_formats, get_format, resolve_format
-from prefect_ds._plugins import registry
+from prefect_ds._registry import current
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "prefect-ds-feather"
 
@@ -86,9 +86,9 @@ def test_round_trip_on_memory_filesystem() -> None:
 
 def test_provider_is_the_distribution_name_and_version() -> None:
     version = importlib.metadata.version("prefect-ds-feather")
-    assert registry().formats["feather"].provider == f"prefect-ds-feather {version}"
+    assert current().formats["feather"].provider == f"prefect-ds-feather {version}"
     core = importlib.metadata.version("prefect-ds")
-    assert registry().formats["parquet"].provider == f"prefect-ds {core}"
+    assert current().formats["parquet"].provider == f"prefect-ds {core}"
 
 
 def test_the_plugin_needs_only_the_public_api() -> None:

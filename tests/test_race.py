@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from prefect_ds import PandasResultHandler, available_formats, checkpoint
-from prefect_ds._locking import target_lock
+from prefect_ds._checkpoint.locking import target_lock
 
 PROCESSES = 8
 ROUNDS = 20

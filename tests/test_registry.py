@@ -21,7 +21,7 @@ from prefect_ds import (
     get_format,
     resolve_format,
 )
-from prefect_ds._plugins import registry
+from prefect_ds._registry import current
 
 SRC = Path(prefect_ds.__file__).resolve().parent
 
@@ -117,7 +117,7 @@ def test_plugins_load_once(tmp_path: Path) -> None:
 
 
 def test_registry_is_built_once_in_process() -> None:
-    assert registry() is registry()
+    assert current() is current()
     assert get_format("parquet") is get_format("parquet")
 
 
@@ -189,9 +189,9 @@ def test_override_true_replaces_a_builtin(tmp_path: Path) -> None:
         """
         import json
         import prefect_ds
-        from prefect_ds._plugins import registry
+        from prefect_ds._registry import current
         fmt = prefect_ds.get_format("parquet")
-        print(json.dumps([type(fmt).__module__, registry().formats["parquet"].provider,
+        print(json.dumps([type(fmt).__module__, current().formats["parquet"].provider,
                           type(prefect_ds.resolve_format("a.parquet")).__module__,
                           prefect_ds.available_formats().count("parquet")]))
         """,

@@ -1,7 +1,7 @@
 """``DSTaskRunner``: results released once their consumers are done, on real Prefect flows.
 
 Flow runs cost about a second each, so each flow checks several behaviours. ``peek``
-reads what a run's state holds now (a frame, or the ``PurgedResult`` that replaced it)
+reads what a run's state holds now (a frame, or the ``ReleasedResult`` that replaced it)
 without the reload a future's ``.result()`` performs.
 """
 
@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from prefect_ds import DSTaskRunner, PurgedResult, ResultReleasedError, checkpoint
-from prefect_ds._targets import StoredTarget
+from prefect_ds import DSTaskRunner, ReleasedResult, ResultReleasedError, checkpoint
+from prefect_ds._release.targets import StoredTarget
 
 
 def frame(n: int, rows: int = 3) -> pd.DataFrame:
@@ -34,8 +34,8 @@ def peek(future: Any) -> Any:
     return future.state.result()
 
 
-def is_purged(future: Any) -> bool:
-    return isinstance(peek(future), PurgedResult)
+def is_released(future: Any) -> bool:
+    return isinstance(peek(future), ReleasedResult)
 
 
 @pytest.fixture
@@ -53,31 +53,32 @@ def no_gc() -> Iterator[None]:
 # -- no Prefect needed ------------------------------------------------------------------
 
 
-def test_purged_result_says_what_was_released_and_refuses_to_pass_for_data() -> None:
+def test_released_result_says_what_was_released_and_refuses_to_pass_for_data() -> None:
     run_id = uuid4()
-    purged = PurgedResult.of(frame(1, rows=1000), "clean", run_id, target=None)
-    text = repr(purged)
+    placeholder = ReleasedResult.of(frame(1, rows=1000), "clean", run_id, target=None)
+    text = repr(placeholder)
     assert "'clean'" in text and str(run_id) in text
     assert "DataFrame" in text and "1000 x 2" in text and "KB" in text
-    assert not purged.reloadable
+    assert not placeholder.reloadable
     with pytest.raises(AttributeError, match="released by DSTaskRunner"):
-        _ = purged.columns
-    for use_as_data in (lambda: purged * 2, lambda: purged["n"], lambda: len(purged)):
+        _ = placeholder.columns
+    uses = (lambda: placeholder * 2, lambda: placeholder["n"], lambda: len(placeholder))
+    for use_as_data in uses:
         with pytest.raises(ResultReleasedError, match="used as data"):
             use_as_data()
     with pytest.raises(ResultReleasedError, match="checkpoint"):
-        purged.load()
+        placeholder.load()
 
 
-def test_a_checkpointed_purged_result_reloads_from_its_target(tmp_path: Path) -> None:
+def test_a_checkpointed_released_result_reloads_from_its_target(tmp_path: Path) -> None:
     from prefect_ds import get_format
 
     location = str(tmp_path / "kept.parquet")
     frame(7).to_parquet(location)
     target = StoredTarget(location, get_format("parquet"))
-    purged = PurgedResult.of(frame(7), "kept", uuid4(), target)
-    assert purged.reloadable and "reloadable from" in repr(purged)
-    assert_frame_equal(purged.load(), frame(7))
+    placeholder = ReleasedResult.of(frame(7), "kept", uuid4(), target)
+    assert placeholder.reloadable and "reloadable from" in repr(placeholder)
+    assert_frame_equal(placeholder.load(), frame(7))
 
 
 # -- flows --------------------------------------------------------------------------------
@@ -125,10 +126,10 @@ def test_chain_releases_upstream_results_and_keeps_the_final_one(
     assert out["dead_now"] == ["generate", "second"]
     # each step started with only its own input alive: the chain never held three frames
     assert seen_alive_at_start == {"second": ["generate"], "third": ["second"]}
-    assert isinstance(out["first"], PurgedResult) and out["first"].task_name == "generate"
-    assert isinstance(out["second"], PurgedResult) and out["second"].task_name == "double"
+    assert isinstance(out["first"], ReleasedResult) and out["first"].task_name == "generate"
+    assert isinstance(out["second"], ReleasedResult) and out["second"].task_name == "double"
     assert "DataFrame" in repr(out["second"]) and "3 x 2" in repr(out["second"])
-    assert isinstance(out["first_via_result"], PurgedResult)  # not checkpointed: nothing to load
+    assert isinstance(out["first_via_result"], ReleasedResult)  # not checkpointed: nothing to load
     assert_frame_equal(out["third"], frame(1) * 4)
 
 
@@ -193,10 +194,10 @@ def test_fan_out_wait_for_nested_arguments_and_unconsumed_results(
 
     seen = shapes()
     assert_frame_equal(seen["after_fast_consumer"], frame(1))
-    assert isinstance(seen["after_both"], PurgedResult)
+    assert isinstance(seen["after_both"], ReleasedResult)
     assert seen["fan_out_results"] == (3, 3)
-    assert isinstance(seen["awaited"], PurgedResult)
-    assert all(isinstance(value, PurgedResult) for value in seen["nested"])
+    assert isinstance(seen["awaited"], ReleasedResult)
+    assert all(isinstance(value, ReleasedResult) for value in seen["nested"])
     assert_frame_equal(
         seen["combined"], pd.concat([frame(3), frame(4), frame(5)], ignore_index=True)
     )
@@ -231,8 +232,8 @@ def test_map_consumers_are_counted_through_their_dependencies(prefect_harness: N
         }
 
     out = mapped()
-    assert isinstance(out["data"], PurgedResult)
-    assert isinstance(out["ks"], PurgedResult) and out["ks"].type_name == "list"
+    assert isinstance(out["data"], ReleasedResult)
+    assert isinstance(out["ks"], ReleasedResult) and out["ks"].type_name == "list"
     for k, result in zip([1, 2, 3], out["heads"], strict=True):
         assert_frame_equal(result, frame(10).head(k))
 
@@ -296,13 +297,13 @@ def test_a_late_consumer_fails_clearly_unless_the_result_can_be_reloaded(
     for key in ("error", "map_error"):
         assert "'plain'" in seen[key] and "already gone" in seen[key]
         assert "prefect_ds.checkpoint" in seen[key]
-    assert "PurgedResult" in seen["placeholder_error"]
+    assert "ReleasedResult" in seen["placeholder_error"]
     released = seen["released"]
-    assert isinstance(released, PurgedResult) and released.reloadable
+    assert isinstance(released, ReleasedResult) and released.reloadable
     assert released.target is not None and released.target.location.endswith("stored_2.parquet")
     assert_frame_equal(seen["reloaded_by_result"], frame(2))
     assert_frame_equal(seen["late_result"], frame(2) * 2)
-    assert isinstance(seen["released_again"], PurgedResult)
+    assert isinstance(seen["released_again"], ReleasedResult)
     for result in seen["mapped"]:
         assert_frame_equal(result, frame(2) * 2)
     assert "Could not reload" in seen["removed_target"]
@@ -359,7 +360,7 @@ def test_async_tasks_failures_and_prefect_persisted_results(prefect_harness: Non
 
     seen = mixed()
     assert_frame_equal(seen["async_final"], frame(5) * 2)
-    assert isinstance(seen["async_first"], PurgedResult)
+    assert isinstance(seen["async_first"], ReleasedResult)
     assert seen["failed_state"] == "Failed"
     assert seen["downstream_state"] == "NotReady"
     assert seen["persisted_state_data"] == "ResultRecordMetadata"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from prefect_ds import PandasResultHandler, TemplateError, UnsafeLocationError
-from prefect_ds._template import LocationTemplate, check_value, split_fragment
+from prefect_ds._locations import LocationTemplate, check_value, split_fragment
 
 
 def render(template: str, **arguments: object) -> str:

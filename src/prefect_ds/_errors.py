@@ -1,4 +1,4 @@
-"""Exceptions raised by prefect-ds. Each message names the problem and the fix."""
+"""Every exception prefect-ds raises. Each message names the problem and the fix."""
 
 from __future__ import annotations
 
@@ -9,6 +9,23 @@ class PrefectDSError(Exception):
 
 class UnknownFormatError(PrefectDSError, LookupError):
     """A format name (or a location's suffix or scheme) matches no installed format."""
+
+
+class MissingDependencyError(PrefectDSError, ImportError):
+    """A format's module cannot load without an optional dependency.
+
+    A format module raises it at import when its library is missing, so the install hint
+    travels with the format's registration: the registry keeps it and repeats it when a
+    location names that format, or has one of its ``suffixes`` or ``schemes``.
+    """
+
+    def __init__(self, format: str, missing: str, install: str, *,
+                 suffixes: tuple[str, ...] = (), schemes: tuple[str, ...] = ()) -> None:
+        super().__init__(f"the {format!r} format needs {missing}, which is not installed")
+        self.format = format
+        self.install = install
+        self.suffixes = suffixes
+        self.schemes = schemes
 
 
 class DuplicateFormatError(PrefectDSError):
@@ -41,3 +58,11 @@ class TargetLockTimeout(PrefectDSError, TimeoutError):
 
 class ResultReleasedError(PrefectDSError, RuntimeError):
     """A task needs a result that DSTaskRunner already released and cannot reload."""
+
+
+class FingerprintError(PrefectDSError, TypeError):
+    """A value cannot be fingerprinted, or ``invalidate_on`` names an unknown part."""
+
+
+class UnsupportedFrameError(PrefectDSError, ValueError):
+    """The frame holds a column, name or index the format cannot store exactly."""

@@ -1,11 +1,57 @@
-"""The one interface every storage format implements."""
+"""The interface every storage format implements, its optional capabilities, and the base
+class of file formats, which supplies every capability's default.
+
+:class:`Format` is narrow on purpose: ``read``, ``write``, ``exists``, ``delete``. What a
+format *may* do besides is declared here, once, as a runtime-checkable protocol, and core
+code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
+
+``SupportsMetadata``
+    ``write(df, location, *, metadata=None, **kwargs)`` stores a small ``{str: str}``
+    mapping with the data, and ``read_metadata(location)`` returns it (``{}`` when there
+    is none). Staleness fingerprints live there.
+``SupportsTargetInfo``
+    ``target_info(location)``: what is cheap to know about a stored target.
+``SupportsListing``
+    ``list_locations(pattern)``: the stored locations matching a glob in which ``*``
+    stands for the parts a template fills.
+``SupportsAssetKey``
+    ``asset_key(location)``: a URI naming the target in Prefect's asset lineage.
+``SupportsLock``
+    ``lock(location, timeout=None)``: a context manager that keeps other processes from
+    rendering the same target meanwhile (it may also be an async context manager).
+``SupportsDiscard``
+    ``discard(location)``: remove a damaged target's data so it can be written afresh.
+``SupportsStorageOptions``
+    ``with_storage_options(**options)``: a copy that passes ``options`` to its storage.
+
+:class:`FileFormat` implements all of them for anything stored as files through fsspec, so
+a third-party file format gets them by subclassing it.
+"""
 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+import contextlib
+import copy
+import datetime as dt
+import functools
+import inspect
+import os
+import re
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+import fsspec
 import pandas as pd
+
+from prefect_ds._errors import TemplateError
+from prefect_ds._storage import sidecar
+from prefect_ds._storage.files import filesystem, is_local, modified_time
+from prefect_ds._storage.locks import FileLock
+
+_F = TypeVar("_F", bound="FileFormat")
 
 
 class Format(abc.ABC):
@@ -17,11 +63,15 @@ class Format(abc.ABC):
 
     ``suffixes`` (lower case, with the dot) and ``schemes`` (URL schemes, without any
     ``+driver`` part) let a location pick its format when none is named.
+    ``default_read_kwargs`` / ``default_write_kwargs`` are merged under the caller's
+    options by :meth:`read_options` / :meth:`write_options`, once per call.
     """
 
     name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]] = ()
     schemes: ClassVar[tuple[str, ...]] = ()
+    default_read_kwargs: ClassVar[Mapping[str, Any]] = {}
+    default_write_kwargs: ClassVar[Mapping[str, Any]] = {}
 
     @abc.abstractmethod
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
@@ -39,5 +89,228 @@ class Format(abc.ABC):
     def delete(self, location: str) -> None:
         """Remove what is stored at ``location``; no error if nothing is."""
 
+    def read_options(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The caller's read options over this format's defaults."""
+        return {**self.default_read_kwargs, **kwargs}
+
+    def write_options(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The caller's write options over this format's defaults."""
+        return {**self.default_write_kwargs, **kwargs}
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} format {self.name!r}>"
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What is cheap to know about a stored target; None where it is not."""
+
+    rows: int | None = None
+    bytes: int | None = None
+    modified: dt.datetime | None = None
+
+
+@runtime_checkable
+class SupportsMetadata(Protocol):
+    """A format that stores a ``{str: str}`` mapping with the data (module doc)."""
+
+    def write(self, df: pd.DataFrame, location: str, *,
+              metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None: ...
+
+    def read_metadata(self, location: str) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class SupportsTargetInfo(Protocol):
+    """A format that can say rows, bytes and modification time of a stored target."""
+
+    def target_info(self, location: str) -> TargetInfo: ...
+
+
+@runtime_checkable
+class SupportsListing(Protocol):
+    """A format that lists its stored locations matching a ``*`` glob."""
+
+    def list_locations(self, pattern: str) -> list[str]: ...
+
+
+@runtime_checkable
+class SupportsAssetKey(Protocol):
+    """A format that names its targets for Prefect's asset lineage."""
+
+    def asset_key(self, location: str) -> str: ...
+
+
+@runtime_checkable
+class SupportsLock(Protocol):
+    """A format that excludes concurrent writers of one location itself."""
+
+    def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold an exclusive, cross-process lock on ``location`` while the block runs."""
+
+
+@runtime_checkable
+class SupportsDiscard(Protocol):
+    """A format that can remove a damaged target's data without touching the rest."""
+
+    def discard(self, location: str) -> None: ...
+
+
+@runtime_checkable
+class SupportsStorageOptions(Protocol):
+    """A format whose storage takes options (credentials, endpoints) per location."""
+
+    def with_storage_options(self, **storage_options: Any) -> Any: ...
+
+
+_UNSAFE_IN_KEYS = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`\x00]")
+
+
+def safe_asset_key(key: str) -> str:
+    """``key`` with the characters Prefect refuses in asset keys replaced by ``_``.
+
+    Prefect's asset keys are URIs without spaces, ``#``, ``?``, ``%``, quotes or brackets
+    (and at most 512 characters); location templates only put plain names into a path,
+    so this only touches literal parts of a template such as a directory with a space.
+    """
+    return _UNSAFE_IN_KEYS.sub("_", key)
+
+
+def _with_metadata_sidecar(write: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a file format's ``write`` that takes no ``metadata`` to keep it in a sidecar."""
+
+    @functools.wraps(write)
+    def wrapper(self: FileFormat, df: pd.DataFrame, location: str, *,
+                metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        write(self, df, location, **kwargs)
+        if metadata is not None:
+            sidecar.write(self.data_location(location), location, metadata,
+                          self.storage_options)
+
+    return wrapper
+
+
+class FileFormat(Format):
+    """Base for formats that store one file (plus optional sidecars) through fsspec.
+
+    Subclasses implement :meth:`read` and :meth:`write` (writing through
+    :func:`~prefect_ds.staged`) and list extra files in :meth:`sidecars`. Everything else
+    comes from here: ``exists``, ``delete``, target info, listing, the asset key, the
+    lock, discarding damaged data, and metadata. A subclass whose ``write`` takes a
+    ``metadata`` keyword stores metadata itself (and overrides :meth:`read_metadata`);
+    for one that does not, metadata goes to a sidecar file bound to the data file
+    (``prefect_ds._storage.sidecar``). ``storage_options`` are passed to fsspec.
+    """
+
+    _metadata_sidecar: ClassVar[bool] = False
+
+    def __init__(self, **storage_options: Any) -> None:
+        self.storage_options = storage_options
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        write = cls.__dict__.get("write")
+        if write is not None and "metadata" not in inspect.signature(write).parameters:
+            cls.write = _with_metadata_sidecar(write)  # type: ignore[method-assign]
+            cls._metadata_sidecar = True
+
+    def with_storage_options(self: _F, **storage_options: Any) -> _F:
+        """A copy of this format that passes ``storage_options`` to fsspec as well.
+
+        The registered instance is shared by every handler, so options given for one
+        location (credentials, an endpoint) go on a copy, never on the shared instance.
+        """
+        clone = copy.copy(self)
+        clone.storage_options = {**self.storage_options, **storage_options}
+        return clone
+
+    def filesystem(self, location: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The fsspec filesystem and path of ``location``'s data file."""
+        return filesystem(self.data_location(location), **self.storage_options)
+
+    def sidecars(self, location: str) -> list[str]:
+        """Locations of the files stored beside the data file, committed before it."""
+        return []
+
+    def data_location(self, location: str) -> str:
+        """The data file's location (formats with a ``#fragment`` strip it here)."""
+        return location
+
+    def exists(self, location: str) -> bool:
+        fs, path = self.filesystem(location)
+        return bool(fs.isfile(path))
+
+    def delete(self, location: str) -> None:
+        data = self.data_location(location)
+        for loc in [data, *self.sidecars(data)]:  # data first: never a data file alone
+            fs, path = filesystem(loc, **self.storage_options)
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(path)
+        if self._metadata_sidecar:
+            sidecar.remove(data, location, self.storage_options)
+
+    def discard(self, location: str) -> None:
+        """Remove the data file only: a damaged container holds nothing worth keeping."""
+        fs, path = self.filesystem(location)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
+
+    def read_metadata(self, location: str) -> dict[str, str]:
+        """The metadata stored with ``location`` (``{}`` if none); the sidecar by default."""
+        return sidecar.read(self.data_location(location), location, self.storage_options)
+
+    def target_info(self, location: str) -> TargetInfo:
+        """Size and modification time of the data file, from one ``stat`` or HEAD."""
+        fs, path = self.filesystem(location)
+        stat = fs.info(path)
+        return TargetInfo(bytes=stat.get("size"), modified=modified_time(stat))
+
+    def list_locations(self, pattern: str) -> list[str]:
+        """Stored locations matching ``pattern``, spelled as ``pattern`` spells them.
+
+        ``*`` may stand anywhere in the file's path; the ``#fragment`` of a multi-key
+        file is kept as given.
+        """
+        path, sep, fragment = pattern.partition("#")
+        if "*" in fragment:
+            raise TemplateError(
+                f"cannot list {pattern!r}: the part after '#' varies, and prefect-ds lists "
+                f"files, not the keys inside them; fix the key in the template"
+            )
+        wild = min((i for i in (path.find(c) for c in "*?[") if i >= 0), default=len(path))
+        head = path[: path.rfind("/", 0, wild) + 1]
+        fs, fs_glob = filesystem(path, **self.storage_options)
+        fs_head = fs_glob[: len(fs_glob) - (len(path) - len(head))]
+        found = []
+        for fs_path in sorted(str(p) for p in fs.glob(fs_glob)):
+            if fs_path.startswith(fs_head):
+                found.append(head + fs_path[len(fs_head):] + sep + fragment)
+        return found
+
+    def asset_key(self, location: str) -> str:
+        """``file:///absolute/path`` locally, the fsspec URL elsewhere; ``#key`` -> ``/key``."""
+        fs, path = self.filesystem(location)
+        if is_local(fs):
+            key = "file://" + os.path.abspath(path).replace(os.sep, "/")
+        else:
+            key = fs.unstrip_protocol(path)
+        _, _, fragment = location.partition("#")
+        return f"{key.rstrip('/')}/{fragment}" if fragment else key
+
+    def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
+        """A lock file beside a local data file; none on object stores (module doc of
+        ``prefect_ds._storage.locks``)."""
+        fs, path = self.filesystem(location)
+        return FileLock(path, timeout) if is_local(fs) else contextlib.nullcontext()
+
+
+def stored_metadata(fmt: Format, location: str) -> dict[str, str]:
+    """The metadata stored with the target at ``location``; ``{}`` if the format keeps none."""
+    if not isinstance(fmt, SupportsMetadata):
+        return {}
+    return {str(k): str(v) for k, v in (fmt.read_metadata(location) or {}).items()}
+
+
+def stored_info(fmt: Format, location: str) -> TargetInfo:
+    """What the format can cheaply tell about the target at ``location``."""
+    return fmt.target_info(location) if isinstance(fmt, SupportsTargetInfo) else TargetInfo()

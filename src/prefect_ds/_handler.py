@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
-from . import _lineage
-from ._files import FileFormat
-from ._format import Format
-from ._plugins import resolve_format
-from ._template import LocationTemplate
+from prefect_ds._checkpoint import lineage as _lineage
+from prefect_ds._format import Format, SupportsStorageOptions
+from prefect_ds._locations import LocationTemplate
+from prefect_ds._registry import resolve_format
 
 
 class PandasResultHandler:
@@ -37,13 +36,13 @@ class PandasResultHandler:
         self.template = LocationTemplate(location)
         self.format: Format = resolve_format(location, format)
         if storage_options:
-            if not isinstance(self.format, FileFormat):
+            if not isinstance(self.format, SupportsStorageOptions):
                 raise TypeError(
                     f"PandasResultHandler({location!r}): storage_options apply to file "
                     f"formats only, and {self.format.name!r} is not one; put connection "
                     f"settings in the location instead"
                 )
-            self.format = self.format.with_storage_options(**storage_options)
+            self.format = cast(Format, self.format.with_storage_options(**storage_options))
         self.read_kwargs = dict(read_kwargs or {})
         self.write_kwargs = dict(write_kwargs or {})
 

@@ -10,7 +10,7 @@ has finished it drops the client's reference, so Dask deletes the result from th
 worker. The data never travels to the client for this.
 
 After a release the future answers ``result()`` by reading a checkpointed task's frame
-back from its target, or with a :class:`~prefect_ds.PurgedResult` for any other task. A
+back from its target, or with a :class:`~prefect_ds.ReleasedResult` for any other task. A
 consumer submitted later gets a checkpointed result reloaded on a worker (it never
 passes through the client); for an unchecked-pointed one it fails at submission with
 :class:`~prefect_ds.ResultReleasedError`. Results nobody consumed, such as a flow's
@@ -29,27 +29,25 @@ Checkpoint targets must be on storage every worker sees (a shared file system, S
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import distributed
 import pandas as pd
-from prefect.client.schemas.objects import RunInput, State, TaskRunResult
+from prefect.client.schemas.objects import RunInput, TaskRunResult
 from prefect.futures import PrefectFuture, PrefectFutureList
 from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
-from ._checkpoint import named_arguments
-from ._errors import ResultReleasedError
-from ._handler import PandasResultHandler
-from ._purged import PurgedResult
-from ._release import Graph, Node
-from ._runner import _dependency_ids, _upstream_in
-from ._targets import StoredTarget
+from prefect_ds._checkpoint.store import planned_target
+from prefect_ds._errors import ResultReleasedError
+from prefect_ds._release.graph import Graph, Node
+from prefect_ds._release.placeholder import ReleasedResult
+from prefect_ds._release.submissions import data_ids, waited_ids
+from prefect_ds._release.targets import StoredTarget
 
 if TYPE_CHECKING:
     from prefect.tasks import Task
@@ -66,13 +64,13 @@ class DSDaskFuture(PrefectDaskFuture[R]):
 
     Until the release it behaves exactly like :class:`prefect_dask.PrefectDaskFuture`.
     Afterwards ``result()`` reads a checkpointed frame back from its target, and returns
-    the :class:`~prefect_ds.PurgedResult` for anything else; ``wait()`` returns at once.
+    the :class:`~prefect_ds.ReleasedResult` for anything else; ``wait()`` returns at once.
     """
 
-    _released: PurgedResult | None = None
+    _released: ReleasedResult | None = None
 
     @property
-    def released(self) -> PurgedResult | None:
+    def released(self) -> ReleasedResult | None:
         """The placeholder for the released result, or None while it is on the cluster."""
         return self._released
 
@@ -81,24 +79,25 @@ class DSDaskFuture(PrefectDaskFuture[R]):
             super().wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
-        purged = self._released
-        if purged is None:
+        placeholder = self._released
+        if placeholder is None:
             return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
-        if not purged.reloadable:
-            return purged  # type: ignore[return-value]
+        if not placeholder.reloadable:
+            return placeholder  # type: ignore[return-value]
         try:
-            return purged.load()  # type: ignore[no-any-return]
+            return placeholder.load()  # type: ignore[no-any-return]
         except FileNotFoundError as exc:
             raise ResultReleasedError(
-                f"The result of task {purged.task_name!r} (task run {purged.task_run_id}) "
-                f"was released from the Dask cluster, and its checkpoint target "
-                f"{purged.target.location if purged.target else ''!r} cannot be read back "
+                f"The result of task {placeholder.task_name!r} (task run "
+                f"{placeholder.task_run_id}) was released from the Dask cluster, and its "
+                f"checkpoint target {placeholder.target.location if placeholder.target else ''!r} "
+                f"cannot be read back "
                 f"({exc}). The task may have failed, or the target was deleted meanwhile."
             ) from exc
 
-    def _release(self, purged: PurgedResult) -> None:
+    def _release(self, placeholder: ReleasedResult) -> None:
         """Drop the client's hold on the result so Dask deletes it from the worker."""
-        self._released = purged
+        self._released = placeholder
         self._final_state = None  # a result fetched to the client goes too
         self._wrapped_future.release()  # type: ignore[no-untyped-call]
 
@@ -108,15 +107,15 @@ class DSDaskFuture(PrefectDaskFuture[R]):
         self._released = None
 
 
-class _ReleasedFromCluster(PurgedResult):
-    """A :class:`PurgedResult` for a value the client never held: no type or size."""
+class _ReleasedFromCluster(ReleasedResult):
+    """A :class:`ReleasedResult` for a value the client never held: no type or size."""
 
     __slots__ = ()
 
     def __repr__(self) -> str:
         where = f", reloadable from {self.target.location}" if self.target is not None else ""
         return (
-            f"<PurgedResult of task {self.task_name!r} (run {self.task_run_id}): "
+            f"<ReleasedResult of task {self.task_name!r} (run {self.task_run_id}): "
             f"released from the Dask cluster{where}>"
         )
 
@@ -142,7 +141,7 @@ class _DaskGraph(Graph):
             if target is not None:
                 self._targets[run_id] = target
 
-    def _release(self, node: Node) -> list[Any]:
+    def release(self, node: Node) -> list[Any]:
         # Called with the lock held, from Dask's callback thread or the flow's thread.
         if node.task_run_id is None:
             return []
@@ -150,77 +149,38 @@ class _DaskGraph(Graph):
         future = ref() if ref is not None else None
         if future is None or future.released is not None:
             return []
-        node.purged = _ReleasedFromCluster(
+        node.placeholder = _ReleasedFromCluster(
             node.task_name,
             node.task_run_id,
             "unknown",
             0,
             target=self._targets.get(node.task_run_id),
         )
-        future._release(node.purged)
+        future._release(node.placeholder)
         logger.debug("Released the result of task %s on the Dask cluster", node.label)
         return []
 
-    def _put_back(self, node: Node) -> None:
+    def put_back(self, node: Node) -> None:
         with node.reload_lock:
             with self._lock:
-                purged = node.purged
+                placeholder = node.placeholder
                 ref = self._futures.get(node.task_run_id) if node.task_run_id else None
                 future = ref() if ref is not None else None
-            if purged is None or future is None or purged.target is None:
+            if placeholder is None or future is None or placeholder.target is None:
                 return
             if self.client is None:
                 raise RuntimeError("DSDaskTaskRunner is not started")
-            loaded = self.client.submit(_load_target, purged.target, pure=False)
+            loaded = self.client.submit(_load_target, placeholder.target, pure=False)
             with self._lock:
                 future._restore(loaded)
-                node.purged = None
-            logger.debug("Reloaded the result of task %s from %s", node.label, purged.target)
+                node.placeholder = None
+            logger.debug("Reloaded the result of task %s from %s", node.label, placeholder.target)
 
     def forget_all(self) -> None:
         with self._lock:
             self._futures.clear()
             self._targets.clear()
         super().forget_all()
-
-
-def _checkpoint_handler(task: Task[Any, Any]) -> PandasResultHandler | None:
-    """The handler a Prefect task's function was checkpointed with, if any.
-
-    ``checkpoint`` marks its wrapper with ``__prefect_ds_checkpoint__``.
-    """
-    fn: Any = task.fn
-    while fn is not None:
-        handler = getattr(fn, "__prefect_ds_checkpoint__", None)
-        if isinstance(handler, PandasResultHandler):
-            return handler
-        fn = getattr(fn, "__wrapped__", None)
-    return None
-
-
-def _target_of(task: Task[Any, Any], parameters: Mapping[str, Any]) -> StoredTarget | None:
-    """Where a checkpointed task stores this call's frame, when the client can tell.
-
-    The client renders the same template the worker renders, from the call's plain
-    arguments; a template field filled by another task's future cannot be rendered here,
-    and that result is then not reloadable.
-    """
-    handler = _checkpoint_handler(task)
-    if handler is None:
-        return None
-    try:
-        bound = inspect.signature(task.fn).bind_partial(**parameters)
-    except TypeError:
-        return None
-    arguments = named_arguments(bound)
-    fields = handler.template.fields
-    if any(isinstance(arguments.get(f), (PrefectFuture, State)) for f in fields):
-        return None
-    try:
-        location = handler.render(**arguments)
-    except Exception:
-        return None
-    return StoredTarget(location, handler.format, handler.read_kwargs)
 
 
 def _finished(graph: _DaskGraph, node: Node, _future: distributed.Future[Any]) -> None:
@@ -237,7 +197,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
     result as input (in its arguments, ``wait_for`` or through ``.map``) has finished,
     the client lets go of that result and Dask deletes it from worker memory. A
     checkpointed result is read back from its target when it is needed again; any
-    other result becomes a :class:`~prefect_ds.PurgedResult`. Results no task consumed
+    other result becomes a :class:`~prefect_ds.ReleasedResult`. Results no task consumed
     are kept.
     """
 
@@ -275,10 +235,8 @@ class DSDaskTaskRunner(DaskTaskRunner):
         graph = self._graph
         graph.client = self.client
         waits = list(wait_for) if wait_for is not None else None
-        data_ids = _upstream_in(parameters, task.name)
-        other_ids = {future.task_run_id for future in waits or ()}
-        other_ids |= _dependency_ids(dependencies)
-        node = graph.add(task.name, data_ids, other_ids)
+        node = graph.add(task.name, data_ids(parameters, task.name),
+                         waited_ids(waits, dependencies))
         try:
             graph.reload(node)  # released upstream results this task receives
             if waits is not None:  # a released upstream has finished: nothing to wait for
@@ -292,7 +250,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
             task_run_id=future.task_run_id, wrapped_future=wrapped
         )
         graph.registered(node, future.task_run_id)
-        graph.track(future.task_run_id, ours, _target_of(task, parameters))
+        graph.track(future.task_run_id, ours, planned_target(task.fn, parameters))
         wrapped.add_done_callback(  # type: ignore[no-untyped-call]
             functools.partial(_finished, graph, node)
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from ._format import Format
+    from prefect_ds._format import Format
 
 hookspec = pluggy.HookspecMarker("prefect_ds")
 hookimpl = pluggy.HookimplMarker("prefect_ds")

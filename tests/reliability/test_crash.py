@@ -9,7 +9,7 @@ uninterrupted write takes. After every kill:
 * the target holds the previous complete version or the new complete one (absent if
   there was none before), compared frame by frame, and ``exists()`` agrees;
 * no visible file but the target's own, hidden temporaries only (files) or no temporary
-  table (SQL), and :func:`prefect_ds._files.remove_stale_temps` removes every temporary
+  table (SQL), and :func:`prefect_ds._storage.files.remove_stale_temps` removes every temporary
   the dead writer left, so none is left for a later ``exists()``;
 * a rerun of the write produces exactly the new frame.
 
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from reliability_support import Target, count, tally
 from test_atomic import BUILD
 
-from prefect_ds._files import remove_stale_temps
+from prefect_ds._storage.files import remove_stale_temps
 
 pytest_plugins = ["sql_fixtures"]
 

@@ -1,4 +1,4 @@
-"""Clean-up of temporaries left by killed writers (``prefect_ds._files.remove_stale_temps``).
+"""Clean-up of temporaries left by killed writers (``remove_stale_temps``).
 
 A temporary's name carries its writer's pid; it is stale when that process is gone, or
 when it is older than ``STALE_AFTER`` whatever its writer. The next local write of the
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from prefect_ds import get_format
-from prefect_ds._files import STALE_AFTER, TEMP_MARKER, remove_stale_temps, temp_sibling
+from prefect_ds._storage.files import STALE_AFTER, TEMP_MARKER, remove_stale_temps, temp_sibling
 
 
 def dead_pid() -> int:

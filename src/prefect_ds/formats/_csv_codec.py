@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._dtypes import describe, from_spec
-from .._errors import CorruptTargetError
+from prefect_ds._errors import CorruptTargetError
+from prefect_ds._storage.dtypes import describe, from_spec
 
 _JSON_NAMES = (str, int, float, bool, type(None))
 

@@ -27,17 +27,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .._errors import PrefectDSError
+from prefect_ds._errors import UnsupportedFrameError
 
 LAYOUT = "prefect-ds frame"
 LAYOUT_VERSION = 1
 
 # A column's values, as handed to the DataFrame / Index constructors.
 ArrayLike = Union[np.ndarray, pd.api.extensions.ExtensionArray]  # noqa: UP007
-
-
-class UnsupportedFrameError(PrefectDSError, ValueError):
-    """The frame holds a column, name or index the ``hdf`` format cannot store exactly."""
 
 
 class LayoutError(ValueError):

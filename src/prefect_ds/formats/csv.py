@@ -45,11 +45,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from .._capabilities import TargetInfo, modified_time
-from .._errors import CorruptTargetError
-from .._files import FileFormat, filesystem, open_for_read, staged
-from ..hookspecs import Register, hookimpl
-from ._csv_codec import column_types, decode, encode
+from prefect_ds._errors import CorruptTargetError
+from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
+from prefect_ds.formats._csv_codec import column_types, decode, encode
+from prefect_ds.hookspecs import Register, hookimpl
 
 SIDECAR_SUFFIX = ".schema.json"
 SCHEMA_VERSION = 1
@@ -76,7 +76,7 @@ class CsvFormat(FileFormat):
         """Write ``df``; ``metadata`` (``{str: str}``) goes into the sidecar with it."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"the csv format writes pandas DataFrames, not {type(df).__name__}")
-        options = {**self.default_write_kwargs, **kwargs}
+        options = self.write_options(kwargs)
         extra = {"metadata": {str(k): str(v) for k, v in metadata.items()}} if metadata else {}
         if _arrow_can_write(options):
             self._write_exact(df, location, options, extra)
@@ -96,11 +96,11 @@ class CsvFormat(FileFormat):
             **record,
             **extra,
         }
-        write_options = pcsv.WriteOptions(include_header=header, delimiter=sep)
+        pcsv_options = pcsv.WriteOptions(include_header=header, delimiter=sep)
         sidecar = self.sidecars(location)[0]
         with staged(sidecar, location, **self.storage_options) as (sidecar_temp, data_temp):
             if table is not None:
-                pcsv.write_csv(table, data_temp, write_options=write_options)
+                pcsv.write_csv(table, data_temp, write_options=pcsv_options)
             else:
                 open(data_temp, "wb").close()
             doc["bytes"] = os.path.getsize(data_temp)
@@ -127,7 +127,7 @@ class CsvFormat(FileFormat):
     # ---- read
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
-        options = {**self.default_read_kwargs, **kwargs}
+        options = self.read_options(kwargs)
         doc = self._load_sidecar(location)
         if doc is None:
             with open_for_read(location, **self.storage_options) as source:

@@ -22,27 +22,32 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import IO, Any, ClassVar
 
-import h5py
 import numpy as np
 import pandas as pd
-from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
 
-from .._capabilities import TargetInfo, modified_time
-from .._errors import CorruptTargetError
-from .._files import FileFormat, filesystem, is_local, staged
-from .._locking import file_lock
-from .._template import split_fragment
-from ..hookspecs import Register, hookimpl
-from ._hdf_codec import (
+from prefect_ds._errors import CorruptTargetError, MissingDependencyError, UnsupportedFrameError
+from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._locations import split_fragment
+from prefect_ds._storage.files import filesystem, is_local, modified_time, staged
+from prefect_ds._storage.locks import FileLock
+from prefect_ds.formats._hdf_codec import (
     LayoutError,
     Leaf,
     Node,
     Tree,
-    UnsupportedFrameError,
     decode_frame,
     encode_frame,
     frame_columns,
 )
+from prefect_ds.hookspecs import Register, hookimpl
+
+SUFFIXES = (".h5", ".hdf5", ".hdf")
+try:
+    import h5py
+    from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
+except ImportError as exc:  # the install hint travels with this format's registration
+    raise MissingDependencyError("hdf", "h5py", "pip install 'prefect-ds[hdf]'",
+                                 suffixes=SUFFIXES) from exc
 
 __all__ = ["HdfFormat", "UnsupportedFrameError"]
 
@@ -66,7 +71,7 @@ def _writers_lock(fs: Any, path: str) -> AbstractContextManager[Any]:
     write. Elsewhere: a lock per object within this process only.
     """
     if is_local(fs):
-        return file_lock(f"{path}.keys")
+        return FileLock(f"{path}.keys")
     name = f"{fs.protocol}:{path}"
     with _locks_guard:
         return _locks.setdefault(name, threading.Lock())
@@ -82,7 +87,7 @@ class HdfFormat(FileFormat):
     """
 
     name = "hdf"
-    suffixes = (".h5", ".hdf5", ".hdf")
+    suffixes = SUFFIXES
     default_read_kwargs: ClassVar[dict[str, Any]] = {}
     default_write_kwargs: ClassVar[dict[str, Any]] = {}
 
@@ -131,7 +136,7 @@ class HdfFormat(FileFormat):
     # ------------------------------------------------------------------ read
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
-        options = {**self.default_read_kwargs, **kwargs}
+        options = self.read_options(kwargs)
         wanted = options.pop("columns", None)
         if options:
             raise TypeError(
@@ -177,7 +182,7 @@ class HdfFormat(FileFormat):
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         """Write ``df`` under the location's key; ``metadata`` (``{str: str}``) becomes the
         frame group's ``prefect_ds_metadata`` attribute (JSON), written with it."""
-        options = {**self.default_write_kwargs, **kwargs}
+        options = self.write_options(kwargs)
         unknown = sorted(set(options) - _DATASET_OPTIONS)
         if unknown:
             raise TypeError(

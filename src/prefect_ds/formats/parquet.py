@@ -10,11 +10,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._arrow import arrow_to_frame, frame_to_arrow
-from .._capabilities import TargetInfo, modified_time
-from .._errors import CorruptTargetError
-from .._files import FileFormat, filesystem, open_for_read, staged
-from ..hookspecs import Register, hookimpl
+from prefect_ds._errors import CorruptTargetError
+from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
+from prefect_ds.hookspecs import Register, hookimpl
 
 _METADATA_KEY = b"prefect_ds:metadata"  # the caller's {str: str} (fingerprints)
 
@@ -28,7 +28,7 @@ class ParquetFormat(FileFormat):
     default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "snappy"}
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
-        options = {**self.default_read_kwargs, **kwargs}
+        options = self.read_options(kwargs)
         try:
             with open_for_read(location, **self.storage_options) as source:
                 table = pq.read_table(source, **options)
@@ -46,7 +46,7 @@ class ParquetFormat(FileFormat):
     def write(self, df: pd.DataFrame, location: str, *,
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         """Write ``df``; ``metadata`` goes into the file's key-value metadata with it."""
-        options = {**self.default_write_kwargs, **kwargs}
+        options = self.write_options(kwargs)
         table = frame_to_arrow(df, "parquet")
         if metadata:
             table = table.replace_schema_metadata({

@@ -36,6 +36,7 @@ class FeatherFormat(prefect_ds.FileFormat):
     default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "lz4"}
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+        kwargs = self.read_options(kwargs)
         try:
             with prefect_ds.open_for_read(location, **self.storage_options) as source:
                 table = feather.read_table(source, **kwargs)
@@ -66,7 +67,7 @@ class FeatherFormat(prefect_ds.FileFormat):
         ``prefect_ds.SupportsMetadata`` capability: staleness fingerprints are then kept
         inside the file instead of in a sidecar.
         """
-        options = {**self.default_write_kwargs, **kwargs}
+        options = self.write_options(kwargs)
         # Convert before staging: a frame Arrow cannot represent fails with no file touched.
         table = prefect_ds.frame_to_arrow(df, self.name)
         if metadata:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from ._dtypes import describe, from_spec, same_dtype
+from prefect_ds._storage.dtypes import describe, from_spec, same_dtype
 
 _DTYPES_KEY = b"prefect_ds:dtypes"
 

@@ -17,7 +17,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 
-from ._sql_names import SqlLocation
+from prefect_ds.formats.sql.names import SqlLocation
 
 META_TABLE = "_prefect_ds_tables"
 COMPLETE = "complete"

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import pandas as pd
 
-from ._format import Format
+from prefect_ds._format import Format
 
 
 @dataclass(frozen=True)

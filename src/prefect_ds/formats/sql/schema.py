@@ -28,8 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._arrow import arrow_to_frame, frame_to_arrow
-from .._errors import CorruptTargetError
+from prefect_ds._errors import CorruptTargetError
+from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 
 FORMAT_VERSION = 1
 _INDEX_FIELD = "__index_level_{}__"

@@ -60,7 +60,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._errors import PrefectDSError
+from prefect_ds._errors import FingerprintError
 
 METADATA_KEY = "prefect_ds.fingerprint"
 RECORD_VERSION = 1
@@ -70,10 +70,6 @@ _MAX_FUNCTIONS = 64
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 Part = Literal["code", "inputs"] | Callable[[Mapping[str, Any]], str]
-
-
-class FingerprintError(PrefectDSError, TypeError):
-    """A value cannot be fingerprinted, or ``invalidate_on`` names an unknown part."""
 
 
 # -- the record -------------------------------------------------------------------------------

@@ -14,13 +14,12 @@ from typing import Any
 
 import pluggy
 
+from prefect_ds._errors import DuplicateFormatError, MissingDependencyError, UnknownFormatError
+from prefect_ds._format import Format
+
 from . import hookspecs
-from ._errors import DuplicateFormatError, UnknownFormatError
-from ._format import Format
 
 GROUP = "prefect_ds"
-# Built-in formats whose dependency is an optional extra: entry point name -> extra.
-_BUILTIN_EXTRAS = {"hdf": "hdf", "sql": "sql"}
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)[^/?#]*@")
 
 
@@ -41,17 +40,27 @@ class Registration:
     override: bool = False
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """A plugin that failed to load: why, and (when it said so) what to install."""
+
+    reason: str
+    install: str = ""
+    suffixes: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+
+
 @dataclass
 class _Registry:
     formats: dict[str, Registration]
-    unavailable: dict[str, str]  # entry point name -> why it failed to load
+    unavailable: dict[str, Unavailable]  # entry point name -> why it failed to load
 
 
 _lock = threading.Lock()
 _registry: _Registry | None = None
 _loaded = False
 _providers: dict[int, str] = {}  # id(plugin) -> provider label
-_unavailable: dict[str, str] = {}
+_unavailable: dict[str, Unavailable] = {}
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> None:
@@ -87,8 +96,12 @@ def _load_entry_points() -> None:
                 if pm.is_registered(plugin):
                     continue
                 pm.register(plugin, name=plugin_name)
+            except MissingDependencyError as exc:
+                _unavailable[ep.name] = Unavailable(f"{provider}: {exc}", exc.install,
+                                                    exc.suffixes, exc.schemes)
+                continue
             except Exception as exc:  # one broken plugin must not hide every other format
-                _unavailable[ep.name] = f"{provider}: {type(exc).__name__}: {exc}"
+                _unavailable[ep.name] = Unavailable(f"{provider}: {type(exc).__name__}: {exc}")
                 continue
             _providers[id(plugin)] = provider
 
@@ -120,7 +133,7 @@ def _collect() -> _Registry:
     return _Registry(by_name, dict(_unavailable))
 
 
-def registry() -> _Registry:
+def current() -> _Registry:
     """The loaded registry (plugins are imported on first use only)."""
     global _registry
     if _registry is None:
@@ -133,7 +146,7 @@ def registry() -> _Registry:
 
 def available_formats() -> list[str]:
     """Names of the installed formats, sorted."""
-    return sorted(registry().formats)
+    return sorted(current().formats)
 
 
 def get_format(name: str) -> Format:
@@ -142,15 +155,13 @@ def get_format(name: str) -> Format:
     Raises :class:`UnknownFormatError` listing the installed formats, and the extra to
     install when ``name`` is a built-in whose optional dependency is missing.
     """
-    reg = registry()
+    reg = current()
     found = reg.formats.get(name)
     if found is not None:
         return found.format
     message = f"unknown format {name!r}; installed formats: {', '.join(sorted(reg.formats))}."
     if name in reg.unavailable:
-        extra = _BUILTIN_EXTRAS.get(name)
-        hint = f" Install it with: pip install 'prefect-ds[{extra}]'." if extra else ""
-        message += f" The {name!r} plugin failed to load ({reg.unavailable[name]}).{hint}"
+        message += " " + _unavailable_message(name, reg.unavailable[name])
     elif reg.unavailable:
         message += f" Plugins that failed to load: {', '.join(sorted(reg.unavailable))}."
     raise UnknownFormatError(message)
@@ -160,7 +171,7 @@ def resolve_format(location: str, format: str | None = None) -> Format:
     """The format for ``location``: the named one, else by suffix, else by URL scheme."""
     if format is not None:
         return get_format(format)
-    formats = [r.format for r in registry().formats.values()]
+    formats = [r.format for r in current().formats.values()]
     path = location.split("#", 1)[0].split("?", 1)[0].lower()
     by_suffix = [f for f in formats if any(path.endswith(s) for s in f.suffixes)]
     if by_suffix:
@@ -184,6 +195,12 @@ def resolve_format(location: str, format: str | None = None) -> Format:
             f"the scheme {scheme + '://'!r} of {redact(location)!r} is claimed by several "
             f"formats ({names}); name one with format=..."
         )
+    for name, why in current().unavailable.items():
+        if any(path.endswith(s) for s in why.suffixes) or (scheme and scheme in why.schemes):
+            raise UnknownFormatError(
+                f"{redact(location)!r} is a {name!r} location, but "
+                + _unavailable_message(name, why)
+            )
     known = ", ".join(
         f"{f.name} ({' '.join(f.suffixes + tuple(s + '://' for s in f.schemes))})"
         for f in sorted(formats, key=lambda f: f.name)
@@ -192,3 +209,8 @@ def resolve_format(location: str, format: str | None = None) -> Format:
         f"cannot tell the format of {redact(location)!r} from its suffix or scheme. Give the "
         f"location a known suffix or pass format=NAME. Installed formats: {known}."
     )
+
+
+def _unavailable_message(name: str, why: Unavailable) -> str:
+    hint = f" Install it with: {why.install}." if why.install else ""
+    return f"The {name!r} plugin failed to load ({why.reason}).{hint}"

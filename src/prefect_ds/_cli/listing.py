@@ -4,9 +4,9 @@ A location template such as ``data/{region}_{year}.parquet`` names a family of t
 :func:`find_targets` lists the members that exist and parses each one's argument values
 back out of its name: the template becomes a glob (every field ``*``) to list candidates
 and a regular expression (every field a named group of the characters a rendered value
-may hold, see :mod:`prefect_ds._template`) to match them. File formats are listed through
-fsspec (local paths, ``s3://``, ``memory://``...); other formats through their optional
-``list_locations`` capability (the SQL format lists tables with SQLAlchemy's inspector).
+may hold, see :mod:`prefect_ds._locations`) to match them. Every format lists through its
+``list_locations`` capability: file formats glob through fsspec (local paths, ``s3://``,
+``memory://``...), the SQL format asks SQLAlchemy's inspector.
 Hidden temporaries and sidecars never match, since the template's own suffix anchors the
 expression.
 """
@@ -18,13 +18,16 @@ import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from . import _capabilities
-from ._capabilities import TargetInfo
-from ._errors import TemplateError
-from ._files import FileFormat, filesystem
-from ._fingerprint import METADATA_KEY, Fingerprint
-from ._format import Format
-from ._template import LocationTemplate
+from prefect_ds._checkpoint.fingerprint import METADATA_KEY, Fingerprint
+from prefect_ds._errors import TemplateError
+from prefect_ds._format import (
+    Format,
+    SupportsListing,
+    TargetInfo,
+    stored_info,
+    stored_metadata,
+)
+from prefect_ds._locations import LocationTemplate
 
 _VALUE = r"[\w\-.=+,@]+?"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]])")
@@ -83,31 +86,13 @@ def _matches(fmt: Format, template: str) -> Iterable[tuple[str, dict[str, str]]]
     """(location, values) of every stored target of ``template``."""
     text, tokens = _tokenised(template)
     fields = list(tokens)
-    if isinstance(fmt, FileFormat):
-        path_part, _, fragment = text.partition("#")
-        if any(token in fragment for token in tokens.values()):
-            raise TemplateError(
-                f"cannot list {template!r}: the part after '#' varies, and prefect-ds lists "
-                f"files, not the keys inside them; fix the key in the template"
-            )
-        fs, fs_path = filesystem(path_part, **fmt.storage_options)
-        glob, regex = _pattern(fs_path, tokens)
-        for found in sorted(str(p) for p in fs.glob(glob)):
-            values = parse_values(regex, fields, found)
-            if values is not None:
-                location = text
-                for field, token in tokens.items():
-                    location = location.replace(token, values[field])
-                yield location, values
-        return
-    lister = getattr(fmt, "list_locations", None)
-    if not callable(lister):
+    if not isinstance(fmt, SupportsListing):
         raise TypeError(
-            f"format {fmt.name!r} cannot list its targets: it is not a file format and has "
-            f"no list_locations(location) (see prefect_ds._capabilities.SupportsListing)"
+            f"format {fmt.name!r} cannot list its targets: it has no "
+            f"list_locations(pattern) (see prefect_ds.SupportsListing)"
         )
     glob, regex = _pattern(text, tokens)
-    for location in lister(glob):
+    for location in fmt.list_locations(glob):
         values = parse_values(regex, fields, str(location))
         if values is not None:
             yield str(location), values
@@ -133,8 +118,8 @@ def find_targets(fmt: Format, template: str,
 
 def _describe(fmt: Format, location: str, values: Mapping[str, str]) -> Target:
     try:
-        info = _capabilities.info(fmt, location)
-        stored = Fingerprint.decode(_capabilities.read(fmt, location).get(METADATA_KEY))
+        info = stored_info(fmt, location)
+        stored = Fingerprint.decode(stored_metadata(fmt, location).get(METADATA_KEY))
     except Exception as exc:  # a damaged target is still listed, with what went wrong
         return Target(location, values, TargetInfo(), None, f"{type(exc).__name__}: {exc}")
     return Target(location, values, info, stored)
@@ -144,6 +129,6 @@ def delete_targets(fmt: Format, targets: Iterable[Target]) -> list[str]:
     """Delete each target (with its fingerprint sidecar, if any); return the locations."""
     done = []
     for target in targets:
-        _capabilities.delete(fmt, target.location)
+        fmt.delete(target.location)
         done.append(target.location)
     return done

@@ -10,14 +10,16 @@ runs, not when the CLI starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from prefect_ds._cli.output import fail, size, table
+
 if TYPE_CHECKING:
-    from ._browse import Target
-    from ._format import Format
+    from prefect_ds._cli.listing import Target
+    from prefect_ds._format import Format
 
 TemplateArg = Annotated[str, typer.Argument(
     help="A location template, e.g. 'data/{region}_{year}.parquet', an fsspec URL "
@@ -29,51 +31,35 @@ WhereOpt = Annotated[list[str] | None, typer.Option(
                           "all must hold).")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
-
-
 def _where(items: Sequence[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or ():
         field, sep, value = item.partition("=")
         if not sep or not field:
-            raise _fail(f"--where {item!r} is not FIELD=VALUE, e.g. --where region=EU")
+            raise fail(f"--where {item!r} is not FIELD=VALUE, e.g. --where region=EU")
         out[field.strip()] = value.strip()
     return out
 
 
 def _find(template: str, format: str | None,
           where: Sequence[str] | None) -> tuple[Format, list[Target]]:
-    from ._errors import PrefectDSError
-    from ._plugins import resolve_format
+    from prefect_ds._errors import PrefectDSError
+    from prefect_ds._registry import resolve_format
 
     selection = _where(where)
     try:
         fmt = resolve_format(template, format)
-        from ._browse import find_targets
+        from prefect_ds._cli.listing import find_targets
 
         return fmt, find_targets(fmt, template, selection)
     except (PrefectDSError, TypeError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except Exception as exc:  # a storage library's error: one line, no traceback
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+        raise fail(f"{type(exc).__name__}: {exc}") from None
 
 
 def _rows(targets: Sequence[Target], fields: Sequence[str]) -> list[tuple[str, ...]]:
-    from ._plugins import redact
+    from prefect_ds._registry import redact
 
     rows: list[tuple[str, ...]] = [
         ("LOCATION", *(f.upper() for f in fields), "ROWS", "SIZE", "MODIFIED (UTC)", "FINGERPRINT")
@@ -86,13 +72,13 @@ def _rows(targets: Sequence[Target], fields: Sequence[str]) -> list[tuple[str, .
         rows.append((
             redact(t.location), *(t.values[f] for f in fields),
             f"{t.info.rows:,}" if t.info.rows is not None else "-",
-            _size(t.info.bytes), modified, fingerprint,
+            size(t.info.bytes), modified, fingerprint,
         ))
     return rows
 
 
 def _fields(template: str) -> list[str]:
-    from ._browse import patterns
+    from prefect_ds._cli.listing import patterns
 
     return patterns(template)[2]
 
@@ -104,13 +90,12 @@ def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt 
     which fingerprint parts (code, inputs, ...) are stored with each target; "none" means
     it was written without invalidate_on, or by someone else.
     """
-    from ._cli import _table
 
     _, targets = _find(template, format, where)
     if not targets:
         typer.echo(f"no stored targets match {template!r}")
         return
-    typer.echo(_table(_rows(targets, _fields(template))))
+    typer.echo(table(_rows(targets, _fields(template))))
 
 
 def rm_command(
@@ -125,28 +110,20 @@ def rm_command(
     The next run of the checkpointed tasks recomputes exactly those. Lists what will go
     and asks first, unless --yes.
     """
-    from ._browse import delete_targets
-    from ._cli import _table
-    from ._plugins import redact
+    from prefect_ds._cli.listing import delete_targets
+    from prefect_ds._registry import redact
 
     fmt, targets = _find(template, format, where)
     if not targets:
         typer.echo(f"no stored targets match {template!r}; nothing deleted")
         return
-    typer.echo(_table(_rows(targets, _fields(template))))
+    typer.echo(table(_rows(targets, _fields(template))))
     if not yes and not typer.confirm(f"Delete these {len(targets)} targets?", default=False):
         typer.echo("nothing deleted")
         raise typer.Exit(code=1)
     try:
         done = delete_targets(fmt, targets)
     except Exception as exc:
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
+        raise fail(f"{type(exc).__name__}: {exc}") from None
     for location in done:
         typer.echo(f"deleted {redact(location)}")
-
-
-def register(app: Any) -> None:
-    """Add ``ls`` and ``rm`` to the ``prefect-ds`` typer app."""
-    command: Callable[..., Any] = app.command
-    command("ls")(ls_command)
-    command("rm")(rm_command)

@@ -24,14 +24,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .._capabilities import TargetInfo, safe_asset_key
-from .._errors import CorruptTargetError, TemplateError
-from .._format import Format
-from ..hookspecs import Register, hookimpl
-from . import _sql_adbc, _sql_alchemy
-from ._sql_meta import META_TABLE
-from ._sql_names import RESERVED_PREFIX, SqlLocation, parse_location, safe_location
-from ._sql_schema import TableMeta, matches, prepare, restore
+from prefect_ds._errors import CorruptTargetError, TemplateError
+from prefect_ds._format import Format, TargetInfo, safe_asset_key
+from prefect_ds.formats.sql import adbc as _sql_adbc
+from prefect_ds.formats.sql import alchemy as _sql_alchemy
+from prefect_ds.formats.sql.meta import META_TABLE
+from prefect_ds.formats.sql.names import RESERVED_PREFIX, SqlLocation, parse_location, safe_location
+from prefect_ds.formats.sql.schema import TableMeta, matches, prepare, restore
+from prefect_ds.hookspecs import Register, hookimpl
 
 log = logging.getLogger("prefect_ds.sql")
 

@@ -1,6 +1,6 @@
 """The placeholder left behind when DSTaskRunner releases a task run's result.
 
-A released result stays visible as a :class:`PurgedResult` that says what was there
+A released result stays visible as a :class:`ReleasedResult` that says what was there
 (task, run id, type, size) instead of silently turning into ``None``. When the task
 was checkpointed it also knows where the frame is stored, so it can be read back.
 """
@@ -11,8 +11,8 @@ import sys
 from typing import Any, NoReturn
 from uuid import UUID
 
-from ._errors import ResultReleasedError
-from ._targets import StoredTarget
+from prefect_ds._errors import ResultReleasedError
+from prefect_ds._release.targets import StoredTarget
 
 
 def describe_size(value: Any) -> tuple[str, int]:
@@ -46,7 +46,7 @@ def _human(nbytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-class PurgedResult:
+class ReleasedResult:
     """Stands in for a task run's result after :class:`DSTaskRunner` released it.
 
     ``repr`` names the task, its run id, the released value's type, shape and size.
@@ -76,7 +76,7 @@ class PurgedResult:
     @classmethod
     def of(
         cls, value: Any, task_name: str, task_run_id: UUID, target: StoredTarget | None
-    ) -> PurgedResult:
+    ) -> ReleasedResult:
         """The placeholder describing ``value``, the result being released."""
         shape, nbytes = describe_size(value)
         return cls(task_name, task_run_id, type(value).__name__, nbytes, shape, target)
@@ -107,14 +107,14 @@ class PurgedResult:
         )
 
     def __getattr__(self, name: str) -> NoReturn:
-        # Only reached for attributes a PurgedResult does not have, such as a
+        # Only reached for attributes a ReleasedResult does not have, such as a
         # DataFrame's columns: say what happened instead of a bare AttributeError.
-        if name.startswith("__") or name in PurgedResult.__slots__:
+        if name.startswith("__") or name in ReleasedResult.__slots__:
             raise AttributeError(name)
-        raise AttributeError(f"PurgedResult has no attribute {name!r}. {self.explain()}")
+        raise AttributeError(f"ReleasedResult has no attribute {name!r}. {self.explain()}")
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise ResultReleasedError(f"A PurgedResult was used as data. {self.explain()}")
+        raise ResultReleasedError(f"A ReleasedResult was used as data. {self.explain()}")
 
     # Using the placeholder as a frame, an array or a sequence fails with the reason.
     __getitem__ = __iter__ = __len__ = __array__ = __contains__ = _refuse
@@ -132,6 +132,6 @@ class PurgedResult:
         if self.target is not None:
             where = f", reloadable from {self.target.location}"
         return (
-            f"<PurgedResult of task {self.task_name!r} (run {self.task_run_id}):"
+            f"<ReleasedResult of task {self.task_name!r} (run {self.task_run_id}):"
             f" {self.type_name},{shape} {_human(self.nbytes)}{where}>"
         )

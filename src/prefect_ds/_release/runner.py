@@ -6,7 +6,7 @@ task graph from what each submission receives (futures anywhere in its arguments
 ``wait_for``, and the ``dependencies`` ``map`` passes for the futures it already
 resolved) and releases a result once every consumer submitted so far has finished:
 checkpointed results become reloadable from their target, others become
-:class:`~prefect_ds.PurgedResult`. Results nobody consumed, such as a flow's final
+:class:`~prefect_ds.ReleasedResult`. Results nobody consumed, such as a flow's final
 ones, are kept. See ``_release`` for the bookkeeping and ``_settle`` for how the
 runner makes sure a released frame is really freed.
 """
@@ -20,16 +20,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
-from prefect.client.schemas.objects import RunInput, State, TaskRunResult
+from prefect.client.schemas.objects import RunInput, State
 from prefect.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
-from prefect.utilities.collections import StopVisiting, visit_collection
 from typing_extensions import Self
 
-from ._errors import ResultReleasedError
-from ._purged import PurgedResult
-from ._release import Graph, Node
+from prefect_ds._release.graph import Graph, Node
+from prefect_ds._release.placeholder import ReleasedResult
+from prefect_ds._release.submissions import data_ids, waited_ids
 
 if TYPE_CHECKING:
     from prefect.tasks import Task
@@ -43,49 +41,14 @@ class DSFuture(PrefectConcurrentFuture[R]):
     """A thread-pool future whose ``result()`` reloads a released, checkpointed result.
 
     A released result that was not checkpointed comes back as the
-    :class:`~prefect_ds.PurgedResult` that replaced it.
+    :class:`~prefect_ds.ReleasedResult` that replaced it.
     """
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         value = super().result(timeout=timeout, raise_on_failure=raise_on_failure)
-        if isinstance(value, PurgedResult) and value.reloadable:
+        if isinstance(value, ReleasedResult) and value.reloadable:
             return cast(R, value.load())
         return value
-
-
-def _upstream_in(parameters: dict[str, Any], task_name: str) -> set[UUID]:
-    """Run ids of the futures and states anywhere in ``parameters``.
-
-    Follows Prefect's own resolution: nested lists, dicts, tuples, sets, dataclasses and
-    annotations are searched, ``quote``\\ d values are not. A :class:`PurgedResult` passed
-    as an argument is refused: it would reach the task as its input.
-    """
-    found: set[UUID] = set()
-
-    def visit(obj: Any) -> None:
-        if isinstance(obj, PrefectFuture):
-            found.add(obj.task_run_id)
-        elif isinstance(obj, State):
-            if obj.state_details.task_run_id is not None:
-                found.add(obj.state_details.task_run_id)
-        elif isinstance(obj, quote):
-            raise StopVisiting
-        elif isinstance(obj, PurgedResult):
-            raise ResultReleasedError(
-                f"Task {task_name!r} was given a PurgedResult as an argument instead of "
-                f"data. Pass the task's future instead of its state's result: a "
-                f"checkpointed result is then reloaded for it. {obj.explain()}"
-            )
-
-    visit_collection(parameters, visit_fn=visit, return_data=False)
-    return found
-
-
-def _dependency_ids(dependencies: dict[str, set[RunInput]] | None) -> set[UUID]:
-    ids: set[UUID] = set()
-    for inputs in (dependencies or {}).values():
-        ids.update(item.id for item in inputs if isinstance(item, TaskRunResult))
-    return ids
 
 
 class DSTaskRunner(ThreadPoolTaskRunner[R]):
@@ -95,7 +58,7 @@ class DSTaskRunner(ThreadPoolTaskRunner[R]):
     result as input (in its arguments, in ``wait_for``, or through ``.map``) has
     finished, that result is released from memory: a checkpointed result is reloaded
     from its target when it is needed again (a later ``.result()`` or a later
-    consumer); any other becomes a :class:`~prefect_ds.PurgedResult`, and a consumer
+    consumer); any other becomes a :class:`~prefect_ds.ReleasedResult`, and a consumer
     submitted after that fails at submission with
     :class:`~prefect_ds.ResultReleasedError`. Results no task consumed are kept.
 
@@ -161,10 +124,8 @@ class DSTaskRunner(ThreadPoolTaskRunner[R]):
         dependencies: dict[str, set[RunInput]] | None = None,
     ) -> DSFuture[Any]:
         wait_for = list(wait_for) if wait_for is not None else None
-        data_ids = _upstream_in(parameters, task.name)
-        other_ids = {future.task_run_id for future in wait_for or ()}
-        other_ids |= _dependency_ids(dependencies)
-        node = self._graph.add(task.name, data_ids, other_ids)
+        node = self._graph.add(task.name, data_ids(parameters, task.name),
+                               waited_ids(wait_for, dependencies))
         self._handoff.node = node
         try:
             future = super().submit(task, parameters, wait_for, dependencies)

@@ -19,7 +19,7 @@ Where the lock lives depends on where the target lives:
 * **Formats that bring their own lock** - any format with a ``lock(location)`` method
   returning a context manager (for example a database advisory lock) uses it.
 * **Object stores (S3, GCS, ...)** - no lock: last writer wins. Every object is uploaded
-  whole by one PUT (see :func:`prefect_ds._files.staged`), so a reader sees the previous
+  whole by one PUT (see :func:`prefect_ds._storage.files.staged`), so a reader sees the previous
   object or the new one, never a part. Two concurrent renders both compute and the later
   upload replaces the earlier one with an identical result; a checkpointed task must
   therefore be a deterministic function of the arguments its template names (which is
@@ -33,13 +33,9 @@ import contextlib
 import os
 import posixpath
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager
-from typing import Protocol, runtime_checkable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
-from ._errors import TargetLockTimeout
-from ._files import FileFormat, filesystem, is_local
-from ._format import Format
+from prefect_ds._errors import TargetLockTimeout
 
 LOCK_MARKER = ".prefect-ds-lock"
 _POLL_SECONDS = 0.05
@@ -50,21 +46,13 @@ except ImportError:  # pragma: no cover - Windows: atomic replacement only
     fcntl = None  # type: ignore[assignment]
 
 
-@runtime_checkable
-class SupportsLock(Protocol):
-    """A format that excludes concurrent writers of one location itself."""
-
-    def lock(self, location: str) -> AbstractContextManager[None]:
-        """Hold an exclusive, cross-process lock on ``location`` while the block runs."""
-
-
 def lock_path(path: str) -> str:
     """The hidden lock file beside the local file ``path``."""
     head, name = posixpath.split(path)
     return posixpath.join(head, f".{name}{LOCK_MARKER}")
 
 
-class FileLock:
+class FileLock(AbstractContextManager[None], AbstractAsyncContextManager[None]):
     """An exclusive lock for the local (or NFS) file ``path``, held through a lock file.
 
     :meth:`acquire` waits for the current holder; with a ``timeout`` (seconds) it gives
@@ -72,8 +60,9 @@ class FileLock:
     other too (each acquisition opens its own file description).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timeout: float | None = None) -> None:
         self.path = path
+        self.timeout = timeout
         self.lock_file = lock_path(path)
         self._fd: int | None = None
 
@@ -101,6 +90,23 @@ class FileLock:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.lock_file)
         os.close(fd)
+
+    def __enter__(self) -> None:
+        self.acquire(self.timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    async def __aenter__(self) -> None:
+        """Wait by polling, so cancelling the wait is safe and never blocks the loop."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while not self.try_acquire():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self.timeout_error()
+            await asyncio.sleep(_POLL_SECONDS)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
     def timeout_error(self) -> TargetLockTimeout:
         return TargetLockTimeout(
@@ -136,65 +142,3 @@ class FileLock:
                 self._fd = fd
                 return True
             os.close(fd)  # we locked a file its holder has since removed: take the new one
-
-
-@contextlib.contextmanager
-def file_lock(path: str, timeout: float | None = None) -> Iterator[None]:
-    """Hold :class:`FileLock` for ``path`` while the block runs."""
-    lock = FileLock(path)
-    lock.acquire(timeout)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextlib.asynccontextmanager
-async def async_file_lock(path: str, timeout: float | None = None) -> AsyncIterator[None]:
-    """:func:`file_lock` for coroutines: waits by polling, so cancelling the wait is safe."""
-    lock = FileLock(path)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not lock.try_acquire():
-        if deadline is not None and time.monotonic() >= deadline:
-            raise lock.timeout_error()
-        await asyncio.sleep(_POLL_SECONDS)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def target_lock(
-    format: Format, location: str, timeout: float | None = None
-) -> AbstractContextManager[None]:
-    """The lock that keeps other processes from rendering ``location`` at the same time.
-
-    See the module docstring for what each kind of storage gets. ``timeout`` bounds the
-    wait for a local lock file; ``None`` waits as long as the holder computes.
-    """
-    if isinstance(format, SupportsLock):
-        return format.lock(location)
-    if isinstance(format, FileFormat):
-        fs, path = filesystem(format.data_location(location), **format.storage_options)
-        if is_local(fs):
-            return file_lock(path, timeout)
-    return contextlib.nullcontext()
-
-
-@contextlib.asynccontextmanager
-async def async_target_lock(
-    format: Format, location: str, timeout: float | None = None
-) -> AsyncIterator[None]:
-    """:func:`target_lock` for ``async def`` tasks; never blocks the event loop."""
-    if not isinstance(format, SupportsLock) and isinstance(format, FileFormat):
-        fs, path = filesystem(format.data_location(location), **format.storage_options)
-        if is_local(fs):
-            async with async_file_lock(path, timeout):
-                yield
-            return
-    lock = target_lock(format, location, timeout)
-    await asyncio.to_thread(lock.__enter__)
-    try:
-        yield
-    finally:
-        await asyncio.to_thread(lock.__exit__, None, None, None)

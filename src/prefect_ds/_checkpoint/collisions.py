@@ -28,7 +28,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import CheckpointCollisionError
+from prefect_ds._errors import CheckpointCollisionError
 
 _PLAIN = (
     str,

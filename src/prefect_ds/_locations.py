@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._errors import TemplateError, UnsafeLocationError
+from prefect_ds._errors import TemplateError, UnsafeLocationError
 
 _SAFE_VALUE = re.compile(r"[\w\-.=+,@]+")
 _MAX_VALUE_LENGTH = 200

@@ -7,8 +7,8 @@ has had consumers and none is pending, its result is released:
 - a result Prefect itself persisted is detached from the run's state, which then
   carries only Prefect's result metadata, so Prefect reads it back on demand;
 - any other result is replaced, in the run's result record, by a
-  :class:`~prefect_ds.PurgedResult`, which knows the checkpoint target when the task
-  recorded one with :func:`prefect_ds._targets.remember` and can then reload it.
+  :class:`~prefect_ds.ReleasedResult`, which knows the checkpoint target when the task
+  recorded one with :func:`prefect_ds._release.targets.remember` and can then reload it.
 
 A consumer submitted after a release gets the data again when it can be read back
 (:meth:`Graph.reload`, in its worker thread, before the task starts) and otherwise
@@ -29,10 +29,10 @@ from uuid import UUID
 from prefect.client.schemas.objects import State
 from prefect.results import ResultRecord  # type: ignore[attr-defined]
 
-from . import _targets
-from ._errors import ResultReleasedError
-from ._purged import PurgedResult
-from ._settle import wait_until_freed, weak_refs
+from prefect_ds._errors import ResultReleasedError
+from prefect_ds._release import targets as _targets
+from prefect_ds._release.frees import wait_until_freed, weak_refs
+from prefect_ds._release.placeholder import ReleasedResult
 
 logger = logging.getLogger("prefect_ds.runner")
 
@@ -48,7 +48,7 @@ class Node:
     consumers: int = 0
     finished: bool = False
     state: weakref.ref[State[Any]] | None = None
-    purged: PurgedResult | None = None
+    placeholder: ReleasedResult | None = None
     offloaded: bool = False
     to_reload: list[Node] = field(default_factory=list)
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,7 +63,7 @@ def _releasable(node: Node) -> bool:
         node.finished
         and node.consumers > 0
         and node.pending == 0
-        and node.purged is None
+        and node.placeholder is None
         and not node.offloaded
     )
 
@@ -99,12 +99,12 @@ class Graph:
             }
             node = Node(task_name, upstream=tuple(upstream))
             for up in upstream:
-                if up.task_run_id in data_ids and up.purged is not None:
-                    if not up.purged.reloadable:
+                if up.task_run_id in data_ids and up.placeholder is not None:
+                    if not up.placeholder.reloadable:
                         raise ResultReleasedError(
                             f"Task {task_name!r} was submitted with the result of task "
                             f"{up.label} as an argument, but that result is already "
-                            f"gone. {up.purged.explain()}"
+                            f"gone. {up.placeholder.explain()}"
                         )
                     node.to_reload.append(up)
             for up in upstream:
@@ -134,14 +134,14 @@ class Graph:
         with self._lock:
             nodes = [self._nodes[run_id] for run_id in set(run_ids) if run_id in self._nodes]
             for node in nodes:
-                if node.purged is not None and not node.purged.reloadable:
+                if node.placeholder is not None and not node.placeholder.reloadable:
                     raise ResultReleasedError(
                         f"Cannot map over the result of task {node.label}: it is already "
-                        f"gone. {node.purged.explain()}"
+                        f"gone. {node.placeholder.explain()}"
                     )
                 node.pending += 1
         for node in nodes:
-            self._put_back(node)
+            self.put_back(node)
         return nodes
 
     def unpin(self, nodes: Iterable[Node]) -> None:
@@ -149,7 +149,7 @@ class Graph:
         with self._lock:
             for node in nodes:
                 node.pending -= 1
-            refs = [ref for node in nodes if _releasable(node) for ref in self._release(node)]
+            refs = [ref for node in nodes if _releasable(node) for ref in self.release(node)]
         _settle(refs)
 
     # -- the task's worker thread ---------------------------------------------------
@@ -157,7 +157,7 @@ class Graph:
     def reload(self, node: Node) -> None:
         """Before a late consumer starts, put back the released results it receives."""
         for up in node.to_reload:
-            self._put_back(up)
+            self.put_back(up)
         node.to_reload.clear()
 
     def finished(self, node: Node, state: object) -> None:
@@ -173,7 +173,7 @@ class Graph:
             candidates = [*node.upstream, node]
             for up in node.upstream:
                 up.pending -= 1
-            refs = [ref for up in candidates if _releasable(up) for ref in self._release(up)]
+            refs = [ref for up in candidates if _releasable(up) for ref in self.release(up)]
         _settle(refs)
 
     def forget_all(self) -> None:
@@ -184,10 +184,10 @@ class Graph:
         for run_id in run_ids:
             _targets.forget(run_id)
 
-    # -- internals --------------------------------------------------------------------
+    # -- hooks: where results live (the Dask runner overrides both) ----------------------
 
-    def _release(self, node: Node) -> list[weakref.ref[Any]]:
-        """Detach the node's result from its state; weak references to what was freed.
+    def release(self, node: Node) -> list[weakref.ref[Any]]:
+        """Hook: detach the node's result from its state; weak references to what was freed.
 
         Called with the lock held. The value itself never outlives this call.
         """
@@ -198,7 +198,7 @@ class Graph:
         if not isinstance(record, ResultRecord):
             return []
         value = record.result
-        if isinstance(value, PurgedResult):
+        if isinstance(value, ReleasedResult):
             return []
         refs = weak_refs(value)
         if record.is_persisted:
@@ -208,22 +208,22 @@ class Graph:
             node.offloaded = True
         else:
             target = _targets.lookup(node.task_run_id)
-            node.purged = PurgedResult.of(value, node.task_name, node.task_run_id, target)
-            record.result = node.purged
+            node.placeholder = ReleasedResult.of(value, node.task_name, node.task_run_id, target)
+            record.result = node.placeholder
         logger.debug("Released the result of task %s", node.label)
         return refs
 
-    def _put_back(self, node: Node) -> None:
-        """Load a released, reloadable result back into its record."""
+    def put_back(self, node: Node) -> None:
+        """Hook: load a released, reloadable result back where consumers will read it."""
         with node.reload_lock:
             with self._lock:
-                purged = node.purged
-            if purged is None:
+                placeholder = node.placeholder
+            if placeholder is None:
                 return  # never released, or another consumer put it back already
             try:
-                value = purged.load()
+                value = placeholder.load()
             except Exception as exc:
-                where = purged.target.location if purged.target else "its target"
+                where = placeholder.target.location if placeholder.target else "its target"
                 raise ResultReleasedError(
                     f"Could not reload the released result of task {node.label} from "
                     f"{where}: {exc}. It was stored there when the task ran; if it was "
@@ -232,10 +232,10 @@ class Graph:
             with self._lock:
                 state = node.state() if node.state is not None else None
                 record = state.data if state is not None else None
-                if isinstance(record, ResultRecord) and record.result is purged:
+                if isinstance(record, ResultRecord) and record.result is placeholder:
                     record.result = value
-                node.purged = None
-            logger.debug("Reloaded the result of task %s from %s", node.label, purged.target)
+                node.placeholder = None
+            logger.debug("Reloaded the result of task %s from %s", node.label, placeholder.target)
 
 
 def _settle(refs: list[weakref.ref[Any]]) -> None:

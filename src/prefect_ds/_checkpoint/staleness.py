@@ -2,7 +2,7 @@
 
 Without ``invalidate_on`` a checkpoint is pure existence (the target is there: load it),
 and nothing here runs. With it, each call computes a fingerprint of the requested parts
-(see :mod:`prefect_ds._fingerprint`), compares it with the one stored with the target,
+(see :mod:`prefect_ds._checkpoint.fingerprint`), compares it with the one stored with the target,
 and treats the target as stale when a part differs: the task recomputes, the run logger
 says which parts changed, and the new frame replaces the target atomically with the new
 fingerprint. A target that carries no fingerprint (written by someone else, or before
@@ -15,10 +15,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import _capabilities
-from ._fingerprint import METADATA_KEY, Fingerprint, Part, check_parts, compute
-from ._format import Format
-from ._plugins import redact
+from prefect_ds._checkpoint.fingerprint import METADATA_KEY, Fingerprint, Part, check_parts, compute
+from prefect_ds._format import Format, SupportsMetadata, stored_metadata
+from prefect_ds._registry import redact
 
 
 class Staleness:
@@ -38,28 +37,38 @@ class Staleness:
                 f"only means something with invalidate_on=('code', 'inputs', ...); add "
                 f"invalidate_on or drop strict"
             )
-        if self.parts and _capabilities.metadata_support(fmt) is None:
-            raise TypeError(f"{owner}: {_capabilities.unsupported_message(fmt)}")
+        if self.parts and not isinstance(fmt, SupportsMetadata):
+            raise TypeError(
+                f"{owner}: format {fmt.name!r} ({type(fmt).__module__}."
+                f"{type(fmt).__qualname__}) cannot store a fingerprint with its targets: it "
+                f"is not a prefect_ds.FileFormat and has no read_metadata(location). "
+                f"Implement write(df, location, *, metadata=None) and read_metadata(location) "
+                f"on it (see prefect_ds.SupportsMetadata), or leave invalidate_on empty"
+            )
 
     @property
     def active(self) -> bool:
         return bool(self.parts)
 
-    def fingerprint(self, arguments: Mapping[str, Any]) -> Fingerprint:
+    def fingerprint_of(self, arguments: Mapping[str, Any]) -> Fingerprint:
         """This call's fingerprint (the code digest is computed once per function)."""
         return compute(self.parts, self.fn, arguments, self.owner, self._code)
 
     def stored(self, location: str) -> Fingerprint | None:
         """The fingerprint stored with the target, or None if it carries none."""
-        return Fingerprint.decode(_capabilities.read(self.fmt, location).get(METADATA_KEY))
+        return Fingerprint.decode(stored_metadata(self.fmt, location).get(METADATA_KEY))
 
-    def stale_parts(self, location: str, wanted: Fingerprint) -> list[str] | None:
-        """Why the existing target is stale (``[]`` for a strict miss), or None if fresh."""
+    def stale_parts(self, location: str,
+                    wanted: Callable[[], Fingerprint]) -> list[str] | None:
+        """Why the existing target is stale (``[]`` for a strict miss), or None if fresh.
+
+        ``wanted`` computes this call's fingerprint; it runs only when the target carries
+        one to compare with.
+        """
         stored = self.stored(location)
         if stored is None:
             return [] if self.strict else None
-        changed = wanted.changed(stored)
-        return changed or None
+        return wanted().changed(stored) or None
 
     def log_stale(self, log: logging.Logger | logging.LoggerAdapter[logging.Logger],
                   location: str, changed: list[str]) -> None:

@@ -22,9 +22,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import _sql_meta as meta
-from ._sql_names import SqlLocation
-from ._sql_schema import Prepared, TableMeta
+from prefect_ds.formats.sql import meta as meta
+from prefect_ds.formats.sql.names import SqlLocation
+from prefect_ds.formats.sql.schema import Prepared, TableMeta
 
 log = logging.getLogger("prefect_ds.sql")
 

@@ -1,5 +1,5 @@
 """The ``prefect-ds`` command: list the installed formats, look inside a stored result,
-list and delete a template's stored targets (``ls`` / ``rm``, in ``_cli_targets``).
+list and delete a template's stored targets (``ls`` / ``rm``, in ``targets``).
 
 Only typer is imported up front; the registry, the formats and their libraries load
 when a command runs, so ``prefect-ds --help`` stays quick.
@@ -8,10 +8,12 @@ when a command runs, so ``prefect-ds --help`` stays quick.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from prefect_ds._cli import targets
+from prefect_ds._cli.output import fail, table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,19 +46,6 @@ def _main(
     """Inspect prefect-ds formats and the results stored with them."""
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 @app.command("formats")
 def formats_command() -> None:
     """List each installed format: suffixes and URL schemes, and the package providing it.
@@ -64,13 +53,13 @@ def formats_command() -> None:
     Formats that are declared but could not load (a missing optional dependency, a
     broken plugin) are listed after, with what to install.
     """
-    from ._errors import PrefectDSError
-    from ._plugins import _BUILTIN_EXTRAS, registry
+    from prefect_ds._errors import PrefectDSError
+    from prefect_ds._registry import current
 
     try:
-        reg = registry()
+        reg = current()
     except PrefectDSError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     rows = [("FORMAT", "SUFFIXES / SCHEMES", "PROVIDED BY")]
     for name in sorted(reg.formats):
         registration = reg.formats[name]
@@ -78,15 +67,13 @@ def formats_command() -> None:
         matches = " ".join([*fmt.suffixes, *(f"{scheme}://" for scheme in fmt.schemes)])
         provider = registration.provider + (" (override)" if registration.override else "")
         rows.append((name, matches or "-", provider))
-    typer.echo(_table(rows))
+    typer.echo(table(rows))
     if reg.unavailable:
         typer.echo("\nNot available:")
         missing = [("FORMAT", "TO INSTALL", "REASON")]
-        for name in sorted(reg.unavailable):
-            extra = _BUILTIN_EXTRAS.get(name)
-            fix = f"pip install 'prefect-ds[{extra}]'" if extra else "-"
-            missing.append((name, fix, reg.unavailable[name]))
-        typer.echo(_table(missing))
+        for name, why in sorted(reg.unavailable.items()):
+            missing.append((name, why.install or "-", why.reason))
+        typer.echo(table(missing))
 
 
 @app.command("show")
@@ -101,21 +88,21 @@ def show_command(
         "--rows", "-n", min=0, help="How many of the first rows to print.")] = 5,
 ) -> None:
     """Print the shape, dtypes and first rows of the result stored at LOCATION."""
-    from ._errors import UnknownFormatError
-    from ._plugins import redact, resolve_format
+    from prefect_ds._errors import UnknownFormatError
+    from prefect_ds._registry import redact, resolve_format
 
     try:
         fmt = resolve_format(location, format)
     except UnknownFormatError as exc:
-        raise _fail(f"{exc} On the command line, name a format with --format NAME.") from None
+        raise fail(f"{exc} On the command line, name a format with --format NAME.") from None
     try:
         if not fmt.exists(location):
-            raise _fail(f"nothing is stored at {redact(location)!r} (format {fmt.name!r})")
+            raise fail(f"nothing is stored at {redact(location)!r} (format {fmt.name!r})")
         df = fmt.read(location)
     except typer.Exit:
         raise
     except Exception as exc:  # any library's error: one line, no traceback
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
+        raise fail(f"{type(exc).__name__}: {exc}") from None
     typer.echo(_describe(df, redact(location), fmt.name, rows))
 
 
@@ -134,7 +121,7 @@ def _describe(df: pd.DataFrame, location: str, format_name: str, rows: int) -> s
     ]
     dtypes = [(f"  {column}", str(dtype)) for column, dtype in df.dtypes.items()]
     if dtypes:
-        lines.append(_table(dtypes))
+        lines.append(table(dtypes))
     if rows:
         width = shutil.get_terminal_size((120, 24)).columns
         with pd.option_context("display.width", width, "display.max_columns", 50,
@@ -151,9 +138,8 @@ def _index_dtypes(df: pd.DataFrame) -> list[object]:
     return [df.index.dtype]
 
 
-from . import _cli_targets  # noqa: E402  (ls and rm; their heavy imports are lazy)
-
-_cli_targets.register(app)
+app.command("ls")(targets.ls_command)
+app.command("rm")(targets.rm_command)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .._errors import TemplateError, UnsafeLocationError
+from prefect_ds._errors import TemplateError, UnsafeLocationError
 
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; we refuse them instead
 RESERVED_PREFIX = "_prefect_ds"

@@ -17,25 +17,22 @@ directory). No reader ever looks at a temporary, so a stale one only wastes spac
 from __future__ import annotations
 
 import contextlib
-import copy
+import datetime as dt
 import os
 import posixpath
 import re
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
-from typing import IO, Any, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ._format import Format
-
 TEMP_MARKER = ".prefect-ds-tmp"
 STALE_AFTER = 24 * 3600.0  # seconds: a temporary this old is stale whatever its writer
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9a-f]{6})[0-9a-f]{6}" + re.escape(TEMP_MARKER))
-_F = TypeVar("_F", bound="FileFormat")
 
 
 def filesystem(location: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -140,42 +137,9 @@ def open_for_read(location: str, **storage_options: Any) -> Iterator[str | IO[by
             yield handle
 
 
-class FileFormat(Format):
-    """Base for formats that store one file (plus optional sidecars) through fsspec.
-
-    Subclasses implement :meth:`read` and :meth:`write` (writing through :func:`staged`)
-    and list extra files in :meth:`sidecars`; ``exists`` and ``delete`` come from here.
-    ``storage_options`` are passed to fsspec (credentials, endpoints).
-    """
-
-    def __init__(self, **storage_options: Any) -> None:
-        self.storage_options = storage_options
-
-    def with_storage_options(self: _F, **storage_options: Any) -> _F:
-        """A copy of this format that passes ``storage_options`` to fsspec as well.
-
-        The registered instance is shared by every handler, so options given for one
-        location (credentials, an endpoint) go on a copy, never on the shared instance.
-        """
-        clone = copy.copy(self)
-        clone.storage_options = {**self.storage_options, **storage_options}
-        return clone
-
-    def sidecars(self, location: str) -> list[str]:
-        """Locations of the files stored beside the data file, committed before it."""
-        return []
-
-    def data_location(self, location: str) -> str:
-        """The data file's location (formats with a ``#fragment`` strip it here)."""
-        return location
-
-    def exists(self, location: str) -> bool:
-        fs, path = filesystem(self.data_location(location), **self.storage_options)
-        return bool(fs.isfile(path))
-
-    def delete(self, location: str) -> None:
-        data = self.data_location(location)
-        for loc in [data, *self.sidecars(data)]:  # data first: never a data file alone
-            fs, path = filesystem(loc, **self.storage_options)
-            with contextlib.suppress(FileNotFoundError):
-                fs.rm_file(path)
+def modified_time(stat: Mapping[str, Any]) -> dt.datetime | None:
+    """The modification time in fsspec's ``info`` (local ``mtime``, S3 ``LastModified``)."""
+    value = stat.get("mtime", stat.get("LastModified", stat.get("last_modified")))
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    return value if isinstance(value, dt.datetime) else None

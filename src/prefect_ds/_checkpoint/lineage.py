@@ -7,7 +7,7 @@ location with any password hidden), the related resources are the upstream asset
 task run (its inputs' assets and ``asset_deps``, role ``asset``) and
 ``prefect-ds`` (role ``asset-materialized-by``); Prefect's event worker adds the flow run,
 task run and flow. The payload is the asset's metadata: ``rows``, ``columns``, ``format``,
-``bytes`` (local files, one ``stat``), ``location`` and, when one was checked or stored,
+``bytes`` (the format's target info), ``location`` and, when one was checked or stored,
 ``fingerprint``. The target is also recorded as the task run's asset in the flow run, so
 a downstream task that consumes the result lists it as its upstream asset: the UI's
 lineage graph links file to task to file.
@@ -26,17 +26,14 @@ at debug level and swallowed.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from ._capabilities import safe_asset_key
-from ._files import FileFormat, filesystem, is_local
-from ._format import Format
-from ._plugins import redact
+from prefect_ds._format import Format, SupportsAssetKey, safe_asset_key, stored_info
+from prefect_ds._registry import redact
 
 logger = logging.getLogger("prefect_ds.lineage")
 
@@ -47,21 +44,13 @@ MATERIALIZED_BY = "prefect-ds"
 
 def asset_key(fmt: Format, location: str) -> str:
     """The URI naming the target at ``location`` in Prefect's asset graph (module doc)."""
-    own = getattr(fmt, "asset_key", None)
-    if callable(own):
-        return safe_asset_key(str(own(location)))
-    path, _, fragment = location.partition("#")
-    if isinstance(fmt, FileFormat):
-        path = fmt.data_location(location)
-        fs, fs_path = filesystem(path, **fmt.storage_options)
-        if is_local(fs):
-            key = "file://" + os.path.abspath(fs_path).replace(os.sep, "/")
-        else:
-            key = fs.unstrip_protocol(fs_path)
+    if isinstance(fmt, SupportsAssetKey):
+        key = str(fmt.asset_key(location))
     else:
+        path, _, fragment = location.partition("#")
         key = redact(path) if "://" in path else "prefect-ds://" + path
-    if fragment:
-        key = f"{key.rstrip('/')}/{fragment}"
+        if fragment:
+            key = f"{key.rstrip('/')}/{fragment}"
     scheme, sep, rest = key.partition("://")
     if sep:  # Prefect wants a lower-case [a-z0-9]+ scheme: "s3a", "file", "gcs"...
         key = "".join(c for c in scheme.lower() if c.isalnum()) + "://" + rest
@@ -110,7 +99,7 @@ def _report(kind: str, fmt: Format, location: str, df: pd.DataFrame,
         "format": fmt.name,
         "location": shown,
     }
-    size = _local_size(fmt, location)
+    size = stored_info(fmt, location).bytes
     if size is not None:
         payload["bytes"] = size
     if fingerprint:
@@ -138,15 +127,3 @@ def _report(kind: str, fmt: Format, location: str, df: pd.DataFrame,
         # What this task run hands to its consumers: the target (plus any @materialize
         # assets of its own), as Prefect does for a materializing task.
         flow_run.task_run_assets[task_run_id] = downstream | {Asset(key=key)}
-
-
-def _local_size(fmt: Format, location: str) -> int | None:
-    if not isinstance(fmt, FileFormat):
-        return None
-    fs, path = filesystem(fmt.data_location(location), **fmt.storage_options)
-    if not is_local(fs):
-        return None  # a HEAD request is not free; leave it out
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None

@@ -1,0 +1,335 @@
+"""One checkpointed function and the protocol each of its calls follows.
+
+Under the target's lock: render the location, load the stored frame if it exists and is
+fresh, else run the function and store its frame atomically, re-checking right before
+the write that no other process stored a fresh target meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import pandas as pd
+
+from prefect_ds._checkpoint import collisions as _claims
+from prefect_ds._checkpoint import lineage as _lineage
+from prefect_ds._checkpoint.fingerprint import Fingerprint, Part
+from prefect_ds._checkpoint.locking import async_target_lock, target_lock
+from prefect_ds._checkpoint.runs import (
+    Call,
+    current_call,
+    hashed_inputs,
+    is_pending,
+    is_prefect_task,
+    mark_cached,
+    named_arguments,
+    run_logger,
+)
+from prefect_ds._checkpoint.staleness import Staleness
+from prefect_ds._errors import CheckpointResultError, CorruptTargetError
+from prefect_ds._format import SupportsDiscard
+from prefect_ds._handler import PandasResultHandler
+from prefect_ds._release import targets as _targets
+from prefect_ds._release.targets import StoredTarget
+
+OnCorrupt = Literal["error", "recompute"]
+ON_CORRUPT = ("error", "recompute")
+
+
+class Checkpointed:
+    """One checkpointed function: its handler, its signature and its wrapper."""
+
+    def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any],
+                 invalidate_on: Iterable[Part] = (), strict: bool = False,
+                 on_corrupt: OnCorrupt = "error") -> None:
+        if is_prefect_task(fn):
+            raise TypeError(
+                f"@checkpoint({handler.location!r}) was put above @task on "
+                f"{getattr(fn, 'name', fn)!r}; it wraps the task's function, so it must sit "
+                f"under @task:\n\n    @task\n    @checkpoint({handler.location!r})\n"
+                f"    def {getattr(fn, '__name__', 'fn')}(...): ..."
+            )
+        if not callable(fn):
+            raise TypeError(f"@checkpoint({handler.location!r}) needs a function, got {fn!r}")
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(
+                f"@checkpoint({handler.location!r}) cannot wrap the generator "
+                f"{fn.__qualname__!r}: a checkpoint stores one DataFrame per call; return it"
+            )
+        self.handler = handler
+        self.fn = fn
+        self.on_corrupt = on_corrupt
+        self.name = getattr(fn, "__qualname__", repr(fn))
+        self.signature = inspect.signature(fn)
+        kinds = {p.kind for p in self.signature.parameters.values()}
+        if inspect.Parameter.VAR_KEYWORD not in kinds:  # **kwargs may supply any field
+            handler.template.check_fields(
+                self.signature.parameters, f"function {self.name!r}"
+            )
+        self.staleness = Staleness(invalidate_on, strict, handler.format, fn,
+                                   f"@checkpoint({handler.location!r}) of {self.name!r}")
+        self._warned_hashing = False  # no lock: a rare second warning is harmless
+        self.wrapper = self._make_wrapper()
+
+    # -- per call -------------------------------------------------------------------------
+
+    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by name, defaults applied, ``**kwargs`` flattened."""
+        return named_arguments(self.signature.bind(*args, **kwargs))
+
+    def current(self) -> Call:
+        """The Prefect task run executing this function right now, if it is ours."""
+        return current_call(self.wrapper)
+
+    def label(self, call: Call) -> str:
+        return call.label or f"a call of {self.name!r}"
+
+    def warn_if_hashing(self, call: Call, arguments: Mapping[str, Any]) -> None:
+        """Point at the fix once when Prefect's cache policy pickles DataFrame inputs."""
+        if call.context is None or self._warned_hashing:
+            return
+        task = call.context.task
+        frames = [n for n, v in arguments.items() if isinstance(v, (pd.DataFrame, pd.Series))]
+        frames = hashed_inputs(task.cache_policy, frames) if frames else []
+        if not frames:
+            return
+        self._warned_hashing = True
+        run_logger().warning(
+            "task %r is checkpointed, but its cache policy makes Prefect pickle and hash its "
+            "DataFrame inputs (%s) on every call, which costs time and memory and is not "
+            "needed. Use @prefect_ds.checkpoint_task(...) or "
+            "@task(cache_policy=NO_CACHE, persist_result=False).",
+            task.name,
+            ", ".join(frames),
+        )
+
+    def prepare(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, Call, _claims.Claim]:
+        arguments = self.arguments(args, kwargs)
+        location = self.handler.render(**arguments)
+        call = self.current()
+        call.arguments = arguments
+        self.warn_if_hashing(call, arguments)
+        claim = _claims.Claim(
+            function=self.fn,
+            label=self.label(call),
+            task_run_id=call.task_run_id,
+            plain=_claims.plain_arguments(arguments),
+        )
+        return location, call, claim
+
+    def load(self, location: str) -> pd.DataFrame | None:
+        """The stored frame, or None when nothing is stored at ``location``."""
+        fmt = self.handler.format
+        if not fmt.exists(location):
+            return None
+        return fmt.read(location, **self.handler.read_kwargs)
+
+    def call_fingerprint(self, call: Call) -> Fingerprint:
+        """This call's fingerprint, computed once."""
+        if call.fingerprint is None:
+            call.fingerprint = self.staleness.fingerprint_of(call.arguments)
+        return call.fingerprint
+
+    def stale_parts(self, location: str, call: Call) -> list[str] | None:
+        """Why the stored target is stale for this call (``[]``: strict miss), None if fresh."""
+        if not self.staleness.active:
+            return None
+        return self.staleness.stale_parts(location, lambda: self.call_fingerprint(call))
+
+    def fresh(self, location: str, call: Call) -> bool:
+        """False when ``invalidate_on`` finds the existing target stale (logged why)."""
+        if not self.staleness.active or not self.handler.format.exists(location):
+            return True
+        changed = self.stale_parts(location, call)
+        if changed is None:
+            return True
+        self.staleness.log_stale(run_logger(), location, changed)
+        return False
+
+    def load_fresh(self, location: str, call: Call) -> pd.DataFrame | None:
+        """The stored frame if it exists and is fresh, else None (the body runs)."""
+        try:
+            stored = self.load(location) if self.fresh(location, call) else None
+        except CorruptTargetError as exc:
+            if self.on_corrupt == "error":
+                raise
+            run_logger().warning(
+                "checkpoint %s is corrupt (%s); on_corrupt='recompute': running %s and "
+                "replacing it", location, exc, self.label(call),
+            )
+            return None
+        if stored is not None:
+            parts = call.fingerprint.parts if call.fingerprint is not None else None
+            _lineage.report("loaded", self.handler.format, location, stored, parts)
+        return stored
+
+    def corrupt(self, location: str) -> bool:
+        """With ``on_corrupt="recompute"``: whether the target there now is corrupt, so
+        this call may replace it (checked right before writing, like staleness)."""
+        if self.on_corrupt != "recompute":
+            return False
+        try:
+            self.handler.format.read(location, **self.handler.read_kwargs)
+        except CorruptTargetError:
+            return True
+        except FileNotFoundError:
+            return False
+        return False
+
+    def discard(self, location: str) -> None:
+        """Remove an unreadable target's data file (or, for other formats, the target)."""
+        fmt = self.handler.format
+        run_logger().warning("removing corrupt checkpoint %s before writing it again",
+                              location)
+        if isinstance(fmt, SupportsDiscard):
+            fmt.discard(location)
+        else:
+            fmt.delete(location)
+
+    def write_target(self, df: pd.DataFrame, location: str, call: Call) -> None:
+        """Write atomically, with the call's fingerprint when ``invalidate_on`` is set."""
+        fmt = self.handler.format
+        parts: Mapping[str, str] | None = None
+        if self.staleness.active:
+            fingerprint = self.call_fingerprint(call)
+            parts = fingerprint.parts
+            fmt.write(df, location, metadata=self.staleness.metadata(fingerprint),
+                      **self.handler.write_kwargs)
+        else:
+            fmt.write(df, location, **self.handler.write_kwargs)
+        _lineage.report("materialized", fmt, location, df, parts)
+
+    def loaded(self, location: str, call: Call) -> None:
+        """Bookkeeping after a hit: log, record the target, show the run as Cached."""
+        run_logger().info("loaded checkpoint %s", location)
+        self.remember(location, call)
+        if call.context is not None:
+            mark_cached()
+
+    def check_result(self, result: object, location: str, call: Call) -> pd.DataFrame:
+        if isinstance(result, pd.DataFrame):
+            return result
+        who = f"task {call.context.task.name!r}" if call.context else f"function {self.name!r}"
+        kind = type(result)
+        raise CheckpointResultError(
+            f"{who} returned a {kind.__module__}.{kind.__qualname__}, but "
+            f"@checkpoint({self.handler.location!r}) stores only pandas DataFrames; nothing "
+            f"was written to {location!r}. Return a DataFrame (a Series: .to_frame()), or "
+            f"remove @checkpoint from this function."
+        )
+
+    def save(self, df: pd.DataFrame, location: str, call: Call) -> None:
+        """Write ``df`` atomically, unless someone else has put a target there meanwhile."""
+        fmt = self.handler.format
+        try:
+            present = fmt.exists(location)
+        except CorruptTargetError:
+            present = True
+        if present and not self.corrupt(location) and self.stale_parts(location, call) is None:
+            run_logger().warning(
+                "checkpoint %s appeared while %s was computing it (written by another "
+                "process?); it was left as it is and this call's result was not stored",
+                location,
+                self.label(call),
+            )
+            return
+        try:
+            self.write_target(df, location, call)
+        except CorruptTargetError:
+            if self.on_corrupt != "recompute":
+                raise
+            # The format cannot write into its damaged container (an unreadable HDF5
+            # file holds no frame worth keeping): remove it, then write afresh.
+            self.discard(location)
+            self.write_target(df, location, call)
+        run_logger().info("saved checkpoint %s", location)
+        self.remember(location, call)
+
+    def remember(self, location: str, call: Call) -> None:
+        if call.task_run_id is not None:
+            _targets.remember(
+                call.task_run_id,
+                StoredTarget(location, self.handler.format, self.handler.read_kwargs),
+            )
+
+    # -- wrappers -------------------------------------------------------------------------
+
+    def _make_wrapper(self) -> Callable[..., Any]:
+        fn = self.fn
+        template = self.handler.location
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                location, call, claim = self.prepare(args, kwargs)
+                with _claims.claim(call.flow_run_id, location, template, claim):
+                    async with async_target_lock(self.handler.format, location):
+                        stored = await asyncio.to_thread(self.load_fresh, location, call)
+                        if stored is not None:
+                            self.loaded(location, call)
+                            return stored
+                        result = await fn(*args, **kwargs)
+                        df = self.check_result(result, location, call)
+                        await asyncio.to_thread(self.save, df, location, call)
+                        return result
+
+            wrapper: Callable[..., Any] = async_wrapper
+        else:
+
+            @functools.wraps(fn)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                location, call, claim = self.prepare(args, kwargs)
+                with (
+                    _claims.claim(call.flow_run_id, location, template, claim),
+                    target_lock(self.handler.format, location),
+                ):
+                    stored = self.load_fresh(location, call)
+                    if stored is not None:
+                        self.loaded(location, call)
+                        return stored
+                    result = fn(*args, **kwargs)
+                    df = self.check_result(result, location, call)
+                    self.save(df, location, call)
+                    return result
+
+            wrapper = sync_wrapper
+
+        # Prefect derives a task's key from its function's code; point it at the user's
+        # function rather than this wrapper (Prefect's hook for compatible decorators).
+        wrapper.__prefect_task_source__ = fn  # type: ignore[attr-defined]
+        wrapper.__prefect_ds_checkpoint__ = self.handler  # type: ignore[attr-defined]
+        return wrapper
+
+
+def planned_target(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> StoredTarget | None:
+    """Where the checkpointed function ``fn`` will store the frame of this call, if known.
+
+    For a runner that must know a target before the call runs elsewhere (the Dask
+    client). A template field filled by another task's future cannot be rendered before
+    the call, and then there is no answer.
+    """
+    found: Any = fn
+    while found is not None and not isinstance(
+            getattr(found, "__prefect_ds_checkpoint__", None), PandasResultHandler):
+        found = getattr(found, "__wrapped__", None)
+    if found is None:
+        return None
+    handler: PandasResultHandler = found.__prefect_ds_checkpoint__
+    try:
+        arguments = named_arguments(inspect.signature(fn).bind_partial(**parameters))
+    except TypeError:
+        return None
+    if any(is_pending(arguments.get(field)) for field in handler.template.fields):
+        return None
+    try:
+        location = handler.render(**arguments)
+    except Exception:
+        return None
+    return StoredTarget(location, handler.format, handler.read_kwargs)
