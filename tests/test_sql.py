@@ -22,7 +22,15 @@ import pytest
 from pandas.testing import assert_frame_equal
 from sqlalchemy import create_engine
 
-from prefect_ds import PandasResultHandler, UnsafeLocationError, get_format, resolve_format
+from prefect_ds import (
+    PandasResultHandler,
+    TemplateError,
+    UnknownFormatError,
+    UnsafeLocationError,
+    UnsupportedFrameError,
+    get_format,
+    resolve_format,
+)
 from prefect_ds.formats.sql import SQLFormat
 
 pytest_plugins = ["sql_fixtures"]
@@ -213,21 +221,33 @@ def test_column_retyped_outside_is_read_as_foreign(pg_url: str, table: str) -> N
     SQLFormat().write(pd.DataFrame({"when": pd.to_datetime(["2020-01-01"])}), location)
     with psycopg.connect(libpq(pg_url)) as conn:
         conn.execute(f"ALTER TABLE {table} ALTER COLUMN \"when\" TYPE text USING 'soon'")
-    with pytest.warns(UserWarning, match="no longer casts"):
+    with pytest.warns(UserWarning, match="changed outside prefect-ds.*column types"):
         out = SQLFormat().read(location)
     assert out["when"].tolist() == ["soon"]
 
 
-def test_table_name_case(db_url: str, table: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_table_names_differing_only_by_case_are_refused(db_url: str, table: str,
+                                                        engine: str) -> None:
     upper, lower = f"{db_url}#Sales_{table}", f"{db_url}#sales_{table}"
-    SQLFormat().write(pd.DataFrame({"a": [True]}), upper)
-    if db_url.startswith("sqlite"):  # SQLite names compare without case: the same table
-        assert SQLFormat().exists(lower)
-        assert_frame_equal(SQLFormat().read(lower), pd.DataFrame({"a": [True]}))
-    else:  # quoted PostgreSQL names keep their case: another table
-        assert not SQLFormat().exists(lower)
-        SQLFormat().write(pd.DataFrame({"b": [1]}), lower)
-        assert_frame_equal(SQLFormat().read(upper), pd.DataFrame({"a": [True]}))
+    fmt = SQLFormat(engine)  # type: ignore[arg-type]
+    df = pd.DataFrame({"a": [True, False]})
+    fmt.write(df, upper)
+    for op in ("write", "read", "exists", "delete", "read_metadata"):
+        with pytest.raises(UnsafeLocationError, match=f"'sales_{table}' and the stored table "
+                           f"'Sales_{table}' .*differ only by case"):
+            if op == "write":
+                fmt.write(pd.DataFrame({"b": [1]}), lower)
+            else:
+                getattr(fmt, op)(lower)
+    assert_frame_equal(fmt.read(upper), df)  # the table the refusals named is untouched
+    if db_url.startswith("postgresql"):  # a twin made by hand (quoted) is refused as well
+        with psycopg.connect(libpq(db_url), autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE sales_{table} (b int)")
+        with pytest.raises(UnsafeLocationError, match="folds unquoted names"):
+            fmt.write(pd.DataFrame({"a": [False]}), upper)
+        stored = pd.read_sql(f'SELECT * FROM "Sales_{table}"', create_engine(db_url))
+        assert stored["a"].tolist() == [True, False]
 
 
 def test_incomplete_metadata_row_means_not_exists(db_url: str, table: str) -> None:
@@ -335,10 +355,13 @@ def test_unstorable_frames_are_clear_errors(sqlite_url: str, table: str) -> None
         fmt.write(pd.DataFrame(), location)
     with pytest.raises(ValueError, match="engine must be one of"):
         fmt.write(pd.DataFrame({"a": [1]}), location, engine="odbc")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="no option 'if_exists'; its options are engine"):
+    with pytest.raises(TypeError, match="no write option 'if_exists'; its write options are "
+                       "engine, chunksize, index; if_exists: a write always replaces"):
         fmt.write(pd.DataFrame({"a": [1]}), location, if_exists="append")
+    with pytest.raises(TypeError, match="no read option 'columns'.*df"):
+        fmt.read(location, columns=["a"])
     with pytest.raises(ValueError, match="no usable ADBC driver"):
-        SQLFormat("adbc").exists("mysql://u@127.0.0.1:1/db#t")
+        SQLFormat("adbc").exists(f"{sqlite_url}?timeout=5#{table}")
     with pytest.raises(FileNotFoundError, match=f"no table '{table}'"):
         fmt.read(location)
     assert not fmt.exists(location)
@@ -358,11 +381,19 @@ def test_in_memory_sqlite_and_missing_table_are_refused() -> None:
 
 
 @pytest.mark.parametrize("url", ["sqlite:///r.db#t", "postgresql+psycopg://u@h/db#s.t",
-                                 "postgresql://h/db#t", "mysql+pymysql://u@h/db#t",
-                                 "mssql+pyodbc://u@h/db#t", "oracle://u@h/db#t"])
+                                 "postgresql://h/db#t"])
 def test_scheme_resolves_to_sql(url: str) -> None:
     assert resolve_format(url).name == "sql"
     assert get_format("sql") is resolve_format(url)
+
+
+@pytest.mark.parametrize("url", ["mysql+pymysql://u@h/db#t", "mariadb://u@h/db#t",
+                                 "mssql+pyodbc://u@h/db#t", "oracle://u@h/db#t"])
+def test_untested_databases_are_not_claimed(url: str) -> None:
+    with pytest.raises(UnknownFormatError):
+        resolve_format(url)
+    with pytest.raises(TemplateError, match="SQLite and PostgreSQL only"):
+        SQLFormat().write(pd.DataFrame({"a": [1]}), url)
 
 
 def test_password_never_appears_in_logs_or_errors(
