@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import psycopg
 import pytest
 from pandas.testing import assert_frame_equal
@@ -445,18 +446,6 @@ def test_failed_write_leaves_old_table_intact(db_url: str, table: str, engine: s
     assert temp_tables(db_url) == []
 
 
-def test_failed_swap_on_postgresql_rolls_back_everything(pg_url: str, table: str) -> None:
-    location = f"{pg_url}#{table}"
-    old = pd.DataFrame({"a": [1, 2, 3]})
-    SQLFormat().write(old, location)
-    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
-        conn.execute(f"CREATE VIEW {table}_v AS SELECT a FROM {table}")
-    with pytest.raises(Exception, match="depend"):
-        SQLFormat().write(pd.DataFrame({"a": [9]}), location)
-    assert_frame_equal(SQLFormat().read(location), old)
-    assert temp_tables(pg_url) == []
-
-
 CRASH_WRITER = textwrap.dedent(
     """
     import sys
@@ -612,3 +601,330 @@ def test_reading_a_missing_table_is_file_not_found(db_url: str, table: str, engi
     if db_url.startswith("postgresql"):
         with pytest.raises(FileNotFoundError, match="no table 'nowhere"):
             SQLFormat().read(f"{db_url}#nowhere.{table}", engine=engine)
+
+
+# -- a table that behaves like a database's ------------------------------------------------
+
+
+def raw_rows(url: str, table: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The table's rows and its metadata row, read with the plain driver (no prefect-ds)."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
+            meta = conn.execute("SELECT * FROM _prefect_ds_tables WHERE table_name = ?",
+                                (table.lower(),)).fetchall()
+        return rows, meta
+    with psycopg.connect(libpq(url)) as conn:
+        rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
+        meta = conn.execute("SELECT * FROM _prefect_ds_tables WHERE table_name = %s",
+                            (table,)).fetchall()
+    return rows, meta
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("how", ["pandas-to-sql", "adbc-ingest", "update-in-place"])
+@pytest.mark.parametrize("values", [[2, 0, 7], [1, 0, 1]], ids=["out-of-range", "zero-one"])
+def test_table_replaced_by_another_tool_reads_as_a_plain_table(
+    db_url: str, table: str, engine: str, how: str, values: list[int]
+) -> None:
+    location = f"{db_url}#{table}"
+    SQLFormat().write(pd.DataFrame({"flag": [True, False, True]}), location, engine=engine)
+    other = pd.DataFrame({"flag": values})
+    if how == "pandas-to-sql":
+        other.to_sql(table, create_engine(db_url), index=False, if_exists="replace")
+    elif how == "adbc-ingest":  # the very statements prefect-ds's own engine would send
+        if db_url.startswith("sqlite"):
+            import adbc_driver_sqlite.dbapi as dbapi
+
+            conn = dbapi.connect(db_url.removeprefix("sqlite:///"))
+        else:
+            import adbc_driver_postgresql.dbapi as dbapi  # type: ignore[no-redef]
+
+            conn = dbapi.connect(libpq(db_url))
+        with conn, conn.cursor() as cur:
+            cur.execute(f'DROP TABLE "{table}"')
+            cur.adbc_ingest(table, pa.table(other), mode="create")
+            conn.commit()
+    else:
+        if db_url.startswith("postgresql") and values == [1, 0, 1]:
+            pytest.skip("PostgreSQL keeps a boolean column boolean")
+        with create_engine(db_url).begin() as conn:
+            column = "flag" if db_url.startswith("sqlite") else "flag::int"
+            conn.exec_driver_sql(f'ALTER TABLE "{table}" ALTER COLUMN flag TYPE bigint '
+                                 f"USING {column}" if db_url.startswith("postgresql") else
+                                 f"UPDATE \"{table}\" SET flag = 2 WHERE rowid = 1")
+        if db_url.startswith("sqlite") and values == [1, 0, 1]:
+            pytest.skip("an in-place edit to 0/1 values is indistinguishable on SQLite")
+    expected = pd.read_sql(f'SELECT * FROM "{table}"', create_engine(db_url))
+    with pytest.warns(UserWarning, match="changed outside prefect-ds"):
+        out = SQLFormat().read(location, engine=engine)
+    assert out["flag"].dtype != bool
+    assert out["flag"].tolist() == expected["flag"].tolist()
+    SQLFormat().write(pd.DataFrame({"flag": [True]}), location, engine=engine)
+    assert_frame_equal(SQLFormat().read(location), pd.DataFrame({"flag": [True]}))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "df",
+    [
+        pd.DataFrame({"c": pd.Categorical([], categories=["x", "y"], ordered=True)}),
+        pd.DataFrame({"c": pd.Categorical([], categories=[3, 1, 2]),
+                      "n": pd.Series([], dtype="Int64")}),
+        pd.DataFrame({"c": pd.Categorical(["x"], categories=["x", "y", "z"])}).iloc[:0],
+        pd.DataFrame(index=pd.Index([1, None, 3], dtype="Int64", name="k")),
+        pd.DataFrame(index=pd.Index([7, 8], dtype="uint8")),
+        pd.DataFrame(index=pd.DatetimeIndex(["2021-01-01"], tz="Asia/Tokyo", name="at")),
+        pd.DataFrame(index=pd.Index(["a", "b"], dtype="str", name="s")),
+        pd.DataFrame(index=pd.CategoricalIndex(["a", "b"], categories=["b", "a", "c"])),
+        pd.DataFrame(index=pd.Index([], dtype="float32")),
+        pd.DataFrame(index=pd.MultiIndex.from_arrays([pd.array([1, 2], dtype="Int8"),
+                                                      ["x", "y"]], names=["i", "j"])),
+    ],
+    ids=["empty-ordered", "empty-int-categories", "empty-slice", "no-columns-Int64",
+         "no-columns-uint8", "no-columns-tz", "no-columns-str", "no-columns-categorical",
+         "no-columns-empty-float32", "no-columns-multiindex"],
+)
+def test_empty_tables_and_column_less_frames_keep_their_dtypes(
+    db_url: str, table: str, engine: str, df: pd.DataFrame
+) -> None:
+    location = f"{db_url}#{table}"
+    SQLFormat().write(df, location, engine=engine)
+    out = SQLFormat().read(location, engine=engine)
+    assert_frame_equal(out, df, check_exact=True)
+    assert_frame_equal(out.dtypes.to_frame(), df.dtypes.to_frame())
+    if isinstance(df.index, pd.CategoricalIndex) or "c" in df:
+        got = out.index if "c" not in df else out["c"]
+        want = df.index if "c" not in df else df["c"]
+        assert list(got.dtype.categories) == list(want.dtype.categories)
+
+
+def pg_catalog_state(url: str, table: str) -> dict[str, object]:
+    with psycopg.connect(libpq(url)) as conn:
+        return {
+            "indexes": sorted(r[0] for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,))),
+            "grants": sorted(conn.execute(
+                "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+                "WHERE table_name = %s AND grantee <> 'postgres'", (table,)).fetchall()),
+            "comment": conn.execute(f"SELECT obj_description('\"{table}\"'::regclass)"
+                                    ).fetchone(),
+            "view": conn.execute(f'SELECT count(*) FROM "{table}_v"').fetchone(),
+        }
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_schema_write_keeps_indexes_grants_and_views_on_postgresql(
+    pg_url: str, table: str, engine: str
+) -> None:
+    location = f"{pg_url}#{table}"
+    fmt = SQLFormat(engine)  # type: ignore[arg-type]
+    fmt.write(dtype_matrix(), location)
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        conn.execute(f'CREATE INDEX "{table}_ix" ON "{table}" (count)')
+        conn.execute(f"DO $$ BEGIN CREATE ROLE reader_{table}; END $$")
+        conn.execute(f'GRANT SELECT ON "{table}" TO reader_{table}')
+        conn.execute(f'COMMENT ON TABLE "{table}" IS \'kept\'')
+        conn.execute(f'CREATE VIEW "{table}_v" AS SELECT name, "count" FROM "{table}"')
+    before = pg_catalog_state(pg_url, table)
+    assert before["indexes"] == [f"{table}_ix"] and before["view"] == (6,)
+    new = dtype_matrix(4)  # other rows, same columns and dtypes
+    fmt.write(new, location)
+    assert_frame_equal(fmt.read(location), expected_for(pg_url, new))
+    after = pg_catalog_state(pg_url, table)
+    assert after == {**before, "view": (4,)}
+    assert temp_tables(pg_url) == []
+    # Other columns cannot replace a table under its view: refused, nothing changes.
+    snapshot = raw_rows(pg_url, table)
+    with pytest.raises(UnsupportedFrameError, match=f"views depend on it \\({table}_v\\)"):
+        fmt.write(pd.DataFrame({"other": [1]}), location)
+    assert raw_rows(pg_url, table) == snapshot
+    assert temp_tables(pg_url) == []
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        conn.execute(f'DROP VIEW "{table}_v"')
+    fmt.write(pd.DataFrame({"other": [1]}), location)  # now it replaces: the index goes
+    assert pg_catalog_state.__name__ and raw_rows(pg_url, table)[0] == [(1,)]
+    with psycopg.connect(libpq(pg_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s",
+                            (table,)).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_schema_write_keeps_indexes_triggers_and_views_on_sqlite(
+    sqlite_url: str, table: str, engine: str
+) -> None:
+    location = f"{sqlite_url}#{table}"
+    fmt = SQLFormat(engine)  # type: ignore[arg-type]
+    fmt.write(dtype_matrix(), location)
+    path = sqlite_url.removeprefix("sqlite:///")
+
+    def schema_objects() -> list[tuple[str, str]]:
+        with sqlite3.connect(path) as conn:
+            return sorted(conn.execute(
+                "SELECT type, name FROM sqlite_master WHERE tbl_name = ? AND type <> 'table'",
+                (table,)).fetchall())
+
+    with sqlite3.connect(path) as conn:
+        conn.execute(f'CREATE INDEX "{table}_ix" ON "{table}" ("count")')
+        conn.execute(f'CREATE VIEW "{table}_v" AS SELECT name FROM "{table}"')
+        conn.execute(f'CREATE TABLE "{table}_log" (n INTEGER)')
+        conn.execute(f'CREATE TRIGGER "{table}_tr" AFTER DELETE ON "{table}" '
+                     f'BEGIN INSERT INTO "{table}_log" VALUES (1); END')
+    objects = schema_objects()
+    assert len(objects) == 2  # index and trigger (the view's tbl_name is itself)
+    new = dtype_matrix(3)
+    fmt.write(new, location)
+    assert_frame_equal(fmt.read(location), new)
+    assert schema_objects() == objects
+    with sqlite3.connect(path) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{table}_v"').fetchone() == (3,)
+    fmt.write(pd.DataFrame({"other": [1]}), location)  # another schema: a new table
+    assert schema_objects() == []
+    assert_frame_equal(fmt.read(location), pd.DataFrame({"other": [1]}))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("index", [False, True])
+def test_kedro_index_write_kwarg(db_url: str, table: str, engine: str, index: bool) -> None:
+    df = pd.DataFrame({"a": [1, 2]}, index=pd.Index(["x", "y"], name="k"))
+    handler = PandasResultHandler(f"{db_url}#{table}_{{part}}",
+                                  write_kwargs={"index": index, "engine": engine})
+    handler.write(df, part="p")
+    out = handler.read(part="p")
+    assert_frame_equal(out, df if index else df.reset_index(drop=True))
+    with create_engine(db_url).connect() as conn:  # differential: what to_sql would store
+        stored = pd.read_sql(f'SELECT * FROM "{table}_p"', conn)
+    assert sorted(stored.columns) == (["a", "k"] if index else ["a"])
+    with pytest.raises(TypeError, match="index must be True or False"):
+        SQLFormat().write(df, f"{db_url}#{table}_q", index="yes")
+
+
+REFUSED = {
+    "interval": (pd.DataFrame({"i": pd.interval_range(0, 2)}), "holds intervals"),
+    "period": (pd.DataFrame({"p": pd.period_range("2020-01", periods=2, freq="M")}),
+               "holds periods"),
+    "complex": (pd.DataFrame({"z": [1 + 2j, 3j]}), "holds complex numbers"),
+    "mixed-object": (pd.DataFrame({"m": pd.Series(["a", 1], dtype=object)}),
+                     "column 'm' is an object column holding int"),
+    "mixed-object-index": (pd.DataFrame({"a": [1, 2]}, index=pd.Index(["x", 1], dtype=object)),
+                           "index level 0 is an object index level holding int"),
+    "surrogate-value": (pd.DataFrame({"s": pd.Series(["ok", "bad\ud800"], dtype=object)}),
+                        "lone surrogate"),
+    "surrogate-label": (pd.DataFrame([[1]], columns=pd.Index(["bad\udc80"], dtype=object)),
+                        "lone surrogate"),
+    "surrogate-python-str": (
+        pd.DataFrame({"s": pd.Series(["\udfff"], dtype=pd.StringDtype("python"))}),
+        "lone surrogate"),
+    "uint64-overflow": (pd.DataFrame({"u": np.array([2**64 - 1], dtype="uint64")}),
+                        "above 2\\*\\*63-1"),
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_refusals_leave_the_previous_table_unchanged(db_url: str, table: str, engine: str,
+                                                     case: str) -> None:
+    location = f"{db_url}#{table}"
+    SQLFormat().write(dtype_matrix(), location)
+    before = raw_rows(db_url, table)
+    df, reason = REFUSED[case]
+    with pytest.raises(UnsupportedFrameError, match=f"{reason}.*Nothing was written"):
+        SQLFormat().write(df, location, engine=engine)
+    assert raw_rows(db_url, table) == before
+    assert_frame_equal(SQLFormat().read(location), expected_for(db_url, dtype_matrix()))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nul_in_a_string_is_refused_on_postgresql_and_kept_on_sqlite(
+    db_url: str, table: str, engine: str
+) -> None:
+    location = f"{db_url}#{table}"
+    SQLFormat().write(dtype_matrix(), location)
+    before = raw_rows(db_url, table)
+    df = pd.DataFrame({"s": pd.Series(["fine", "nul\x00byte"], dtype="str"),
+                       "c": pd.Categorical(["a\x00", "b"])})
+    if db_url.startswith("sqlite"):
+        SQLFormat().write(df, location, engine=engine)
+        assert_frame_equal(SQLFormat().read(location, engine=engine), df)
+        return
+    with pytest.raises(UnsupportedFrameError, match="column 's' holds a string with a NUL"):
+        SQLFormat().write(df, location, engine=engine)
+    assert raw_rows(db_url, table) == before
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_column_limits_are_refused_before_writing(db_url: str, table: str, engine: str) -> None:
+    limit = 2000 if db_url.startswith("sqlite") else 1600
+    location = f"{db_url}#{table}"
+    at_limit = pd.DataFrame(np.zeros((1, limit), dtype="int16"),
+                            columns=[f"c{i}" for i in range(limit)])
+    SQLFormat().write(at_limit, location, engine=engine)
+    assert_frame_equal(SQLFormat().read(location), at_limit)
+    before = raw_rows(db_url, table)
+    over = at_limit.set_axis(pd.Index(["r0"], name="row"))  # the index is one column more
+    with pytest.raises(UnsupportedFrameError, match=f"needs {limit + 1:,} table columns.*"
+                       f"at most {limit:,}"):
+        SQLFormat().write(over, location, engine=engine)
+    assert raw_rows(db_url, table) == before
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_timestamps_outside_the_nanosecond_range_are_exact(
+    db_url: str, table: str, engine: str, unit: str
+) -> None:
+    stamps = pd.Series(pd.to_datetime(["0101-02-03 04:05:06", "1677-09-21", "2262-04-12",
+                                       "9999-12-31 23:59:59"]).as_unit(unit))
+    if unit != "s":
+        stamps = stamps + pd.Timedelta(milliseconds=123)
+    df = pd.DataFrame({"naive": stamps, "aware": stamps.dt.tz_localize("UTC").dt.tz_convert(
+        "America/Sao_Paulo"), "missing": stamps.where(stamps.index % 2 == 0)})
+    location = f"{db_url}#{table}"
+    SQLFormat().write(df, location, engine=engine)
+    assert_frame_equal(SQLFormat().read(location, engine=engine), df, check_exact=True)
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            first = conn.execute(f'SELECT naive, aware FROM "{table}"').fetchone()
+        assert first[0].startswith("0101-02-03 04:05:06") and first[1].endswith("Z")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ambiguous_and_missing_dst_wall_times_on_postgresql(pg_url: str, table: str,
+                                                            engine: str) -> None:
+    wall = pd.to_datetime(["2021-10-31 02:30:00.123456789", "2021-10-31 02:30:00.987654321",
+                           "2021-03-28 01:59:59.999999999", "2021-07-01 12:00:00"],
+                          format="ISO8601")
+    aware = pd.Series(wall).dt.tz_localize("Europe/Paris", ambiguous=np.array(
+        [True, False, False, False]))
+    df = pd.DataFrame({"at": aware.array}, index=pd.DatetimeIndex(aware, name="key"))
+    location = f"{pg_url}#{table}"
+    SQLFormat().write(df, location, engine=engine)
+    out = SQLFormat().read(location, engine=engine)
+    utc = aware.dt.tz_convert("UTC").dt.floor("us").dt.tz_convert("Europe/Paris")
+    floored = pd.DataFrame({"at": utc.array}, index=pd.DatetimeIndex(utc, name="key"))
+    assert_frame_equal(out, floored, check_exact=True)
+    with psycopg.connect(libpq(pg_url)) as conn:  # differential: the instants PostgreSQL keeps
+        stored = [r[0] for r in conn.execute(f'SELECT "at" FROM "{table}"').fetchall()]
+    assert [pd.Timestamp(t).tz_convert("UTC") for t in stored] == list(
+        floored["at"].dt.tz_convert("UTC"))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_failed_write_on_postgresql_rolls_back_everything(pg_url: str, table: str,
+                                                          engine: str) -> None:
+    schema = f"s_{table}"
+    location = f"{pg_url}#{schema}.{table}"
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    old = dtype_matrix()
+    SQLFormat().write(old, location)
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:  # the last step fails
+        conn.execute(f"CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                     f"$$ BEGIN RAISE EXCEPTION 'refused by trigger'; END $$")
+        conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON {schema}._prefect_ds_tables "
+                     f"FOR EACH ROW EXECUTE FUNCTION {schema}.refuse()")
+    for new in (pd.DataFrame({"a": range(5000)}), dtype_matrix(2)):  # replace, refill
+        with pytest.raises(Exception, match="refused by trigger"):
+            SQLFormat().write(new, location, engine=engine)
+        assert_frame_equal(SQLFormat().read(location), expected_for(pg_url, old))
+    assert temp_tables(pg_url) == []

@@ -121,6 +121,12 @@ def check_frame(df: pd.DataFrame, loc: SqlLocation) -> None:
                 loc, f"{kind} {name!r} holds complex numbers ({dtype}), which no SQL column "
                 f"type keeps", "Store the real and imaginary parts as two columns "
                 "(np.real(s), np.imag(s))")
+        if (pd.api.types.is_unsigned_integer_dtype(dtype) and len(values)
+                and values.max() > 2**63 - 1):
+            raise _refuse(
+                loc, f"{kind} {name!r} holds unsigned integers above 2**63-1, which no SQL "
+                f"BIGINT keeps", f"Store it as strings first (df[{name!r}].astype(str)), "
+                "or use the parquet format")
         _check_values(kind, name, values, loc)
 
 
