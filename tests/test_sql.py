@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import psycopg
+import pyarrow as pa
 import pytest
 from pandas.testing import assert_frame_equal
 from sqlalchemy import create_engine
@@ -359,7 +359,7 @@ def test_unstorable_frames_are_clear_errors(sqlite_url: str, table: str) -> None
     with pytest.raises(TypeError, match="no write option 'if_exists'; its write options are "
                        "engine, chunksize, index; if_exists: a write always replaces"):
         fmt.write(pd.DataFrame({"a": [1]}), location, if_exists="append")
-    with pytest.raises(TypeError, match="no read option 'columns'.*df"):
+    with pytest.raises(TypeError, match=r"no read option 'columns'.*df"):
         fmt.read(location, columns=["a"])
     with pytest.raises(ValueError, match="no usable ADBC driver"):
         SQLFormat("adbc").exists(f"{sqlite_url}?timeout=5#{table}")
@@ -694,8 +694,7 @@ def test_empty_tables_and_column_less_frames_keep_their_dtypes(
     assert_frame_equal(out, df, check_exact=True)
     assert_frame_equal(out.dtypes.to_frame(), df.dtypes.to_frame())
     if isinstance(df.index, pd.CategoricalIndex) or "c" in df:
-        got = out.index if "c" not in df else out["c"]
-        want = df.index if "c" not in df else df["c"]
+        got, want = (out["c"], df["c"]) if "c" in df else (out.index, df.index)
         assert list(got.dtype.categories) == list(want.dtype.categories)
 
 

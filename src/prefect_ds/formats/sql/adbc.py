@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prefect_ds.formats.sql.backend import Backend, Session
+from prefect_ds.formats.sql.backend import Backend, DbapiSession, Session
 from prefect_ds.formats.sql.names import SqlLocation
 
 log = logging.getLogger("prefect_ds.sql")
@@ -169,12 +169,11 @@ atexit.register(close_all)
 # -- the engine ----------------------------------------------------------------------------
 
 
-class AdbcSession:
+class AdbcSession(DbapiSession):
     """A :class:`~prefect_ds.formats.sql.backend.Session` on one pooled ADBC connection."""
 
     def __init__(self, conn: Any, loc: SqlLocation) -> None:
-        self.conn = conn
-        self.loc = loc
+        super().__init__(conn, loc)
         self.cur = conn.cursor()
 
     def _sql(self, sql: str) -> str:
@@ -207,12 +206,6 @@ class AdbcSession:
         self.cur.execute(sql)
         table: pa.Table = self.cur.fetch_arrow_table()
         return table
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def rollback(self) -> None:
-        self.conn.rollback()
 
 
 class AdbcBackend(Backend):

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from prefect_ds.formats.sql.backend import Backend, Session
+from prefect_ds.formats.sql.backend import Backend, DbapiSession, Session
 from prefect_ds.formats.sql.names import SqlLocation
 from prefect_ds.formats.sql.schema import to_sqlalchemy_frame
 
@@ -84,12 +84,13 @@ def _text(sql: str, params: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
     return sa.text(named), {f"p{i}": value for i, value in enumerate(params)}
 
 
-class AlchemySession:
+class AlchemySession(DbapiSession):
     """A :class:`~prefect_ds.formats.sql.backend.Session` on one SQLAlchemy connection."""
 
+    conn: sa.Connection
+
     def __init__(self, conn: sa.Connection, loc: SqlLocation, chunksize: int | None) -> None:
-        self.conn = conn
-        self.loc = loc
+        super().__init__(conn, loc)
         self.chunksize = chunksize
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -109,12 +110,6 @@ class AlchemySession:
 
     def fetch(self, sql: str) -> pd.DataFrame:
         return pd.read_sql_query(sa.text(sql), self.conn)
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def rollback(self) -> None:
-        self.conn.rollback()
 
 
 class AlchemyBackend(Backend):

@@ -70,6 +70,21 @@ class Session(Protocol):
     def rollback(self) -> None: ...
 
 
+class DbapiSession:
+    """What both engines' sessions share: a DB-API-style connection to ``loc``'s database,
+    whose transaction ends with ``commit`` or ``rollback``."""
+
+    def __init__(self, conn: Any, loc: SqlLocation) -> None:
+        self.conn = conn
+        self.loc = loc
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+
 @dataclass(frozen=True)
 class Stored:
     """A table as read: its rows, and its metadata if it is still the table described."""
@@ -131,9 +146,7 @@ class Backend(abc.ABC):
                     f"the location"
                 )
             _ensure_meta_table(s, loc)
-            # Write first: on SQLite that takes the write lock (waiting for another writer)
-            # before anything is read, so the transaction never has to upgrade a read lock.
-            s.run(f"DELETE FROM {meta.meta_table(loc)} WHERE table_name = ?", meta.meta_key(loc))
+            _serialize_writers(s, loc)
             found = catalog.tables_named(s, loc, loc.table)
             _refuse_case_twin(loc, found)
             data = prepared.table
@@ -320,6 +333,21 @@ def _refuse_dependent_views(s: Session, loc: SqlLocation, found: list[str]) -> N
         )
 
 
+def _serialize_writers(s: Session, loc: SqlLocation) -> None:
+    """Wait for any other writer of ``loc``'s table, before this one reads anything.
+
+    SQLite: a first write takes the database's write lock (waiting out another writer),
+    so the transaction never has to upgrade a read lock, which SQLite refuses at once.
+    PostgreSQL: a transaction-scoped advisory lock on the table's name, so two writers
+    never hold one lock each (the metadata row, the table) and wait for the other's.
+    """
+    if loc.backend == "sqlite":
+        s.run(f"DELETE FROM {meta.meta_table(loc)} WHERE table_name = ?", meta.meta_key(loc))
+    else:
+        s.rows("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+               f"prefect_ds:{loc.qualified}")
+
+
 def _ensure_meta_table(s: Session, loc: SqlLocation) -> None:
     """Create the metadata table, or add the columns an older one lacks (committed)."""
     for attempt in range(3):
@@ -344,7 +372,8 @@ def _record(s: Session, loc: SqlLocation, table_meta: TableMeta,
             metadata: Mapping[str, str] | None, binding: str) -> None:
     s.run(
         f"INSERT INTO {meta.meta_table(loc)} ({', '.join(meta.COLUMNS)}) "
-        f"VALUES ({', '.join('?' for _ in meta.COLUMNS)})",
+        f"VALUES ({', '.join('?' for _ in meta.COLUMNS)}) ON CONFLICT (table_name) DO UPDATE "
+        f"SET {', '.join(f'{c} = excluded.{c}' for c in meta.COLUMNS[1:])}",
         meta.meta_key(loc), meta.COMPLETE, table_meta.n_rows, table_meta.encode_columns(),
         table_meta.encode_schema(), 1, meta.now(), meta.encode_metadata(metadata), binding,
     )
