@@ -17,6 +17,7 @@ read casts each column back to it. Conversions applied before storing:
 
 A frame's index is stored as ordinary columns (``index``, or its names; ``level_N`` for
 unnamed levels of a MultiIndex) unless it is a RangeIndex, which lives in the metadata only.
+A DatetimeIndex's or TimedeltaIndex's ``freq`` is recorded in the metadata and restored.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from prefect_ds.formats.sql.checks import check_frame, check_table
 from prefect_ds.formats.sql.names import SqlLocation
 
 FORMAT_VERSION = 1
+_FREQ_KEY = b"prefect_ds:freq"
 _INDEX_FIELD = "__index_level_{}__"
 
 
@@ -200,7 +202,11 @@ def prepare(df: pd.DataFrame, loc: SqlLocation) -> Prepared:
     columns = [_store_array(col, loc.backend) for col in source.columns]
     table = pa.Table.from_arrays(columns, names=names)
     check_table(table, loc)
-    meta = TableMeta(names, source.num_rows, source.schema, dictionaries)
+    schema = source.schema
+    freq = getattr(df.index, "freqstr", None)
+    if freq is not None:  # a DatetimeIndex's / TimedeltaIndex's freq: restored on read
+        schema = schema.with_metadata({**(schema.metadata or {}), _FREQ_KEY: freq.encode()})
+    meta = TableMeta(names, source.num_rows, schema, dictionaries)
     return Prepared(table, meta)
 
 
@@ -269,7 +275,14 @@ def restore(table: pa.Table, meta: TableMeta) -> pd.DataFrame:
         ]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise StaleMetadata(f"a column no longer casts to its recorded dtype: {exc}") from None
-    return arrow_to_frame(pa.Table.from_arrays(arrays, schema=meta.schema))
+    frame = arrow_to_frame(pa.Table.from_arrays(arrays, schema=meta.schema))
+    freq = (meta.schema.metadata or {}).get(_FREQ_KEY)
+    if freq is not None and isinstance(frame.index, pd.DatetimeIndex | pd.TimedeltaIndex):
+        try:
+            frame.index = type(frame.index)(frame.index, freq=freq.decode())
+        except ValueError as exc:  # the values no longer follow it
+            raise StaleMetadata(f"the index no longer has its recorded freq: {exc}") from None
+    return frame
 
 
 def matches(table_columns: list[str], n_rows: int, meta: TableMeta) -> bool:
