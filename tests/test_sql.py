@@ -441,7 +441,7 @@ def test_failed_write_leaves_old_table_intact(db_url: str, table: str, engine: s
     SQLFormat().write(old, location, engine=engine)
     if db_url.startswith("postgresql"):
         bad = pd.DataFrame({"name": pd.Series(["fine"] * 5000 + ["nul\x00byte"], dtype="str")})
-    else:  # the last step (recording the metadata) fails, after the drop and the rename
+    else:  # the last step (recording the metadata) fails, after the table was replaced
         bad = pd.DataFrame({"a": range(5000)})
         with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
             conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON _prefect_ds_tables "
@@ -670,6 +670,22 @@ def test_table_replaced_by_another_tool_reads_as_a_plain_table(
     assert out["flag"].tolist() == expected["flag"].tolist()
     SQLFormat().write(pd.DataFrame({"flag": [True]}), location, engine=engine)
     assert_frame_equal(SQLFormat().read(location), pd.DataFrame({"flag": [True]}))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_metadata_row_from_before_bindings_still_restores_dtypes(db_url: str, table: str,
+                                                                   engine: str) -> None:
+    location = f"{db_url}#{table}"
+    df = dtype_matrix()
+    SQLFormat().write(df, location, engine=engine)
+    with create_engine(db_url).begin() as conn:
+        conn.exec_driver_sql(f"UPDATE _prefect_ds_tables SET binding = NULL "
+                             f"WHERE table_name = '{table.lower()}'")
+    assert_frame_equal(SQLFormat().read(location, engine=engine), expected_for(db_url, df))
+    with create_engine(db_url).begin() as conn:  # and is still checked by rows and columns
+        conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE "count" = 0')
+    with pytest.warns(UserWarning, match="columns or row count differ"):
+        assert len(SQLFormat().read(location, engine=engine)) == len(df) - 1
 
 
 @pytest.mark.parametrize("engine", ENGINES)
