@@ -897,7 +897,7 @@ def test_timestamps_outside_the_nanosecond_range_are_exact(
     db_url: str, table: str, engine: str, unit: str
 ) -> None:
     stamps = pd.Series(pd.to_datetime(["0101-02-03 04:05:06", "1677-09-21", "2262-04-12",
-                                       "9999-12-31 23:59:59"]).as_unit(unit))
+                                       "9999-12-31 23:59:59"], format="ISO8601").as_unit(unit))
     if unit != "s":
         stamps = stamps + pd.Timedelta(milliseconds=123)
     df = pd.DataFrame({"naive": stamps, "aware": stamps.dt.tz_localize("UTC").dt.tz_convert(
