@@ -439,18 +439,19 @@ def test_failed_write_leaves_old_table_intact(db_url: str, table: str, engine: s
     location = f"{db_url}#{table}"
     old = dtype_matrix()
     SQLFormat().write(old, location, engine=engine)
-    if db_url.startswith("postgresql"):
-        bad = pd.DataFrame({"name": pd.Series(["fine"] * 5000 + ["nul\x00byte"], dtype="str")})
+    if db_url.startswith("postgresql"):  # refused before writing (mid-write: see below)
+        bads = [pd.DataFrame({"name": pd.Series(["fine"] * 5000 + ["nul\x00byte"], dtype="str")})]
     else:  # the last step (recording the metadata) fails, after the table was replaced
-        bad = pd.DataFrame({"a": range(5000)})
+        bads = [pd.DataFrame({"a": range(5000)}), dtype_matrix(3)]  # replace, refill
         with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
             conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON _prefect_ds_tables "
                          "BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END")
-    with pytest.raises(Exception) as failure:
-        SQLFormat().write(bad, location, engine=engine)
-    assert not isinstance(failure.value, UnsafeLocationError)
-    assert SQLFormat().exists(location)
-    assert_frame_equal(SQLFormat().read(location), expected_for(db_url, old))
+    for bad in bads:
+        with pytest.raises(Exception) as failure:
+            SQLFormat().write(bad, location, engine=engine)
+        assert not isinstance(failure.value, UnsafeLocationError)
+        assert SQLFormat().exists(location)
+        assert_frame_equal(SQLFormat().read(location), expected_for(db_url, old))
     assert temp_tables(db_url) == []
 
 
@@ -473,29 +474,36 @@ CRASH_WRITER = textwrap.dedent(
 )
 
 
-def _ingest_started(url: str) -> bool:
+def _ingest_started(url: str, table: str) -> bool:
     if url.startswith("sqlite"):
         return Path(url.removeprefix("sqlite:///") + "-journal").exists()
     with psycopg.connect(libpq(url)) as conn:  # a COPY (ADBC) or INSERT (to_sql) under way
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE state <> 'idle' "
-            "AND pid <> pg_backend_pid() AND strpos(query, '_prefect_ds_tables_tmp_') > 0 "
-            "AND (query ILIKE 'COPY%' OR query ILIKE 'INSERT%')"
+            "AND pid <> pg_backend_pid() AND (strpos(query, '_prefect_ds_tables_tmp_') > 0 "
+            "OR strpos(query, %s) > 0) AND (query ILIKE 'COPY%%' OR query ILIKE 'INSERT%%')",
+            (table,),
         ).fetchone()
     return bool(row and row[0])
 
 
 @pytest.mark.parametrize(
     ("previous", "engine"),
-    [(True, "adbc"), (False, "adbc"), (True, "sqlalchemy")],
-    ids=["replace", "first-write", "replace-sqlalchemy"],
+    [("other-schema", "adbc"), (None, "adbc"), ("other-schema", "sqlalchemy"),
+     ("same-schema", "adbc")],
+    ids=["replace", "first-write", "replace-sqlalchemy", "refill-in-place"],
 )
 def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
-                                                        previous: bool, engine: str) -> None:
+                                                        previous: str | None,
+                                                        engine: str) -> None:
     location = f"{db_url}#{table}"
     old = dtype_matrix()
-    if previous:
+    if previous == "other-schema":
         SQLFormat().write(old, location)
+    elif previous == "same-schema":  # the writer's own columns: it refills the table
+        subprocess.run([sys.executable, "-c", CRASH_WRITER, location, "10", "adbc"],
+                       check=True, capture_output=True)
+        old = SQLFormat().read(location)
     writer = subprocess.Popen(
         # to_sql converts every row to Python before its first INSERT: fewer rows there
         [sys.executable, "-c", CRASH_WRITER, location,
@@ -506,7 +514,7 @@ def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
         assert writer.stdout is not None
         assert writer.stdout.readline().strip() == "writing"
         deadline = time.monotonic() + 60
-        while not _ingest_started(db_url):
+        while not _ingest_started(db_url, table):
             assert writer.poll() is None, "the writer finished before it could be killed"
             assert time.monotonic() < deadline, "the ingest never started"
             time.sleep(0.01)
@@ -518,11 +526,11 @@ def test_writer_killed_mid_ingest_leaves_previous_table(db_url: str, table: str,
             writer.kill()
     if db_url.startswith("postgresql"):  # the server ends the dead client's transaction
         for _ in range(500):
-            if not _ingest_started(db_url):
+            if not _ingest_started(db_url, table):
                 break
             time.sleep(0.02)
     fmt = SQLFormat()
-    assert fmt.exists(location) is previous
+    assert fmt.exists(location) is (previous is not None)
     if previous:
         assert_frame_equal(fmt.read(location), expected_for(db_url, old))
     else:
