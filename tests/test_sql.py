@@ -846,6 +846,17 @@ REFUSED = {
     "surrogate-python-str": (
         pd.DataFrame({"s": pd.Series(["\udfff"], dtype=pd.StringDtype("python"))}),
         "lone surrogate"),
+    "categorical-labels": (pd.DataFrame([[1, 2]], columns=pd.CategoricalIndex(["a", "b"])),
+                           "column labels are a CategoricalIndex"),
+    "period-labels": (pd.DataFrame([[1, 2]], columns=pd.period_range("2020-01", periods=2,
+                                                                     freq="M")),
+                      "column labels are a PeriodIndex"),
+    "bool-labels": (pd.DataFrame([[1, 2]], columns=[True, False]), "bools or tuples"),
+    "tuple-labels": (pd.DataFrame([[1, 2]], columns=pd.Index([("a", 1), ("b", 2)],
+                                                             tupleize_cols=False)),
+                     "bools or tuples"),
+    "int-index-name": (pd.DataFrame({"a": [1]}, index=pd.Index([5], name=0)),
+                       "index name 0 is not a string"),
     "uint64-overflow": (pd.DataFrame({"u": np.array([2**64 - 1], dtype="uint64")}),
                         "above 2\\*\\*63-1"),
 }

@@ -66,6 +66,28 @@ def _check_labels(df: pd.DataFrame, loc: SqlLocation) -> None:
                 "'surrogatepass').decode('utf-8', 'replace')")
 
 
+def _check_label_kinds(df: pd.DataFrame, loc: SqlLocation) -> None:
+    """Column labels and index names the table's metadata would not bring back as they are.
+
+    Categorical and period labels could not be read back at all; bool labels would come
+    back as ``[True, True]``, tuples as strings, an index named ``0`` as ``'0'``.
+    """
+    labels = df.columns
+    fix = "Make them strings or numbers first, e.g. df.columns = df.columns.map(str)"
+    if isinstance(labels, pd.CategoricalIndex | pd.PeriodIndex | pd.IntervalIndex):
+        raise _refuse(loc, f"the column labels are a {type(labels).__name__}, which the table "
+                      f"cannot give back", fix)
+    if labels.dtype == bool or any(isinstance(c, bool | np.bool_ | tuple) for c in labels):
+        raise _refuse(loc, "the column labels hold bools or tuples, which would not read back "
+                      "as they were", fix)
+    if not isinstance(df.index, pd.RangeIndex):
+        odd = [n for n in df.index.names if n is not None and not isinstance(n, str)]
+        if odd:
+            raise _refuse(loc, f"the index name {odd[0]!r} is not a string; it would read "
+                          f"back as {str(odd[0])!r}",
+                          "Name the index with a string, e.g. df.index.name = 'key'")
+
+
 def _check_values(kind: str, name: Hashable, values: pd.Series[Any] | pd.Index,
                   loc: SqlLocation) -> None:
     """Object (and Python-backed string) values: text only, and valid text."""
@@ -104,6 +126,7 @@ def check_frame(df: pd.DataFrame, loc: SqlLocation) -> None:
         raise _refuse(loc, f"duplicate column names {dupes} cannot be a SQL table",
                       "Rename them")
     _check_labels(df, loc)
+    _check_label_kinds(df, loc)
     for kind, name, values in _parts(df):
         dtype = values.dtype
         if isinstance(dtype, pd.IntervalDtype):
