@@ -153,6 +153,17 @@ def _encode_index(index: pd.Index) -> Node:
 
 def encode_column(series: pd.Series, what: str) -> Tree:
     """One column (or index level) as a :class:`Leaf` or :class:`Node` tagged by ``kind``."""
+    try:
+        return _encode_column(series, what)
+    except UnicodeError:
+        raise UnsupportedFrameError(
+            f"{what} holds text that is not valid Unicode (a lone surrogate); the hdf format "
+            f"stores UTF-8. Replace those characters first, e.g. "
+            f".str.encode('utf-8', 'replace').str.decode('utf-8')"
+        ) from None
+
+
+def _encode_column(series: pd.Series, what: str) -> Tree:
     dtype = series.dtype
     label = str(dtype)
     if isinstance(dtype, pd.CategoricalDtype):
