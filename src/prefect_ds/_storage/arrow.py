@@ -21,6 +21,7 @@ numbers, tuples, dicts, naive and tz-aware datetimes), text that is not valid Un
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,7 +130,10 @@ def _check_values(values: pd.Series | pd.Index, what: str, fmt: str) -> None:
 
 def _from_pandas(df: pd.DataFrame, fmt: str) -> pa.Table:
     try:
-        return pa.Table.from_pandas(df, preserve_index=None)
+        with warnings.catch_warnings():
+            # index names that are not text: the dtypes record keeps them
+            warnings.filterwarnings("ignore", "The DataFrame has non-str index name")
+            return pa.Table.from_pandas(df, preserve_index=None)
     except (pa.ArrowException, UnicodeError, TypeError, ValueError) as exc:
         culprit = _failing_column(df)
         text = ("text that is not valid Unicode (a lone surrogate); replace those characters, "

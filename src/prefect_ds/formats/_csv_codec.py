@@ -192,6 +192,13 @@ def _index_layout(
 def _arrow_column(values: Any, spec: dict[str, Any], what: str) -> pa.ChunkedArray | pa.Array:
     """The Arrow array written for one column; may mark ``spec`` as stored as integers."""
     dtype = values.dtype
+    if dtype == np.dtype("O"):
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind.startswith("mixed"):
+            raise UnsupportedFrameError(
+                f"{what} is an object column holding {kind} values; the csv format stores "
+                f"object columns of strings only. Give it one type first, e.g. .astype(str)"
+            )
     try:
         array = pa.array(values, from_pandas=True)
     except UnicodeError as exc:
