@@ -47,11 +47,14 @@ def describe(dtype: Any) -> dict[str, Any] | None:
         na = "nan" if dtype.na_value is not pd.NA else "NA"
         return {"dtype": "string", "storage": dtype.storage, "na_value": na}
     if isinstance(dtype, pd.DatetimeTZDtype):
+        spec: dict[str, Any] = {"dtype": "datetime64", "unit": dtype.unit,
+                                "tz": pa.lib.tzinfo_to_string(dtype.tz)}
+        if same_dtype(from_spec(spec), dtype):
+            return spec  # the zone's name alone gives back an equal zone object
         zone = zone_spec(dtype.tz)
         if zone is None:
             return None
-        spec = {"dtype": "datetime64", "unit": dtype.unit,
-                "tz": pa.lib.tzinfo_to_string(dtype.tz), "zone": zone}
+        spec["zone"] = zone
         return spec if same_dtype(from_spec(spec), dtype) else None
     name = str(dtype)
     try:
