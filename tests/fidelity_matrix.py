@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
+
 import pandas as pd
 from fidelity_corpus import CASES, Case
 
@@ -151,13 +152,13 @@ def run(case: Case, fmt_name: str, tmp: Path) -> tuple[str, str]:
         if why is None:
             return f"raw error: undocumented refusal ({type(exc).__name__})", message
         return f"refused: {why}", message
-    except Exception as exc:  # noqa: BLE001 - a library error is the finding
+    except Exception as exc:  # a library's error is the finding
         return f"raw error: {type(exc).__name__}", str(exc)
     if not equal(df, original):
         return "raw error: the write changed the caller's frame", ""
     try:
         back = fmt.read(target, **case.read_kwargs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"unreadable: {type(exc).__name__}", str(exc)
     expected = case.expect(df) if case.expect else df
     if equal(back, expected):

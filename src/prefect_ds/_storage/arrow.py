@@ -20,11 +20,13 @@ numbers, tuples, dicts, naive and tz-aware datetimes), text that is not valid Un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -60,7 +62,7 @@ def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
              and (labels.dtype == object or isinstance(labels.dtype, pd.StringDtype))
              and all(type(label) is str for label in labels))
     work = df if plain else df.set_axis(pd.Index(fields, dtype=object), axis=1)
-    for position, field in enumerate(fields):
+    for position in range(len(fields)):
         _check_values(df.iloc[:, position], f"column {labels[position]!r}", format_name)
     levels = df.index.nlevels
     for i in range(levels):
@@ -107,7 +109,7 @@ def _check_values(values: pd.Series | pd.Index, what: str, fmt: str) -> None:
             f"{what} holds complex numbers ({dtype}), which the {fmt} format cannot store; "
             f"split them first, e.g. into .real and .imag columns"
         )
-    if dtype != object:
+    if not (isinstance(dtype, np.dtype) and dtype.kind == "O"):
         return
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind not in _OBJECT_KINDS:
@@ -232,10 +234,9 @@ def _restore_labels(df: pd.DataFrame, record: dict[str, Any]) -> None:
         df.index = df.index.set_names(index_names)
     freq = record.get("freq")
     if freq and isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
-        try:
+        # selected rows (filters=...) may no longer follow the frequency
+        with contextlib.suppress(ValueError):
             df.index = type(df.index)(df.index, freq=freq)
-        except ValueError:
-            pass  # selected rows (filters=...) no longer follow the frequency
 
 
 def arrow_columns(schema: pa.Schema, columns: Sequence[Any]) -> list[str]:

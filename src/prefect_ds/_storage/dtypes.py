@@ -116,9 +116,9 @@ def zone_spec(tz: Any) -> dict[str, Any] | None:
     if isinstance(tz, datetime.timezone):
         offset = tz.utcoffset(None)
         return {"library": "datetime", "seconds": offset.total_seconds(),
-                "name": None if tz is datetime.UTC else tz.tzname(None)}
+                "name": None if tz is datetime.timezone.utc else tz.tzname(None)}
     if module == "dateutil":
-        import dateutil.tz
+        import dateutil.tz  # type: ignore[import-untyped]
 
         if isinstance(tz, dateutil.tz.tzutc):
             return {"library": "dateutil", "utc": True}
@@ -143,7 +143,7 @@ def zone_from_spec(spec: Mapping[str, Any]) -> Any:
         return zoneinfo.ZoneInfo(spec["name"])
     if library == "datetime":
         if spec["name"] is None:
-            return datetime.UTC
+            return datetime.timezone.utc
         delta = datetime.timedelta(seconds=spec["seconds"])
         return (datetime.timezone(delta) if spec["name"] == datetime.timezone(delta).tzname(None)
                 else datetime.timezone(delta, spec["name"]))

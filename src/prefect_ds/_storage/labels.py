@@ -114,30 +114,36 @@ def _decode_level(level: Mapping[str, Any]) -> pd.Index:
     dtype = from_spec(level["dtype"])
     values = level["values"]
     name = _from_value(level["name"])
+    index: pd.Index
     if isinstance(dtype, pd.CategoricalDtype):
-        return pd.CategoricalIndex(pd.Categorical.from_codes(values, dtype=dtype), name=name)
-    if isinstance(dtype, pd.PeriodDtype):
-        return pd.PeriodIndex.from_ordinals(values, freq=dtype.freq, name=name)
-    if isinstance(dtype, pd.DatetimeTZDtype):
+        index = pd.CategoricalIndex(pd.Categorical.from_codes(values, dtype=dtype), name=name)
+    elif isinstance(dtype, pd.PeriodDtype):
+        ordinals = np.asarray(values, dtype="i8")
+        index = pd.PeriodIndex(pd.arrays.PeriodArray(ordinals, dtype=dtype), name=name)
+    elif isinstance(dtype, pd.DatetimeTZDtype):
         stamps = pd.DatetimeIndex(np.asarray(values, dtype="i8").view(f"M8[{dtype.unit}]"))
-        return stamps.tz_localize("UTC").tz_convert(dtype.tz).rename(name)
-    if isinstance(dtype, np.dtype) and dtype.kind in "mM":
-        return pd.Index(np.asarray(values, dtype="i8").view(dtype), name=name)
-    decoded = [_from_value(v) for v in values]
-    if dtype == np.dtype("O"):
-        return pd.Index(decoded, dtype=object, name=name, tupleize_cols=False)
-    return pd.Index(decoded, dtype=dtype, name=name)
+        index = stamps.tz_localize("UTC").tz_convert(dtype.tz).rename(name)
+    elif isinstance(dtype, np.dtype) and dtype.kind in "mM":
+        index = pd.Index(np.asarray(values, dtype="i8").view(dtype), name=name)
+    elif dtype == np.dtype("O"):
+        index = pd.Index([_from_value(v) for v in values], dtype=object, name=name,
+                         tupleize_cols=False)
+    else:
+        index = pd.Index([_from_value(v) for v in values], dtype=dtype, name=name)
+    return index
 
 
 def decode_labels(record: Mapping[str, Any]) -> pd.Index:
     """The index :func:`encode_labels` recorded."""
     if "range" in record:
         start, stop, step = record["range"]
-        return pd.RangeIndex(start, stop, step, name=_from_value(record["name"]))
+        span: pd.Index = pd.RangeIndex(start, stop, step, name=_from_value(record["name"]))
+        return span
     levels = [_decode_level(level) for level in record["levels"]]
     if len(levels) == 1:
         return levels[0]
-    return pd.MultiIndex.from_arrays(levels)
+    multi: pd.Index = pd.MultiIndex.from_arrays(levels)
+    return multi
 
 
 def same_labels(left: pd.Index, right: pd.Index) -> bool:

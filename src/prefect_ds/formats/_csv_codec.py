@@ -1,8 +1,9 @@
 """The csv format's codec: a DataFrame to an Arrow table plus its schema record, and back.
 
 :func:`encode` checks the frame (column labels whose text is unique; dtypes CSV can hold
-exactly; labels other than plain strings are recorded exactly, ``_storage/labels.py``) and returns the table pyarrow writes plus the JSON record of dtypes, index and
-column labels that goes into the sidecar. :func:`column_types` gives the types pyarrow
+exactly; labels other than plain strings are recorded exactly, ``_storage/labels.py``)
+and returns the table pyarrow writes plus the JSON record of dtypes, index and column
+labels that goes into the sidecar. :func:`column_types` gives the types pyarrow
 parses each CSV column with, and :func:`decode` rebuilds the exact frame from the parsed
 table and the record, raising :class:`~prefect_ds.CorruptTargetError` on values the record
 rules out.
@@ -336,4 +337,5 @@ def select(frame: pd.DataFrame, columns: Any) -> pd.DataFrame:
     missing = [label for label in columns if label not in where]
     if missing:
         raise KeyError(f"no column(s) {missing!r}; the stored columns are {stored!r}")
-    return frame.iloc[:, [where[label] for label in columns]]
+    chosen: pd.DataFrame = frame.iloc[:, [where[label] for label in columns]]
+    return chosen

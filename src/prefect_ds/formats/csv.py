@@ -29,7 +29,8 @@ Options, merged over the class-level ``default_read_kwargs`` / ``default_write_k
   unless given). Such a file still gets a sidecar with its size, but no dtypes: it reads
   back with ``pandas.read_csv(**read_kwargs)``.
 * read: ``sep`` / ``delimiter`` / ``header`` that agree with the sidecar keep the exact
-  path, and so does ``columns=[...]`` (column labels: those columns, with the index). Any other option means "parse this with pandas": the file is read with
+  path, and so does ``columns=[...]`` (column labels: those columns, with the index).
+  Any other option means "parse this with pandas": the file is read with
   ``pandas.read_csv(**read_kwargs)`` (after the size check) and dtypes are not restored.
 """
 
