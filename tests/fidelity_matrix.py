@@ -82,7 +82,8 @@ REASONS: list[tuple[str, str]] = [
     (r"MultiIndex columns", "MultiIndex column labels"),
     (r"needs string column names|needs string names", "column labels that are not text"),
     (r"HDF5 dataset name", "column labels HDF5 cannot name (empty, '.', '/', NUL)"),
-    (r"stores only string names", "index or column-index names that are not text"),
+    (r"stores only string( or integer)? names", "index or column-index names that are not "
+                                                "text or integers"),
     (r"time zone .* cannot restore", "time zones other than pytz, zoneinfo, UTC"),
     (r"dtype period", "period dtype"),
     (r"dtype interval", "interval dtype"),

@@ -163,13 +163,15 @@ def _failing_column(df: pd.DataFrame) -> str:
 
 def _exact(values: Any, column: pa.ChunkedArray | None, dtype: Any) -> Any:
     """``values`` as ``dtype``, rebuilt from the Arrow column when that is lossless."""
+    current = getattr(values, "dtype", None)
+    if (isinstance(dtype, pd.DatetimeTZDtype) and isinstance(current, pd.DatetimeTZDtype)
+            and current.unit == dtype.unit):
+        # the same instants with another zone object: a relabelling, no copy of the data
+        return values.dt.tz_convert(dtype.tz) if isinstance(values, pd.Series) else (
+            values.tz_convert(dtype.tz))
     if (column is not None and not isinstance(dtype, pd.CategoricalDtype)
             and hasattr(dtype, "__from_arrow__")):
         return dtype.__from_arrow__(column)
-    if isinstance(dtype, pd.DatetimeTZDtype) and isinstance(
-            getattr(values, "dtype", None), pd.DatetimeTZDtype):
-        return values.dt.tz_convert(dtype.tz) if isinstance(values, pd.Series) else (
-            values.tz_convert(dtype.tz))
     return values.astype(dtype)
 
 

@@ -120,11 +120,15 @@ def _column_names(df: pd.DataFrame) -> list[str]:
     return names
 
 
-def _label(value: Any, what: str) -> str:
+def _label(value: Any, what: str) -> str | int:
+    """A name as an HDF5 attribute: text, or an integer (stored as an int64 attribute)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and (
+            -(2**63) <= int(value) < 2**63):
+        return int(value)
     if not isinstance(value, str):
         raise UnsupportedFrameError(
-            f"{what} is {value!r}; the hdf format stores only string names (or None). "
-            f"Rename it to a string first."
+            f"{what} is {value!r}; the hdf format stores only string or integer names (or "
+            f"None). Rename it to a string first."
         )
     return value
 
@@ -457,10 +461,14 @@ def _int(attrs: Mapping[str, Any], name: str) -> int:
     return int(value)
 
 
-def _name(attrs: Mapping[str, Any]) -> str | None:
+def _name(attrs: Mapping[str, Any]) -> str | int | None:
     return _name_attr(attrs, "name")
 
 
-def _name_attr(attrs: Mapping[str, Any], attr: str) -> str | None:
+def _name_attr(attrs: Mapping[str, Any], attr: str) -> str | int | None:
     name = attrs.get(attr)
-    return None if name is None else str(name)
+    if name is None:
+        return None
+    if isinstance(name, (int, np.integer)) and not isinstance(name, (bool, np.bool_)):
+        return int(name)  # an integer name such as 0
+    return str(name)
