@@ -264,6 +264,8 @@ def test_labels_and_indexes_round_trip_or_are_refused(fmt_name: str) -> None:
                 assert after == before
                 return
             back = fmt.read(location)
-        assert equal(back, df), (df, back)
+        if not equal(back, df):
+            pd.testing.assert_frame_equal(back, df, check_exact=True)
+            raise AssertionError(f"object value types differ: {df!r} became {back!r}")
 
     round_trip()

@@ -62,6 +62,12 @@ def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
              and (labels.dtype == object or isinstance(labels.dtype, pd.StringDtype))
              and all(type(label) is str for label in labels))
     work = df if plain else df.set_axis(pd.Index(fields, dtype=object), axis=1)
+    taken = set(fields)
+    if not all(name is None or (type(name) is str and name not in taken)
+               for name in df.index.names):
+        # names that are not text, or that a column's field has: the record keeps them,
+        # and pyarrow names the index fields __index_level_N__
+        work = work.rename_axis(index=[None] * df.index.nlevels)
     for position in range(len(fields)):
         _check_values(df.iloc[:, position], f"column {labels[position]!r}", format_name)
     levels = df.index.nlevels

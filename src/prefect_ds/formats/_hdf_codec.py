@@ -75,7 +75,7 @@ def encode_frame(df: pd.DataFrame) -> Node:
         "nrows": len(df),
         "columns": names,
         "columns_dtype": "object" if df.columns.dtype == object else (
-            "str" if len(names) else "range"),
+            "range" if isinstance(df.columns, pd.RangeIndex) else "str"),
     }
     if df.columns.name is not None:
         attrs["columns_name"] = _label(df.columns.name, "the column index's name")
@@ -86,6 +86,9 @@ def encode_frame(df: pd.DataFrame) -> Node:
     return Node(attrs, {"index": _encode_index(df.index), "columns": columns})
 
 
+_DEFAULT_STR = pd.Index(["text"]).dtype  # what pd.Index(names) makes of strings
+
+
 def _column_names(df: pd.DataFrame) -> list[str]:
     columns = df.columns
     if isinstance(columns, pd.MultiIndex):
@@ -93,7 +96,8 @@ def _column_names(df: pd.DataFrame) -> list[str]:
             "the hdf format cannot store MultiIndex columns; flatten them first, e.g. "
             "df.columns = ['_'.join(map(str, c)) for c in df.columns]"
         )
-    if len(columns) and columns.dtype != object and not isinstance(columns.dtype, pd.StringDtype):
+    empty_range = isinstance(columns, pd.RangeIndex) and not len(columns)
+    if not empty_range and columns.dtype != object and columns.dtype != _DEFAULT_STR:
         raise UnsupportedFrameError(
             f"the hdf format needs string column names, but the column index has dtype "
             f"{columns.dtype}; rename them first, e.g. df.columns = df.columns.astype(str)"
@@ -317,7 +321,8 @@ def decode_frame(root: Node, columns: Iterable[str]) -> pd.DataFrame:
     column_name = _name_attr(root.attrs, "columns_name")
     column_index: pd.Index = (
         pd.RangeIndex(0, name=column_name) if column_kind == "range" and not names
-        else pd.Index(names, dtype=object if column_kind == "object" else None, name=column_name))
+        else pd.Index(names, dtype=object if column_kind == "object" else _DEFAULT_STR,
+                      name=column_name))
     df: pd.DataFrame = pd.DataFrame(data, index=index, copy=False)
     df.columns = column_index
     return df
