@@ -18,6 +18,7 @@ Anything else is a failure, named so a reader of the matrix sees what went wrong
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from collections.abc import Callable
@@ -46,13 +47,24 @@ def _missing_as_none(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _datetimes_as_timestamps(df: pd.DataFrame) -> pd.DataFrame:
-    """Object columns' ``datetime.datetime`` values as ``pandas.Timestamp``."""
+def _as_timestamp(v: object) -> object:
+    return pd.Timestamp(v) if isinstance(v, datetime.datetime) else v
+
+
+def datetimes_as_timestamps(df: pd.DataFrame) -> pd.DataFrame:
+    """``datetime.datetime`` values in object columns and object index levels as
+    ``pandas.Timestamp``."""
     out = df.copy()
     for i in range(out.shape[1]):
         if out.iloc[:, i].dtype == object:
-            out.isetitem(i, pd.Series([pd.Timestamp(v) if v is not None else v
-                                       for v in out.iloc[:, i]], index=out.index, dtype=object))
+            out.isetitem(i, pd.Series([_as_timestamp(v) for v in out.iloc[:, i]],
+                                      index=out.index, dtype=object))
+    levels = [out.index.get_level_values(i) for i in range(out.index.nlevels)]
+    if any(level.dtype == object for level in levels):
+        levels = [pd.Index([_as_timestamp(v) for v in level], dtype=object, name=level.name,
+                           tupleize_cols=False) if level.dtype == object else level
+                  for level in levels]
+        out.index = levels[0] if len(levels) == 1 else pd.MultiIndex.from_arrays(levels)
     return out
 
 
@@ -65,7 +77,7 @@ CONVERSIONS: dict[tuple[str, str], tuple[str, Callable[[pd.DataFrame], pd.DataFr
        for fmt in ("parquet", "feather")},
     **{(fmt, "dtype: object timestamps, one zone"): ("datetime objects come back as "
                                                      "pandas Timestamps",
-                                                     _datetimes_as_timestamps)
+                                                     datetimes_as_timestamps)
        for fmt in ("parquet", "feather")},
 }
 
