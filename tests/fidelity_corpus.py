@@ -418,6 +418,8 @@ _indexed("index: mixed objects", lambda: pd.Index([datetime.datetime(2011, 1, 1)
          name="datetime and ints")
 _indexed("index: name 0", lambda: pd.Index(["a", "b", "c"], name=0), fast=True)
 _indexed("index: name 0", lambda: pd.RangeIndex(3, name=0), name="range index named 0")
+_indexed("index: MultiIndex with a level named 0", lambda: pd.MultiIndex.from_tuples(
+    [("a", 1), ("b", 2), ("c", 3)], names=["l", 0]), fast=True)
 _indexed("index: categorical", lambda: pd.CategoricalIndex(["b", "a", "b"],
                                                            categories=["b", "a", "c"]), fast=True)
 _indexed("index: period", lambda: pd.period_range("2020-01", periods=3, freq="M"), fast=True)

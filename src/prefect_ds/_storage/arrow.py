@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from prefect_ds._errors import UnsupportedFrameError
 from prefect_ds._storage.dtypes import describe, from_spec, same_dtype, zone_spec
-from prefect_ds._storage.labels import decode_labels, encode_labels, same_labels
+from prefect_ds._storage.labels import decode_labels, encode_labels, level_values, same_labels
 
 _DTYPES_KEY = b"prefect_ds:dtypes"
 
@@ -67,12 +67,13 @@ def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
                for name in df.index.names):
         # names that are not text, or that a column's field has: the record keeps them,
         # and pyarrow names the index fields __index_level_N__
-        work = work.rename_axis(index=[None] * df.index.nlevels)
+        unnamed: Any = [None] * df.index.nlevels
+        work = work.set_axis(df.index.set_names(unnamed), axis=0)
     for position in range(len(fields)):
         _check_values(df.iloc[:, position], f"column {labels[position]!r}", format_name)
     levels = df.index.nlevels
     for i in range(levels):
-        _check_values(df.index.get_level_values(i), f"index level {i} "
+        _check_values(level_values(df.index, i), f"index level {i} "
                       f"({df.index.names[i]!r})", format_name)
     names = encode_labels(pd.Index(list(df.index.names), dtype=object, tupleize_cols=False),
                           "the index names")
@@ -125,7 +126,8 @@ def _check_values(values: pd.Series | pd.Index, what: str, fmt: str) -> None:
             f"one type first, e.g. .astype(str), pd.to_numeric(...) or pd.to_datetime(...)"
         )
     if kind == "datetime":
-        zones = {json.dumps(zone_spec(v.tzinfo) if v.tzinfo is not None else None)
+        zones = {json.dumps(zone_spec(v.tzinfo) or repr(v.tzinfo)) if v.tzinfo is not None
+                 else "naive"
                  for v in values if v is not None and v is not pd.NaT
                  and hasattr(v, "tzinfo")}
         if len(zones) > 1:
@@ -156,7 +158,7 @@ def _failing_column(df: pd.DataFrame) -> str:
     """The first column or index level that Arrow cannot convert (on the error path only)."""
     for i in range(df.index.nlevels):
         try:
-            pa.array(df.index.get_level_values(i), from_pandas=True)
+            pa.array(level_values(df.index, i), from_pandas=True)
         except (pa.ArrowException, UnicodeError, TypeError, ValueError):
             return f"index level {i} ({df.index.names[i]!r})"
     for position, name in enumerate(df.columns):
@@ -210,7 +212,7 @@ def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
             df[name] = _exact(df[name], column, dtype)
     specs = record["index"]
     if specs and len(specs) == df.index.nlevels:
-        levels = [df.index.get_level_values(i) for i in range(df.index.nlevels)]
+        levels = [level_values(df.index, i) for i in range(df.index.nlevels)]
         changed = False
         for i, spec in enumerate(specs):
             if spec is None or same_dtype(levels[i].dtype, dtype := from_spec(spec)):

@@ -15,6 +15,7 @@ makes :func:`describe` return ``None``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import zoneinfo
 from collections.abc import Mapping
@@ -49,8 +50,10 @@ def describe(dtype: Any) -> dict[str, Any] | None:
     if isinstance(dtype, pd.DatetimeTZDtype):
         spec: dict[str, Any] = {"dtype": "datetime64", "unit": dtype.unit,
                                 "tz": pa.lib.tzinfo_to_string(dtype.tz)}
-        if same_dtype(from_spec(spec), dtype):
-            return spec  # the zone's name alone gives back an equal zone object
+        # a tzoffset's name may be one no zone library knows
+        with contextlib.suppress(Exception):
+            if same_dtype(from_spec(spec), dtype):
+                return spec  # the zone's name alone gives back an equal zone object
         zone = zone_spec(dtype.tz)
         if zone is None:
             return None

@@ -23,6 +23,15 @@ from prefect_ds._errors import UnsupportedFrameError
 from prefect_ds._storage.dtypes import describe, from_spec, same_dtype
 
 
+def level_values(index: pd.Index, i: int) -> pd.Index:
+    """The values of level ``i`` by position. ``index.get_level_values(0)`` would take a
+    level *named* 0 first, wherever it is."""
+    if not isinstance(index, pd.MultiIndex):
+        return index
+    values: pd.Index = getattr(index, "_get_level_values")(i)  # noqa: B009 - pandas' own
+    return values
+
+
 class _NotJson(Exception):
     """A label value that has no exact JSON form."""
 
@@ -96,7 +105,7 @@ def encode_labels(labels: pd.Index, what: str) -> dict[str, Any]:
                                   "name": _name(labels.name, what)}
         return record
     if isinstance(labels, pd.MultiIndex):
-        levels = [_level(labels.get_level_values(i), f"{what} (level {i})")
+        levels = [_level(level_values(labels, i), f"{what} (level {i})")
                   for i in range(labels.nlevels)]
         record = {"levels": levels}
     else:
@@ -154,7 +163,7 @@ def same_labels(left: pd.Index, right: pd.Index) -> bool:
             type(n) for n in right.names]:
         return False
     for i in range(left.nlevels):
-        a, b = left.get_level_values(i), right.get_level_values(i)
+        a, b = level_values(left, i), level_values(right, i)
         if not (same_dtype(a.dtype, b.dtype) and a.equals(b)):
             return False
         if a.dtype == object and [type(v) for v in a] != [type(v) for v in b]:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._storage.dtypes import describe, from_spec
-from prefect_ds._storage.labels import decode_labels, encode_labels
+from prefect_ds._storage.labels import decode_labels, encode_labels, level_values
 
 _JSON_NAMES = (str, int, float, bool, type(None))
 
@@ -174,7 +174,7 @@ def _index_layout(
     levels: list[dict[str, Any]] = []
     arrays: list[tuple[str, Any, dict[str, Any]]] = []
     for i in range(index.nlevels):
-        level = index.get_level_values(i)
+        level = level_values(index, i)
         name = _json_name(index.names[i], "index names")
         column = name if isinstance(name, str) and name not in taken else f"__index_level_{i}__"
         while column in taken:

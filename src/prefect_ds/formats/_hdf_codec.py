@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._storage.labels import level_values
 
 LAYOUT = "prefect-ds frame"
 LAYOUT_VERSION = 1
@@ -147,7 +148,7 @@ def _encode_index(index: pd.Index) -> Node:
         return Node(attrs)
     node = Node({"kind": "levels", "nlevels": index.nlevels})
     for level in range(index.nlevels):
-        values = index.get_level_values(level) if isinstance(index, pd.MultiIndex) else index
+        values = level_values(index, level)
         what = f"index level {level} ({values.name!r})"
         column = encode_column(pd.Series(values, copy=False), what)
         if values.name is not None:
