@@ -1,5 +1,9 @@
 """Round-trip properties per file format: any frame of the supported dtypes reads back
-exactly (or as the documented conversion in test_fidelity.CONVERSIONS).
+exactly (or as the documented conversion in test_fidelity.CONVERSIONS), and any column
+labels and index (every kind pandas can hold: text, numbers, booleans, tuples,
+MultiIndex, categorical, period, datetimes with a frequency and a zone from any library,
+mixed objects, names such as 0) read back exactly or are refused before anything is
+written.
 
 Frames mix dtypes, hold NaN / NA / NaT, unicode and empty strings, may be empty or have a
 single row, and sometimes carry a named non-default index. The example count comes from
@@ -8,19 +12,24 @@ the hypothesis profile loaded in conftest.py (50 by default, 500 with PREFECT_DS
 
 from __future__ import annotations
 
+import datetime
 import tempfile
+import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dateutil.tz
 import numpy as np
 import pandas as pd
 import pytest
+import pytz  # type: ignore[import-untyped]
+from fidelity_matrix import datetimes_as_timestamps, equal, previous_frame
 from hypothesis import given
 from hypothesis import strategies as st
 from test_fidelity import CONVERSIONS, FORMATS
 
-from prefect_ds import UnknownFormatError, get_format
+from prefect_ds import UnknownFormatError, UnsupportedFrameError, get_format
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 
@@ -126,5 +135,140 @@ def test_round_trip_property(fmt_name: str) -> None:
             fmt.write(df, location)
             back = fmt.read(location)
         pd.testing.assert_frame_equal(back, _expected(df, kinds, fmt_name), check_exact=True)
+
+    round_trip()
+
+
+# ------------------------------------------------------------------ labels and indexes
+
+ZONES: list[Any] = [
+    "UTC", "Europe/Paris", zoneinfo.ZoneInfo("America/New_York"), pytz.timezone("Asia/Kolkata"),
+    pytz.UTC, dateutil.tz.gettz("Europe/London"), dateutil.tz.tzutc(),
+    dateutil.tz.tzoffset(None, -3 * 3600), datetime.timezone(datetime.timedelta(hours=5.75)),
+    datetime.timezone.utc,
+]
+FREQS = ["D", "h", "B", "ME", "15min", "W-SUN", "QS"]
+ARROW_FORMATS = ("parquet", "feather")
+small_ints = st.integers(-(2**40), 2**40)
+names = st.one_of(st.none(), st.text(max_size=6), st.just(0), st.integers(-5, 5))
+
+
+@st.composite
+def column_labels(draw: Draw, n: int) -> pd.Index:
+    """``n`` column labels of one of the kinds pandas can hold."""
+    kind = draw(st.sampled_from(["str", "int", "bool", "float", "mixed", "tuples", "multi",
+                                 "categorical", "period", "datetime", "range"]))
+    name = draw(names)
+    if kind == "bool":
+        n = min(n, 2)
+        values: list[Any] = draw(st.permutations([True, False]))[:n]
+    elif kind == "int":
+        values = draw(st.lists(small_ints, min_size=n, max_size=n, unique=True))
+    elif kind == "float":
+        values = draw(st.lists(st.floats(allow_nan=False, width=64), min_size=n, max_size=n,
+                               unique_by=str))
+    elif kind == "mixed":
+        values = draw(st.lists(st.one_of(small_ints, texts), min_size=n, max_size=n,
+                               unique_by=str))
+    elif kind in ("tuples", "multi"):
+        values = draw(st.lists(st.tuples(texts, small_ints), min_size=n, max_size=n,
+                               unique_by=str))
+        if kind == "multi":
+            return pd.MultiIndex.from_tuples(values, names=[name, None]) if values else (
+                pd.MultiIndex.from_arrays([[], []], names=[name, None]))
+        return pd.Index(values, dtype=object, name=name, tupleize_cols=False)
+    elif kind == "categorical":
+        values = draw(st.lists(texts, min_size=n, max_size=n, unique=True))
+        return pd.CategoricalIndex(values, categories=sorted(values, reverse=True), name=name)
+    elif kind == "period":
+        return pd.period_range("2020-01", periods=n, freq=draw(st.sampled_from(["M", "D"])),
+                               name=name)
+    elif kind == "datetime":
+        return pd.date_range("2020-01-01", periods=n, freq="D", name=name)._with_freq(None)
+    elif kind == "range":
+        return pd.RangeIndex(n, name=name)
+    else:
+        values = draw(st.lists(texts, min_size=n, max_size=n, unique=True))
+    return pd.Index(values, name=name)
+
+
+@st.composite
+def row_indexes(draw: Draw, n: int) -> pd.Index:
+    """An index of ``n`` rows of one of the kinds pandas can hold."""
+    kind = draw(st.sampled_from(["range", "int", "str", "datetime", "timedelta", "multi",
+                                 "categorical", "period", "tuples", "mixed", "nullable"]))
+    name = draw(names)
+    if kind == "range":
+        step = draw(st.sampled_from([1, 2, -3]))
+        return pd.RangeIndex(0, n * step, step, name=name) if n else pd.RangeIndex(0, name=name)
+    if kind == "int":
+        return pd.Index(draw(st.lists(small_ints, min_size=n, max_size=n)), dtype="int64",
+                        name=name)
+    if kind == "str":
+        return pd.Index(draw(st.lists(texts, min_size=n, max_size=n)), name=name)
+    if kind == "datetime":
+        tz = draw(st.sampled_from([None, *ZONES]))
+        freq = draw(st.sampled_from(FREQS))
+        index = pd.date_range("2021-03-01", periods=n, freq=freq, tz=tz, name=name)
+        return index if draw(st.booleans()) else index._with_freq(None)
+    if kind == "timedelta":
+        return pd.timedelta_range("1h", periods=n, freq=draw(st.sampled_from(["h", "15min"])),
+                                  name=name)
+    if kind == "multi":
+        left = draw(st.lists(texts, min_size=n, max_size=n))
+        right = draw(st.lists(small_ints, min_size=n, max_size=n))
+        return pd.MultiIndex.from_arrays([left, right], names=[name, "second"])
+    if kind == "categorical":
+        values = draw(st.lists(st.sampled_from(["b", "a", "c"]), min_size=n, max_size=n))
+        return pd.CategoricalIndex(values, categories=["c", "b", "a"], name=name)
+    if kind == "period":
+        return pd.period_range("2020-01", periods=n, freq="M", name=name)
+    if kind == "tuples":
+        values = draw(st.lists(st.tuples(texts, small_ints), min_size=n, max_size=n))
+        return pd.Index(values, dtype=object, name=name, tupleize_cols=False)
+    if kind == "mixed":
+        values = draw(st.lists(st.one_of(small_ints, texts, st.just(datetime.datetime(2011, 1, 1))),
+                               min_size=n, max_size=n))
+        return pd.Index(values, dtype=object, name=name)
+    return pd.Index(pd.array(draw(st.lists(_maybe(small_ints), min_size=n, max_size=n)),
+                             dtype="Int64"), name=name)
+
+
+@st.composite
+def labelled_frames(draw: Draw) -> pd.DataFrame:
+    n = draw(st.integers(0, 6))
+    labels = draw(column_labels(draw(st.integers(0, 4))))
+    index = draw(row_indexes(n))
+    data = np.arange(n * len(labels), dtype="float64").reshape(n, len(labels))
+    return pd.DataFrame(data, index=index, columns=labels)
+
+
+@pytest.mark.parametrize("fmt_name", list(FORMATS))
+def test_labels_and_indexes_round_trip_or_are_refused(fmt_name: str) -> None:
+    """Any column labels and index pandas can hold: the frame reads back exactly, or the
+    write is refused with UnsupportedFrameError and the earlier target is unchanged."""
+    try:
+        fmt = get_format(fmt_name)
+    except UnknownFormatError as exc:
+        pytest.skip(f"format {fmt_name!r} is not installed: {exc}")
+
+    @given(labelled_frames())
+    def round_trip(df: pd.DataFrame) -> None:
+        with tempfile.TemporaryDirectory(prefix="prefect-ds-prop-") as tmp:
+            location = str(Path(tmp) / f"frame{FORMATS[fmt_name]}")
+            fmt.write(previous_frame(), location)
+            before = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+            try:
+                fmt.write(df, location)
+            except UnsupportedFrameError:
+                after = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+                assert after == before
+                return
+            back = fmt.read(location)
+        if fmt_name in ARROW_FORMATS and not equal(back, df):
+            df = datetimes_as_timestamps(df)  # the documented conversion (docs/fidelity.md)
+        if not equal(back, df):
+            pd.testing.assert_frame_equal(back, df, check_exact=True)
+            raise AssertionError(f"object value types differ: {df!r} became {back!r}")
 
     round_trip()

@@ -34,7 +34,7 @@ from prefect_ds._format import (
 from prefect_ds._handler import PandasResultHandler
 from prefect_ds._registry import available_formats, get_format, register_plugin, resolve_format
 from prefect_ds._release.placeholder import ReleasedResult
-from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds._storage.arrow import arrow_columns, arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.files import open_for_read, staged
 from prefect_ds.hookspecs import hookimpl
 
@@ -91,6 +91,7 @@ __all__ = [
     "UnknownFormatError",
     "UnsafeLocationError",
     "UnsupportedFrameError",
+    "arrow_columns",
     "arrow_to_frame",
     "available_formats",
     "checkpoint",

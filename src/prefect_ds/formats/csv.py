@@ -29,7 +29,8 @@ Options, merged over the class-level ``default_read_kwargs`` / ``default_write_k
   unless given). Such a file still gets a sidecar with its size, but no dtypes: it reads
   back with ``pandas.read_csv(**read_kwargs)``.
 * read: ``sep`` / ``delimiter`` / ``header`` that agree with the sidecar keep the exact
-  path. Any other option means "parse this with pandas": the file is read with
+  path, and so does ``columns=[...]`` (column labels: those columns, with the index).
+  Any other option means "parse this with pandas": the file is read with
   ``pandas.read_csv(**read_kwargs)`` (after the size check) and dtypes are not restored.
 """
 
@@ -48,13 +49,13 @@ import pyarrow.csv as pcsv
 from prefect_ds._errors import CorruptTargetError
 from prefect_ds._format import FileFormat, TargetInfo
 from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
-from prefect_ds.formats._csv_codec import column_types, decode, encode
+from prefect_ds.formats._csv_codec import column_types, decode, encode, select
 from prefect_ds.hookspecs import Register, hookimpl
 
 SIDECAR_SUFFIX = ".schema.json"
 SCHEMA_VERSION = 1
 _WRITE_ARROW_KEYS = frozenset({"sep", "header", "index"})
-_READ_ARROW_KEYS = frozenset({"sep", "delimiter", "header"})
+_READ_ARROW_KEYS = frozenset({"sep", "delimiter", "header", "columns"})
 _FORBIDDEN_DELIMITERS = frozenset({'"', "\n", "\r"})
 
 
@@ -155,9 +156,10 @@ class CsvFormat(FileFormat):
                 if isinstance(stream, pa.NativeFile):
                     stream.close()
         try:
-            return decode(table, doc, location, self.sidecars(location)[0])
+            frame = decode(table, doc, location, self.sidecars(location)[0])
         except _INCONSISTENT as exc:
             raise _inconsistent(location, self.sidecars(location)[0], exc) from None
+        return select(frame, options.get("columns"))
 
     # ---- cheap facts (optional capabilities, see prefect_ds._capabilities)
 
@@ -236,7 +238,7 @@ def _arrow_can_write(options: Mapping[str, Any]) -> bool:
 
 
 def _sidecar_answers(doc: Mapping[str, Any], options: Mapping[str, Any]) -> bool:
-    """Whether the read options only restate what the sidecar records."""
+    """Whether the read options only restate what the sidecar records (or pick columns)."""
     if not set(options) <= _READ_ARROW_KEYS:
         return False
     for key in ("sep", "delimiter"):

@@ -82,7 +82,8 @@ class HdfFormat(FileFormat):
 
     ``write`` accepts h5py dataset options (``compression="gzip"``, ``compression_opts``,
     ``shuffle``, ``fletcher32``, ``scaleoffset``, ``chunks``), applied to every non-empty
-    dataset; by default nothing is compressed (fastest). ``read`` accepts ``columns=[...]``
+    dataset, and ``index=False`` (leave the index out); by default nothing is compressed
+    (fastest). ``read`` accepts ``columns=[...]``
     to load only some columns.
     """
 
@@ -183,6 +184,12 @@ class HdfFormat(FileFormat):
         """Write ``df`` under the location's key; ``metadata`` (``{str: str}``) becomes the
         frame group's ``prefect_ds_metadata`` attribute (JSON), written with it."""
         options = self.write_options(kwargs)
+        index = options.pop("index", True)
+        if index is not None and not isinstance(index, bool):
+            raise UnsupportedFrameError(
+                f"the hdf format's index option is True, False or None, not {index!r}")
+        if index is False and isinstance(df, pd.DataFrame):
+            df = df.reset_index(drop=True)
         unknown = sorted(set(options) - _DATASET_OPTIONS)
         if unknown:
             raise TypeError(
