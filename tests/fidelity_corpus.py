@@ -377,7 +377,7 @@ def columns_name_int() -> pd.DataFrame:
     return df
 
 
-@case("column labels: MultiIndex")
+@case("column labels: empty MultiIndex, no columns")
 def empty_column_multiindex() -> pd.DataFrame:
     return pd.DataFrame(columns=pd.MultiIndex(levels=[["abc"], ["x"]], codes=[[], []]))
 
@@ -417,7 +417,8 @@ _indexed("index: mixed objects", lambda: pd.Index([datetime.datetime(2011, 1, 1)
                                                   dtype=object).append(pd.Index([1])),
          name="datetime and ints")
 _indexed("index: name 0", lambda: pd.Index(["a", "b", "c"], name=0), fast=True)
-_indexed("index: name 0", lambda: pd.RangeIndex(3, name=0), name="range index named 0")
+_indexed("index: RangeIndex named 0", lambda: pd.RangeIndex(3, name=0),
+         name="range index named 0")
 _indexed("index: MultiIndex with a level named 0", lambda: pd.MultiIndex.from_tuples(
     [("a", 1), ("b", 2), ("c", 3)], names=["l", 0]), fast=True)
 _indexed("index: categorical", lambda: pd.CategoricalIndex(["b", "a", "b"],

@@ -85,21 +85,27 @@ CONVERSIONS: dict[tuple[str, str], tuple[str, Callable[[pd.DataFrame], pd.DataFr
 # match wins; a refusal matching none fails the suite (its reason would be undocumented).
 REASONS: list[tuple[str, str]] = [
     (r"complex", "complex numbers"),
-    (r"not valid Unicode", "text that is not valid Unicode (lone surrogates)"),
+    (r"not valid Unicode|lone surrogate", "text that is not valid Unicode (lone surrogates)"),
     (r"unique column names|duplicate column names", "duplicate column labels"),
     (r"different time zones", "datetimes of mixed time zones in one column"),
     (r"holding (mixed|mixed-integer|mixed-integer-float) values|Expected bytes, got|"
      r"cannot be converted to", "object values of mixed types"),
-    (r"object (dtype holding|column holding)", "object columns of text only"),
+    (r"object (dtype holding|column holding|index level holding)", "object columns of text only"),
     (r"MultiIndex columns", "MultiIndex column labels"),
     (r"needs string column names|needs string names", "column labels that are not text"),
     (r"HDF5 dataset name", "column labels HDF5 cannot name (empty, '.', '/', NUL)"),
     (r"stores only string( or integer)? names", "index or column-index names that are not "
                                                 "text or integers"),
     (r"time zone .* cannot restore", "time zones other than pytz, zoneinfo, UTC"),
-    (r"dtype period", "period dtype"),
-    (r"dtype interval", "interval dtype"),
+    (r"dtype period|holds periods", "period dtype"),
+    (r"dtype interval|holds intervals", "interval dtype"),
     (r"dtype float16", "float16"),
+    (r"no columns cannot be stored as table", "frames without columns (sql)"),
+    (r"index name .* is not a string", "index names that are not text (sql)"),
+    (r"column labels hold bools or tuples|column labels are a (Categorical|Period)Index",
+     "column labels that are not text or numbers (sql)"),
+    (r"cannot be stored in SQL \(empty or contains NUL\)", "empty column names or NUL (sql)"),
+    (r"unsigned integers above 2\*\*63-1", "unsigned integers above 2**63-1 (sql)"),
 ]
 
 FAILURES = ("raw error", "unreadable", "wrong values")
