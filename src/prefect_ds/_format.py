@@ -328,18 +328,15 @@ class FileFormat(Format):
         """A lock file beside a local data file, a lease object beside an S3 one, none on
         other object stores (module doc of ``prefect_ds._storage.locks``)."""
         fs, path = self.filesystem(location)
-        if is_local(fs):
-            return FileLock(path, timeout)
+        if is_local(fs):  # re-entrant: handler.write under a checkpoint's lock, say
+            return FileLock(path, timeout, reentrant=True)
         if supports_leases(fs):
             return S3Lease(fs, path, timeout)
         return contextlib.nullcontext()
 
 
     def _commit_lock(self, location: str) -> AbstractContextManager[None]:
-        """:meth:`lock`, re-entrant: a caller may already hold the target's lock."""
-        fs, path = self.filesystem(location)
-        if is_local(fs):
-            return FileLock(path, reentrant=True)
+        """:meth:`lock`, which is re-entrant: a caller may already hold it."""
         return self.lock(location)
 
 

@@ -13,11 +13,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from contextvars import Token
 
 from prefect_ds._checkpoint.runs import run_logger
 from prefect_ds._format import Format, SupportsLock
-from prefect_ds._storage.locks import WaitCallback, wait_reporter
+from prefect_ds._storage.locks import wait_reporter
 
 
 def _report_wait(target: str, holder: str) -> None:
@@ -34,15 +33,12 @@ def _format_lock(fmt: Format, location: str,
 @contextlib.contextmanager
 def target_lock(fmt: Format, location: str, timeout: float | None = None) -> Iterator[None]:
     """The format's lock on ``location`` (none when it has no lock)."""
-    token: Token[WaitCallback | None] | None = wait_reporter.set(_report_wait)
+    token = wait_reporter.set(_report_wait)
     try:
         with _format_lock(fmt, location, timeout):
-            wait_reporter.reset(token)
-            token = None
             yield
     finally:
-        if token is not None:
-            wait_reporter.reset(token)
+        wait_reporter.reset(token)
 
 
 @contextlib.asynccontextmanager
@@ -50,21 +46,16 @@ async def async_target_lock(fmt: Format, location: str,
                             timeout: float | None = None) -> AsyncIterator[None]:
     """:func:`target_lock` for ``async def`` tasks; never blocks the event loop."""
     lock = _format_lock(fmt, location, timeout)
-    token: Token[WaitCallback | None] | None = wait_reporter.set(_report_wait)
+    token = wait_reporter.set(_report_wait)
     try:
         if isinstance(lock, AbstractAsyncContextManager):
             async with lock:
-                wait_reporter.reset(token)
-                token = None
                 yield
             return
         await asyncio.to_thread(lock.__enter__)
-        wait_reporter.reset(token)
-        token = None
         try:
             yield
         finally:
             await asyncio.to_thread(lock.__exit__, None, None, None)
     finally:
-        if token is not None:
-            wait_reporter.reset(token)
+        wait_reporter.reset(token)

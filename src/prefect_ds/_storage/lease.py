@@ -36,6 +36,8 @@ import uuid
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
+import fsspec.asyn
+
 from prefect_ds._errors import TargetLockTimeout
 from prefect_ds._storage.locks import WaitCallback, is_held_here, log_wait, mark_held
 
@@ -107,10 +109,10 @@ class S3Lease(AbstractContextManager[None], AbstractAsyncContextManager[None]):
 
     def _read(self) -> tuple[dict[str, Any], str] | None:
         try:
-            out = self.fs.call_s3("get_object", Bucket=self.bucket, Key=self.key)
+            out, body = fsspec.asyn.sync(self.fs.loop, _get_object, self.fs, self.bucket,
+                                         self.key)
         except FileNotFoundError:
             return None
-        body = out["Body"].read()
         try:
             doc = json.loads(body)
             if not isinstance(doc, dict):
@@ -228,6 +230,14 @@ class S3Lease(AbstractContextManager[None], AbstractAsyncContextManager[None]):
     async def __aexit__(self, *exc: object) -> None:
         mark_held(self._key, False)
         await asyncio.to_thread(self.release)
+
+
+async def _get_object(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any], bytes]:
+    """One GET: the object's body together with its ETag (s3fs's client is async)."""
+    out = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+    async with out["Body"] as stream:
+        body = await stream.read()
+    return out, body
 
 
 def _describe(doc: dict[str, Any]) -> str:
