@@ -44,6 +44,7 @@ from prefect_ds._storage.locks import WaitCallback, is_held_here, log_wait, mark
 LEASE_MARKER = ".prefect-ds-lease"
 DEFAULT_SECONDS = 60.0
 _POLL_SECONDS = 0.2
+_CONFIRM_SECONDS = 0.05
 logger = logging.getLogger("prefect_ds.locks")
 
 
@@ -145,17 +146,38 @@ class S3Lease(AbstractContextManager[None], AbstractAsyncContextManager[None]):
                 if _precondition_failed(exc) or isinstance(exc, FileNotFoundError):
                     return False  # someone else took it over first
                 raise
+            if not self._confirmed():
+                return False
             logger.warning("took over the expired lease on s3://%s from %s", self.path,
                            _describe(doc))
         except OSError as exc:
             if _precondition_failed(exc):
                 return False
             raise
+        else:
+            if not self._confirmed():
+                return False
         mark_held(self._key, True)
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew, daemon=True,
                                          name=f"prefect-ds lease {self.path}")
         self._renewer.start()
+        return True
+
+    def _confirmed(self) -> bool:
+        """Read the lease back: it must hold this holder's token.
+
+        S3 checks a condition and stores the object atomically; a store that checks and
+        stores in two steps (moto's server does) can let two conditional writes through
+        at once. The later of the two is what stays, so reading back a moment later
+        leaves exactly one holder either way.
+        """
+        time.sleep(_CONFIRM_SECONDS)
+        current = self._read()
+        if current is None or current[0].get("token") != self._token:
+            self._etag = None
+            return False
+        self._etag = current[1]
         return True
 
     def _expired(self, doc: dict[str, Any]) -> bool:

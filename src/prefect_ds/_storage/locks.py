@@ -49,6 +49,7 @@ import os
 import posixpath
 import socket
 import stat as stat_module
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -65,9 +66,10 @@ try:
 except ImportError:  # pragma: no cover - Windows: atomic replacement only
     fcntl = None  # type: ignore[assignment]
 
-# The locks held in the current execution context, by lock file (see the module doc).
-_held: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
-    "prefect_ds_held_locks", default=frozenset())
+# The locks held in the current execution context, by lock file, with their holder: the
+# thread, and the asyncio task when one took it (see the module doc).
+_held: contextvars.ContextVar[dict[str, tuple[int, int | None]]] = contextvars.ContextVar(
+    "prefect_ds_held_locks")
 
 WaitCallback = Callable[[str, str], None]
 
@@ -107,14 +109,38 @@ def log_wait(target: str, holder: str) -> None:
     logger.warning("waiting for the lock on %s, held by %s", target, holder)
 
 
+def _current_task() -> int | None:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop runs in this thread
+        return None
+    return None if task is None else id(task)
+
+
 def is_held_here(key: str) -> bool:
-    """Whether the current execution context holds the lock named ``key``."""
-    return key in _held.get()
+    """Whether the current execution context holds the lock named ``key``.
+
+    The thread that took it does; an asyncio task does if it took it itself, and so do
+    the worker threads it hands work to (``asyncio.to_thread`` copies its context). A
+    task or thread that merely inherited the context of a holder does not.
+    """
+    owner = _held.get({}).get(key)
+    if owner is None:
+        return False
+    thread, task = owner
+    current = _current_task()
+    if current is not None:
+        return current == task
+    return task is not None or thread == threading.get_ident()
 
 
 def mark_held(key: str, held: bool) -> None:
-    current = _held.get()
-    _held.set(current | {key} if held else current - {key})
+    current = dict(_held.get({}))
+    if held:
+        current[key] = (threading.get_ident(), _current_task())
+    else:
+        current.pop(key, None)
+    _held.set(current)
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
