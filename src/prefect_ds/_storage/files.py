@@ -44,6 +44,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from prefect_ds._storage import binding
+from prefect_ds._storage.durability import durable, fsync_path, makedirs
 from prefect_ds._storage.locks import commit_lock
 
 TEMP_MARKER = ".prefect-ds-tmp"
@@ -52,30 +53,6 @@ _TEMP_NAME = re.compile(
     r"\.(?P<name>.+)\.(?P<pid>[0-9a-f]{6})(?:[0-9a-f]{16}|[0-9a-f]{6})" + re.escape(TEMP_MARKER))
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def durable() -> bool:
-    """Whether commits fsync (``PREFECT_DS_DURABLE`` unset, or anything but 0/false/no/off)."""
-    return os.environ.get("PREFECT_DS_DURABLE", "1").strip().lower() not in ("0", "false",
-                                                                               "no", "off")
-
-
-def fsync_path(path: str, *, directory: bool = False) -> None:
-    """Flush ``path`` (a file, or a directory's entries) to stable storage."""
-    flags = os.O_RDONLY | _CLOEXEC | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path or ".", flags)
-    except OSError:
-        if directory:  # some platforms and file systems cannot open directories
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:
-            raise
-    finally:
-        os.close(fd)
 
 
 def filesystem(location: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -107,20 +84,6 @@ def create_temp(path: str) -> str:
         os.close(fd)
         return temp
     raise FileExistsError(f"could not create a temporary file beside {path!r}")
-
-
-def _makedirs(directory: str) -> list[str]:
-    """Create ``directory`` and its missing parents; the ones created, outermost first."""
-    missing: list[str] = []
-    current = os.path.abspath(directory or ".")
-    while not os.path.isdir(current):
-        missing.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    os.makedirs(directory or ".", exist_ok=True)
-    return missing[::-1]
 
 
 def _writer_alive(pid: int) -> bool:
@@ -222,7 +185,7 @@ def staged(*locations: str, durable_commit: bool | None = None,
         paths = [path for _, path in targets]
         created: list[str] = []
         for directory in dict.fromkeys(os.path.dirname(path) for path in paths):
-            created += _makedirs(directory)
+            created += makedirs(directory)
         for path in paths:
             remove_stale_temps(path)
         temps: list[str] = []

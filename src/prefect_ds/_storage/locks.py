@@ -55,6 +55,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
 from prefect_ds._errors import TargetLockTimeout, UnsafeLocationError
+from prefect_ds._storage.durability import durable, fsync_path, makedirs
 
 LOCK_MARKER = ".prefect-ds-lock"
 _POLL_SECONDS = 0.05
@@ -252,7 +253,10 @@ class FileLock(AbstractContextManager[None], AbstractAsyncContextManager[None]):
     def _open(self) -> int | None:
         """Open (create) the lock file without following links; None: read-only place."""
         try:
-            os.makedirs(os.path.dirname(self.lock_file) or ".", exist_ok=True)
+            created = makedirs(os.path.dirname(self.lock_file))
+            if created and durable():  # the directories outlive the lock: make them last
+                for parent in dict.fromkeys(os.path.dirname(d) for d in created):
+                    fsync_path(parent, directory=True)
             fd = os.open(self.lock_file,
                          os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK, 0o644)
         except OSError as exc:
