@@ -347,3 +347,16 @@ def test_rendered_names_stay_in_place_and_never_collide(value: str) -> None:
     assert ".prefect-ds" not in name.casefold()
     assert not any(name.casefold().endswith(s) for s in (*HIDDEN_SUFFIXES, ".schema.json"))
     assert len(f".{name}.schema.json.{'0' * 22}.prefect-ds-tmp".encode()) <= 255
+
+
+def test_deleting_a_missing_target_creates_no_directory(tmp_path: Path) -> None:
+    handler = PandasResultHandler(str(tmp_path / "nowhere" / "{n}.csv"))
+    handler.delete(n="x")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_delete_leaves_no_lock_file_behind(tmp_path: Path) -> None:
+    handler = PandasResultHandler(str(tmp_path / "{n}.csv"))
+    handler.write(DF, n="x")
+    handler.delete(n="x")
+    assert list(tmp_path.iterdir()) == []

@@ -268,6 +268,9 @@ class FileFormat(Format):
     def delete(self, location: str) -> None:
         """Remove the data file, then its sidecars, under the target's lock."""
         data = self.data_location(location)
+        fs, path = self.filesystem(location)
+        if is_local(fs) and not os.path.isdir(os.path.dirname(path) or "."):
+            return  # nothing stored, and no lock file (or directory) to create for it
         with self._commit_lock(location):
             for loc in [data, *self.sidecars(data)]:  # data first: never a data file alone
                 fs, path = filesystem(loc, **self.storage_options)
