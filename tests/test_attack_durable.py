@@ -135,3 +135,28 @@ def test_s3_metadata_sidecar_is_bound_to_the_object(s3_bucket: str) -> None:
     fs = s3fs.S3FileSystem()
     fs.pipe_file(location.removeprefix("s3://"), b"replaced behind its back")
     assert fmt.read_metadata(location) == {}
+
+
+def _s3_writes(location: str, value: int, rounds: int) -> None:
+    from prefect_ds import get_format as _get
+
+    for _ in range(rounds):
+        _get("csv").write(pd.DataFrame({"v": [value] * 10, "f": [value / 2] * 10}), location)
+
+
+def test_s3_csv_raw_writers_never_interleave_their_uploads(s3_bucket: str) -> None:
+    """Two processes writing one csv on S3 without any lock of their own: the sidecar
+    and data uploads of one commit go together (under the target's lease)."""
+    import multiprocessing
+
+    location = f"{s3_bucket}/raced.csv"
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_s3_writes, args=(location, v, 6)) for v in (2, 4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(300)
+        assert writer.exitcode == 0
+    back = get_format("csv").read(location)
+    value = int(back["v"].iloc[0])
+    assert_frame_equal(back, pd.DataFrame({"v": [value] * 10, "f": [value / 2] * 10}))

@@ -89,6 +89,8 @@ def seal(doc: dict[str, Any]) -> dict[str, Any]:
 def sealed(doc: Mapping[str, Any]) -> bool | None:
     """True if ``doc``'s ``check`` matches its content, False if it does not, None if it
     has none (a sidecar written before sidecars were sealed)."""
+    if not isinstance(doc, Mapping):
+        return None
     check = doc.get(CHECK_KEY)
     if check is None:
         return None

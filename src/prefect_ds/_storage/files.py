@@ -20,9 +20,9 @@ reported as written survives a power loss. ``PREFECT_DS_DURABLE=0`` turns this o
 (faster on slow disks, at the risk of an empty or old file after a power loss).
 
 A multi-file commit (data file plus sidecars) renames its files under the target's lock
-(:func:`prefect_ds._storage.locks.commit_lock`), so two writers never interleave their
-renames, and every sidecar records the binding of the data it describes
-(:mod:`prefect_ds._storage.binding`).
+(:func:`prefect_ds._storage.locks.commit_lock`; on S3 it uploads them under the target's
+lease), so two writers never interleave their renames or uploads, and every sidecar
+records the binding of the data it describes (:mod:`prefect_ds._storage.binding`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from prefect_ds._storage import binding
 from prefect_ds._storage.durability import durable, fsync_path, makedirs
+from prefect_ds._storage.lease import S3Lease, supports_leases
 from prefect_ds._storage.locks import commit_lock
 
 TEMP_MARKER = ".prefect-ds-tmp"
@@ -222,8 +223,11 @@ def staged(*locations: str, durable_commit: bool | None = None,
             doc = extra.render(binding.of_file(temps[-1], local=False))
             with open(temps[-2], "wb") as out:
                 out.write(doc)
-        for temp, (target_fs, path) in zip(temps, targets, strict=True):
-            target_fs.put_file(temp, path)
+        data_fs, data_path = targets[-1]
+        together = len(targets) > 1 and supports_leases(data_fs)
+        with S3Lease(data_fs, data_path) if together else contextlib.nullcontext():
+            for temp, (target_fs, path) in zip(temps, targets, strict=True):
+                target_fs.put_file(temp, path)
 
 
 @contextlib.contextmanager

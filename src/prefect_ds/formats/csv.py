@@ -264,6 +264,8 @@ class CsvFormat(FileFormat):
             return None
         try:
             doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise TypeError(f"a JSON {type(doc).__name__}, not an object")
             sealed = binding.sealed(doc)
             if sealed is False or (sealed is None and "binding" in doc):
                 raise CorruptTargetError(
