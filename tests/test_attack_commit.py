@@ -21,6 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from prefect_ds import CorruptTargetError, FileFormat, PandasResultHandler, get_format
@@ -373,3 +375,34 @@ def test_arrow_table_of_the_test_format_round_trips(tmp_path: Path) -> None:
     fmt.write(INTS, location)
     assert_frame_equal(fmt.read(location), INTS)
     assert isinstance(pa.ipc.open_file(location).read_all(), pa.Table)
+
+
+# --- property: any change to either file is caught -------------------------------------
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=20),
+       which=st.sampled_from(["data", "sidecar"]), where=st.floats(0, 1),
+       byte=st.integers(0, 255))
+def test_any_changed_byte_is_caught_or_harmless(tmp_path_factory: pytest.TempPathFactory,
+                                                values: list[int], which: str, where: float,
+                                                byte: int) -> None:
+    fmt = get_format("csv")
+    location = str(tmp_path_factory.mktemp("p") / "t.csv")
+    df = pd.DataFrame({"v": values, "s": [str(v) for v in values]})
+    fmt.write(df, location)
+    path = Path(location if which == "data" else location + ".schema.json")
+    data = bytearray(path.read_bytes())
+    at = min(int(where * len(data)), len(data) - 1)
+    if data[at] == byte:
+        return
+    data[at] = byte
+    path.write_bytes(bytes(data))
+    try:
+        back = fmt.read(location)
+    except CorruptTargetError:
+        return
+    # Only a change the sidecar's JSON does not see (its layout whitespace) may pass...
+    assert which == "sidecar", f"a changed data file was read: {back}"
+    assert_frame_equal(back, df)  # ...and then the frame is exactly the one written
