@@ -9,6 +9,14 @@ recorded column types (nothing is inferred) and restores the dtypes, so
 ``read(write(df)) == df``. A size or row count that disagrees with the sidecar raises
 :class:`~prefect_ds.CorruptTargetError` instead of returning a wrong frame.
 
+The sidecar is bound to the exact data file it describes (``binding``: the file's sha256,
+plus its inode, ``mtime_ns`` and size locally, taken from the staged file before the
+commit) and sealed with a digest of its own content (``check``), and the two files are
+committed in one step (``prefect_ds._storage.files.staged``). A reader compares the
+binding with the file it opened; a mismatch is waited out while a writer holds the
+target's lock (between its two renames), else it is a ``CorruptTargetError``: the data of
+one version is never parsed with another version's sidecar.
+
 Missing values: a null is an empty, unquoted field; an empty string is ``""``. Every
 string value is quoted, so the two never mix. Tz-aware datetimes are written in UTC
 (``...Z``). Timedeltas, and datetimes outside what pyarrow's parser reads (years 1..9999),
