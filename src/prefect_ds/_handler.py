@@ -10,6 +10,7 @@ import pandas as pd
 from prefect_ds._checkpoint import lineage as _lineage
 from prefect_ds._format import Format, SupportsStorageOptions
 from prefect_ds._locations import LocationTemplate
+from prefect_ds._redact import redact
 from prefect_ds._registry import resolve_format
 
 
@@ -38,7 +39,7 @@ class PandasResultHandler:
         if storage_options:
             if not isinstance(self.format, SupportsStorageOptions):
                 raise TypeError(
-                    f"PandasResultHandler({location!r}): storage_options apply to file "
+                    f"PandasResultHandler({redact(location)!r}): storage_options apply to file "
                     f"formats only, and {self.format.name!r} is not one; put connection "
                     f"settings in the location instead"
                 )
@@ -63,7 +64,8 @@ class PandasResultHandler:
         """Store ``df`` for these arguments atomically; return the rendered location."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(
-                f"PandasResultHandler({self.location!r}) can only write a pandas DataFrame, "
+                f"PandasResultHandler({redact(self.location)!r}) can only write a pandas "
+                f"DataFrame, "
                 f"got {type(df).__module__}.{type(df).__qualname__}; nothing was written"
             )
         location = self.render(**arguments)
@@ -80,4 +82,4 @@ class PandasResultHandler:
         self.format.delete(self.render(**arguments))
 
     def __repr__(self) -> str:
-        return f"PandasResultHandler({self.location!r}, format={self.format.name!r})"
+        return f"PandasResultHandler({redact(self.location)!r}, format={self.format.name!r})"

@@ -89,7 +89,8 @@ def show_command(
 ) -> None:
     """Print the shape, dtypes and first rows of the result stored at LOCATION."""
     from prefect_ds._errors import UnknownFormatError
-    from prefect_ds._registry import redact, resolve_format
+    from prefect_ds._redact import redact
+    from prefect_ds._registry import resolve_format
 
     try:
         fmt = resolve_format(location, format)

@@ -59,7 +59,7 @@ def _find(template: str, format: str | None,
 
 
 def _rows(targets: Sequence[Target], fields: Sequence[str]) -> list[tuple[str, ...]]:
-    from prefect_ds._registry import redact
+    from prefect_ds._redact import redact
 
     rows: list[tuple[str, ...]] = [
         ("LOCATION", *(f.upper() for f in fields), "ROWS", "SIZE", "MODIFIED (UTC)", "FINGERPRINT")
@@ -111,7 +111,7 @@ def rm_command(
     and asks first, unless --yes.
     """
     from prefect_ds._cli.listing import delete_targets
-    from prefect_ds._registry import redact
+    from prefect_ds._redact import redact
 
     fmt, targets = _find(template, format, where)
     if not targets:

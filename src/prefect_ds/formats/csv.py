@@ -47,6 +47,7 @@ import pyarrow.csv as pcsv
 
 from prefect_ds._errors import CorruptTargetError
 from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._redact import redact
 from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
 from prefect_ds.formats._csv_codec import column_types, decode, encode
 from prefect_ds.hookspecs import Register, hookimpl
@@ -139,8 +140,9 @@ class CsvFormat(FileFormat):
                 size = stream.size() if isinstance(stream, pa.NativeFile) else _size(stream)
                 if size != doc["bytes"]:
                     raise CorruptTargetError(
-                        f"{location}: the data file is {size} bytes but its schema sidecar "
-                        f"{self.sidecars(location)[0]} records {doc['bytes']}; the file was "
+                        f"{redact(location)}: the data file is {size} bytes but its schema sidecar "
+                        f"{redact(self.sidecars(location)[0])} records {doc['bytes']}; the file "
+                        f"was "
                         f"changed or an overwrite was interrupted. Delete the target and "
                         f"write it again."
                     )
@@ -202,12 +204,14 @@ class CsvFormat(FileFormat):
             doc["rows"] = int(doc["rows"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptTargetError(
-                f"{location}: its schema sidecar {sidecar} is not valid ({exc}). Delete "
+                f"{redact(location)}: its schema sidecar {redact(sidecar)} is not valid "
+                f"({exc}). Delete "
                 f"the target and write it again."
             ) from exc
         if version != SCHEMA_VERSION:
             raise CorruptTargetError(
-                f"{location}: its schema sidecar {sidecar} has version {version!r}; this "
+                f"{redact(location)}: its schema sidecar {redact(sidecar)} has version "
+                f"{version!r}; this "
                 f"prefect-ds reads version {SCHEMA_VERSION}. Upgrade prefect-ds or rewrite it."
             )
         return dict(doc)
@@ -219,7 +223,7 @@ _INCONSISTENT = (KeyError, IndexError, StopIteration, TypeError, ValueError, pa.
 
 def _inconsistent(location: str, sidecar: str, exc: BaseException) -> CorruptTargetError:
     return CorruptTargetError(
-        f"{location}: the data file and its schema sidecar {sidecar} disagree "
+        f"{redact(location)}: the data file and its schema sidecar {redact(sidecar)} disagree "
         f"({type(exc).__name__}: {exc}); one of them was changed or damaged. Delete the "
         f"target and write it again."
     )
@@ -280,12 +284,13 @@ def _parse(stream: Any, doc: Mapping[str, Any], location: str) -> pa.Table:
                               convert_options=convert_options)
     except pa.ArrowInvalid as exc:
         raise CorruptTargetError(
-            f"{location}: the data file does not match its schema sidecar ({exc}). Delete "
+            f"{redact(location)}: the data file does not match its schema sidecar ({exc}). Delete "
             f"the target and write it again."
         ) from exc
     if table.column_names != names:
         raise CorruptTargetError(
-            f"{location}: the data file's header {table.column_names[:5]!r}... differs from "
+            f"{redact(location)}: the data file's header {table.column_names[:5]!r}... differs "
+            f"from "
             f"the columns its schema sidecar records {names[:5]!r}.... Delete the target "
             f"and write it again."
         )
