@@ -105,7 +105,7 @@ def find_targets(fmt: Format, template: str,
     unknown = sorted(set(where or {}) - set(fields))
     if unknown:
         raise TemplateError(
-            f"--where names {', '.join(unknown)}, but template {template!r} has the fields "
+            f"--where names {', '.join(unknown)}, but template {redact(template)!r} has the fields "
             f"{', '.join(fields) or '(none)'}"
         )
     targets = []

@@ -93,7 +93,7 @@ def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt 
 
     _, targets = _find(template, format, where)
     if not targets:
-        typer.echo(f"no stored targets match {template!r}")
+        typer.echo(f"no stored targets match {redact(template)!r}")
         return
     typer.echo(table(_rows(targets, _fields(template))))
 
@@ -115,7 +115,7 @@ def rm_command(
 
     fmt, targets = _find(template, format, where)
     if not targets:
-        typer.echo(f"no stored targets match {template!r}; nothing deleted")
+        typer.echo(f"no stored targets match {redact(template)!r}; nothing deleted")
         return
     typer.echo(table(_rows(targets, _fields(template))))
     if not yes and not typer.confirm(f"Delete these {len(targets)} targets?", default=False):
