@@ -8,7 +8,14 @@ may hold, see :mod:`prefect_ds._locations`) to match them. Every format lists th
 ``list_locations`` capability: file formats glob through fsspec (local paths, ``s3://``,
 ``memory://``...), the SQL format asks SQLAlchemy's inspector.
 Hidden temporaries and sidecars never match, since the template's own suffix anchors the
-expression.
+expression, and a name is a target only if every value parsed out of it is one that
+rendering allows (:func:`prefect_ds._locations.check_value`: no leading dot, NFKC...).
+
+A template such as ``{region}_{year}`` may split one name two ways (``EU_west_2023``:
+``EU`` + ``west_2023``, or ``EU_west`` + ``2023``). Each name is parsed with the shortest
+and with the longest first values; when the two differ the target is *ambiguous*, and a
+``--where`` selects it only if both readings agree, so ``rm`` never deletes a name that
+only one reading puts in the selection.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from prefect_ds._checkpoint.fingerprint import METADATA_KEY, Fingerprint
-from prefect_ds._errors import TemplateError
+from prefect_ds._errors import TemplateError, UnsafeLocationError
 from prefect_ds._format import (
     Format,
     SupportsListing,
@@ -27,9 +34,10 @@ from prefect_ds._format import (
     stored_info,
     stored_metadata,
 )
-from prefect_ds._locations import LocationTemplate
+from prefect_ds._locations import LocationTemplate, check_value
+from prefect_ds._redact import redact, scrub
 
-_VALUE = r"[\w\-.=+,@]+?"
+_CHARS = r"(?!\.)[\w\-.=+,@]+"  # a rendered value: see prefect_ds._locations
 _GLOB_SPECIAL = re.compile(r"([*?\[\]])")
 
 
@@ -42,6 +50,15 @@ class Target:
     info: TargetInfo
     fingerprint: Fingerprint | None  # what is stored with it, if anything
     problem: str | None = None  # why info or fingerprint could not be read
+    other_values: Mapping[str, str] | None = None  # a second reading of an ambiguous name
+
+    @property
+    def ambiguous(self) -> bool:
+        """The template splits this name into values in more than one way."""
+        return self.other_values is not None
+
+    def __repr__(self) -> str:
+        return f"Target({redact(self.location)!r}, {dict(self.values)!r})"
 
 
 def _tokenised(template: str) -> tuple[str, dict[str, str]]:
@@ -57,15 +74,20 @@ def _tokenised(template: str) -> tuple[str, dict[str, str]]:
     return "".join(out), tokens
 
 
-def _pattern(text: str, tokens: Mapping[str, str]) -> tuple[str, re.Pattern[str]]:
-    """The glob and the regular expression of a tokenised text."""
-    glob = _GLOB_SPECIAL.sub(r"[\1]", text)
+def _regex(text: str, tokens: Mapping[str, str], lazy: bool) -> re.Pattern[str]:
     regex = re.escape(text)
     for i, token in enumerate(tokens.values()):
-        glob = glob.replace(token, "*")
-        group = f"(?P<f{i}>{_VALUE})"
+        group = f"(?P<f{i}>{_CHARS}{'?' if lazy else ''})"
         regex = regex.replace(re.escape(token), group, 1).replace(re.escape(token), f"(?P=f{i})")
-    return glob, re.compile(regex + r"\Z")
+    return re.compile(regex + r"\Z")
+
+
+def _pattern(text: str, tokens: Mapping[str, str]) -> tuple[str, re.Pattern[str]]:
+    """The glob and the (shortest-first) regular expression of a tokenised text."""
+    glob = _GLOB_SPECIAL.sub(r"[\1]", text)
+    for token in tokens.values():
+        glob = glob.replace(token, "*")
+    return glob, _regex(text, tokens, lazy=True)
 
 
 def patterns(template: str) -> tuple[str, re.Pattern[str], list[str]]:
@@ -76,14 +98,22 @@ def patterns(template: str) -> tuple[str, re.Pattern[str], list[str]]:
 
 
 def parse_values(regex: re.Pattern[str], fields: list[str], location: str) -> dict[str, str] | None:
+    """The values ``regex`` reads out of ``location``, if each is one rendering allows."""
     match = regex.fullmatch(location)
     if match is None:
         return None
-    return {field: match[f"f{i}"] for i, field in enumerate(fields)}
+    values = {field: match[f"f{i}"] for i, field in enumerate(fields)}
+    try:
+        for field, value in values.items():
+            check_value(value, field)
+    except UnsafeLocationError:
+        return None  # no value could have rendered this name
+    return values
 
 
-def _matches(fmt: Format, template: str) -> Iterable[tuple[str, dict[str, str]]]:
-    """(location, values) of every stored target of ``template``."""
+def _matches(fmt: Format, template: str
+             ) -> Iterable[tuple[str, dict[str, str], dict[str, str] | None]]:
+    """(location, values, second reading or None) of every stored target of ``template``."""
     text, tokens = _tokenised(template)
     fields = list(tokens)
     if not isinstance(fmt, SupportsListing):
@@ -91,16 +121,40 @@ def _matches(fmt: Format, template: str) -> Iterable[tuple[str, dict[str, str]]]
             f"format {fmt.name!r} cannot list its targets: it has no "
             f"list_locations(pattern) (see prefect_ds.SupportsListing)"
         )
-    glob, regex = _pattern(text, tokens)
+    glob, shortest = _pattern(text, tokens)
+    longest = _regex(text, tokens, lazy=False)
     for location in fmt.list_locations(glob):
-        values = parse_values(regex, fields, str(location))
-        if values is not None:
-            yield str(location), values
+        first = parse_values(shortest, fields, str(location))
+        last = parse_values(longest, fields, str(location))
+        if first is None and last is None:
+            continue
+        values = first if first is not None else last
+        assert values is not None
+        other = last if first is not None and last is not None and last != first else None
+        yield str(location), values, other
 
 
-def find_targets(fmt: Format, template: str,
-                 where: Mapping[str, str] | None = None) -> list[Target]:
-    """Every stored target of ``template`` whose parsed values match ``where``."""
+def natural_key(text: str) -> list[tuple[int, int | str]]:
+    """Sort key reading digit runs as numbers: ``item_2`` before ``item_10``."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", text) if part]
+
+
+def _selected(values: Mapping[str, str], other: Mapping[str, str] | None,
+              where: Mapping[str, str]) -> bool | None:
+    """True/False: ``where`` holds / fails for every reading; None: the readings disagree."""
+    first = all(values[k] == v for k, v in where.items())
+    if other is None:
+        return first
+    second = all(other[k] == v for k, v in where.items())
+    return first if first == second else None
+
+
+def find_targets(fmt: Format, template: str, where: Mapping[str, str] | None = None,
+                 *, ambiguous: list[Target] | None = None) -> list[Target]:
+    """Every stored target of ``template`` whose parsed values match ``where``, in
+    natural order. Ambiguous names that only one reading selects are left out, and put
+    into ``ambiguous`` when a list is given."""
     fields = list(_tokenised(template)[1])
     unknown = sorted(set(where or {}) - set(fields))
     if unknown:
@@ -109,20 +163,24 @@ def find_targets(fmt: Format, template: str,
             f"{', '.join(fields) or '(none)'}"
         )
     targets = []
-    for location, values in _matches(fmt, template):
-        if any(values[k] != v for k, v in (where or {}).items()):
-            continue
-        targets.append(_describe(fmt, location, values))
-    return targets
+    for location, values, other in _matches(fmt, template):
+        selected = _selected(values, other, where or {})
+        if selected is None and ambiguous is not None:
+            ambiguous.append(Target(location, values, TargetInfo(), None, None, other))
+        if selected:
+            targets.append(_describe(fmt, location, values, other))
+    return sorted(targets, key=lambda t: natural_key(t.location))
 
 
-def _describe(fmt: Format, location: str, values: Mapping[str, str]) -> Target:
+def _describe(fmt: Format, location: str, values: Mapping[str, str],
+              other: Mapping[str, str] | None) -> Target:
     try:
         info = stored_info(fmt, location)
         stored = Fingerprint.decode(stored_metadata(fmt, location).get(METADATA_KEY))
     except Exception as exc:  # a damaged target is still listed, with what went wrong
-        return Target(location, values, TargetInfo(), None, f"{type(exc).__name__}: {exc}")
-    return Target(location, values, info, stored)
+        problem = scrub(f"{type(exc).__name__}: {exc}", location)
+        return Target(location, values, TargetInfo(), None, problem, other)
+    return Target(location, values, info, stored, None, other)
 
 
 def delete_targets(fmt: Format, targets: Iterable[Target]) -> list[str]:

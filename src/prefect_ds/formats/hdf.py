@@ -16,6 +16,7 @@ two keys (the last PUT wins), so give concurrent writers separate objects.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -109,6 +110,23 @@ class HdfFormat(FileFormat):
                 f"separated by single '/', e.g. 'file.h5#results/2024'"
             )
         return "/".join(parts)
+
+    def list_locations(self, pattern: str) -> list[str]:
+        """Stored frames matching ``pattern``; ``*`` may stand in the file and in the key
+        (``clean.h5#sales/*`` lists every frame under ``sales`` in that file)."""
+        path, _, fragment = pattern.partition("#")
+        if not any(c in fragment for c in "*?["):
+            return super().list_locations(pattern)
+        found = []
+        for data in super().list_locations(path):
+            try:
+                with self._open(data) as handle:
+                    keys = _frame_keys(handle)
+            except (OSError, CorruptTargetError):
+                continue  # not an HDF5 file prefect-ds can read: it holds no targets
+            found += [f"{data}#{key}" for key in sorted(keys)
+                      if fnmatch.fnmatchcase(key, fragment.strip("/"))]
+        return found
 
     @contextlib.contextmanager
     def _open(self, location: str) -> Iterator[h5py.File]:

@@ -108,11 +108,12 @@ class SQLFormat(Format):
         return _sql_alchemy.read_metadata(loc)
 
     def target_info(self, location: str) -> TargetInfo:
-        """Rows from ``_prefect_ds_tables`` (tables prefect-ds wrote); no size or time."""
+        """Rows and write time from ``_prefect_ds_tables`` (tables prefect-ds wrote); no size."""
         loc = parse_location(location)
         if self._adbc(loc, None):
-            return TargetInfo(rows=_sql_adbc.stored_rows(loc))
-        return TargetInfo(rows=_sql_alchemy.stored_rows(loc))
+            return TargetInfo(rows=_sql_adbc.stored_rows(loc),
+                              modified=_sql_alchemy.written_at(loc))
+        return TargetInfo(rows=_sql_alchemy.stored_rows(loc), modified=_sql_alchemy.written_at(loc))
 
     def list_locations(self, location: str) -> list[str]:
         """The stored tables matching ``location``, whose table part may hold ``*``.

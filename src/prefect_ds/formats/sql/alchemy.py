@@ -12,6 +12,7 @@ pool without closing the parent's connections (SQLAlchemy's recommended pattern)
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -225,6 +226,24 @@ def stored_rows(loc: SqlLocation) -> int | None:
     with engine_for(loc).connect() as conn:
         found = _read_meta(conn, loc)
     return found[1].n_rows if found is not None and found[0] == meta.COMPLETE else None
+
+
+def written_at(loc: SqlLocation) -> dt.datetime | None:
+    """When prefect-ds last completed a write of the table (its metadata row); else None."""
+    if _sqlite_file_missing(loc):
+        return None
+    with engine_for(loc).connect() as conn:
+        if not sa.inspect(conn).has_table(meta.META_TABLE, schema=loc.schema):
+            return None
+        table = _meta_table(loc)
+        row = conn.execute(sa.select(table.c.state, table.c.written_at)
+                           .where(table.c.table_name == meta.meta_key(loc))).first()
+    if row is None or row[0] != meta.COMPLETE:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(row[1]))
+    except ValueError:
+        return None
 
 
 def list_tables(loc: SqlLocation) -> list[str]:
