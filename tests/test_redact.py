@@ -91,7 +91,8 @@ def test_generated_passwords_never_survive(form: str, encoded: bool, password: s
 ])
 def test_hand_picked_locations(location: str) -> None:
     shown = redact(location)
-    for secret in ("p/a#s?s@w:o%rd", "ss@h", "p@ss", "p#ss", "%70%61%73%73word", "pa%zzss", "hunter2"):
+    for secret in ("p/a#s?s@w:o%rd", "ss@h", "p@ss", "p#ss", "%70%61%73%73word", "pa%zzss",
+                   "hunter2"):
         if secret in location:
             assert secret not in shown, shown
     assert shown.endswith("#t")
