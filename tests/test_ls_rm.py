@@ -256,12 +256,12 @@ def test_ls_natural_order_plurals_and_json(tmp_path: Path) -> None:
     template = str(tmp_path / "item_{n}.parquet")
     for n in (10, 2, 1, 33):
         get_format("parquet").write(pd.DataFrame({"v": range(n)}), template.format(n=n))
-    code, out = cli("ls", template)
+    _, out = cli("ls", template)
     assert [line.split()[1] for line in out.strip().splitlines()[1:-1]] == ["1", "2", "10", "33"]
     assert out.strip().endswith("4 targets")
-    code, out = cli("ls", template, "--where", "n=2")
+    _, out = cli("ls", template, "--where", "n=2")
     assert out.strip().endswith("\n1 target")
-    code, out = cli("ls", template, "--json")
+    _, out = cli("ls", template, "--json")
     doc = json.loads(out)
     assert [d["values"]["n"] for d in doc] == ["1", "2", "10", "33"]
     assert [d["rows"] for d in doc] == [1, 2, 10, 33]
@@ -279,5 +279,5 @@ def test_sql_ls_shows_when_each_table_was_written(tmp_path: Path) -> None:
     assert all(t.info.modified is not None for t in targets)
     assert all(before - dt.timedelta(seconds=5) <= t.info.modified  # type: ignore[operator]
                <= dt.datetime.now(dt.timezone.utc) for t in targets)
-    code, out = cli("ls", template, "--json")
+    _, out = cli("ls", template, "--json")
     assert all(d["modified"] for d in json.loads(out))

@@ -5,8 +5,8 @@ Every public name is imported on first use (PEP 562), so ``import prefect_ds`` a
 """
 
 import importlib
-import inspect
 import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _adopt() -> None:
     for public, home in _HOMES.items():
         module = sys.modules.get(home)
         value = getattr(module, public, None)
-        if isinstance(value, type) or inspect.isfunction(value):
+        if isinstance(value, (type, types.FunctionType)):
             value.__module__ = __name__
 
 
