@@ -57,7 +57,7 @@ class LocationTemplate:
 
     def __init__(self, template: str) -> None:
         if not isinstance(template, str) or not template:
-            raise TemplateError(f"a location must be a non-empty string, got {redact(template)!r}")
+            raise TemplateError(f"a location must be a non-empty string, got {template!r}")
         self.template = template
         try:
             self._parts = list(_formatter.parse(template))

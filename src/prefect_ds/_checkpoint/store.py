@@ -33,7 +33,7 @@ from prefect_ds._checkpoint.staleness import Staleness
 from prefect_ds._errors import CheckpointResultError, CorruptTargetError
 from prefect_ds._format import SupportsDiscard
 from prefect_ds._handler import PandasResultHandler
-from prefect_ds._redact import redact
+from prefect_ds._redact import redact, scrub
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.targets import StoredTarget
 
@@ -163,7 +163,7 @@ class Checkpointed:
                 raise
             run_logger().warning(
                 "checkpoint %s is corrupt (%s); on_corrupt='recompute': running %s and "
-                "replacing it", location, exc, self.label(call),
+                "replacing it", redact(location), scrub(str(exc), location), self.label(call),
             )
             return None
         if stored is not None:
@@ -188,7 +188,7 @@ class Checkpointed:
         """Remove an unreadable target's data file (or, for other formats, the target)."""
         fmt = self.handler.format
         run_logger().warning("removing corrupt checkpoint %s before writing it again",
-                              location)
+                              redact(location))
         if isinstance(fmt, SupportsDiscard):
             fmt.discard(location)
         else:
@@ -238,7 +238,7 @@ class Checkpointed:
             run_logger().warning(
                 "checkpoint %s appeared while %s was computing it (written by another "
                 "process?); it was left as it is and this call's result was not stored",
-                location,
+                redact(location),
                 self.label(call),
             )
             return
