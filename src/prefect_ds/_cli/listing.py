@@ -136,7 +136,7 @@ def _matches(fmt: Format, template: str
 
 def natural_key(text: str) -> list[tuple[int, int | str]]:
     """Sort key reading digit runs as numbers: ``item_2`` before ``item_10``."""
-    return [(0, int(part)) if part.isdigit() else (1, part)
+    return [(0, int(part)) if part.isdecimal() else (1, part)
             for part in re.split(r"(\d+)", text) if part]
 
 
