@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prefect_ds import get_format
 from prefect_ds._checkpoint.fingerprint import METADATA_KEY, Fingerprint
@@ -281,3 +283,36 @@ def test_sql_ls_shows_when_each_table_was_written(tmp_path: Path) -> None:
                <= dt.datetime.now(dt.timezone.utc) for t in targets)
     _, out = cli("ls", template, "--json")
     assert all(d["modified"] for d in json.loads(out))
+
+
+_VALUES = st.text(alphabet="aE_-.1", min_size=1, max_size=4).filter(
+    lambda v: not v.startswith("."))
+
+
+@settings(max_examples=40)
+@given(pairs=st.lists(st.tuples(_VALUES, st.sampled_from(["1", "2023", "x_1"])),
+                      min_size=1, max_size=6, unique=True),
+       pick=st.integers(0, 5))
+def test_a_selection_never_reaches_a_target_rendered_from_other_values(
+    pairs: list[tuple[str, str]], pick: int
+) -> None:
+    """Whatever values were rendered, ``--where region=X`` selects only names that a
+    rendering with region X produced, and only if no other rendering produced them."""
+    import tempfile
+
+    fmt = get_format("parquet")
+    # ask for a region, or for what comes before an "_" in one (the likely confusion)
+    candidates = sorted({p for r, _ in pairs for p in (r, r.split("_")[0]) if p})
+    region = candidates[pick % len(candidates)]
+    with tempfile.TemporaryDirectory() as root:
+        template = os.path.join(root, "{region}_{year}.parquet")
+        rendered: dict[str, set[tuple[str, str]]] = {}
+        for r, y in pairs:
+            location = template.format(region=r, year=y)
+            rendered.setdefault(location, set()).add((r, y))
+            fmt.write(pd.DataFrame({"v": [1]}), location)
+        selected = _browse.find_targets(fmt, template, {"region": region})
+        for target in selected:
+            assert {r for r, _ in rendered[target.location]} == {region}, target
+        everything = {t.location for t in _browse.find_targets(fmt, template)}
+        assert everything == set(rendered)  # every rendered name is listed, nothing else
