@@ -7,12 +7,14 @@ Compared, interleaved, medians:
 * ``prefect-ds --help`` against a bare interpreter (``python -c pass``) and against
   ``import typer`` alone, the floor any typer command pays;
 * ``prefect-ds formats`` (loads every format plugin) against ``--help``;
-* ``import prefect_ds`` against the bare interpreter.
+* ``import prefect_ds`` against the bare interpreter;
+* with ``--against SRC`` (another checkout's ``src``, e.g. an older release), ``--help``
+  against the same command run from that source, under the same load.
 
 Bar: cold ``--help`` at most 0.15 s. On a loaded machine every figure grows; the ratios
 to the bare interpreter and to ``import typer`` are the comparable numbers.
 
-Run: ``.venv/bin/python benchmarks/cli.py [--repeat N]``.
+Run: ``.venv/bin/python benchmarks/cli.py [--repeat N] [--against OTHER/src]``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
 CLI = "import sys; from prefect_ds._cli import main; sys.argv[0] = 'prefect-ds'; main()"
 
 
-def python(*args: str) -> None:
-    done = subprocess.run([sys.executable, *args], env=ENV, stdout=subprocess.DEVNULL,
+def python(*args: str, env: dict[str, str] = ENV) -> None:
+    done = subprocess.run([sys.executable, *args], env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     if done.returncode not in (0,):
         raise SystemExit(f"{args} exited with {done.returncode}")
@@ -41,7 +43,9 @@ def python(*args: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--against", help="another source tree to time --help from")
+    options = parser.parse_args()
+    repeat = options.repeat
 
     def help_() -> None:
         python("-c", CLI, "--help")
@@ -67,6 +71,14 @@ def main() -> None:
     rows.append(("import prefect_ds", "python -c pass", ours, base))
     ours, base = interleaved(formats, help_, max(3, repeat // 3))
     rows.append(("prefect-ds formats", "prefect-ds --help", ours, base))
+    if options.against:
+        other = {**ENV, "PYTHONPATH": os.path.abspath(options.against)}
+
+        def other_help() -> None:
+            python("-c", CLI, "--help", env=other)
+
+        ours, base = interleaved(help_, other_help, repeat)
+        rows.append(("prefect-ds --help", "--help of --against", ours, base))
 
     print(f"{'ours':<22}{'baseline':<22}{'ours (s)':>10}{'base (s)':>10}{'ratio':>8}")
     for name, against, a, b in rows:
