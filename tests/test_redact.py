@@ -88,6 +88,9 @@ def test_generated_passwords_never_survive(form: str, encoded: bool, password: s
     "sqlite:///x.db?password=hunter22#t",
     "postgresql://u:pw@h/db?PassWord=hunter22#t",
     "postgresql://u:hunter22@h/db?sslpassword=hunter23&sslmode=require#t",
+    "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BX%7D%3BUID%3Du%3BPWD%3Dhunter22%3B#t",
+    "mssql+pyodbc:///?odbc_connect=DRIVER={X};UID=u;PWD=hunter22;#t",
+    "POSTGRESQL://me@corp.example:hunter22@h/db#t",  # an e-mail as the user name
 ])
 def test_hand_picked_locations(location: str) -> None:
     shown = redact(location)

@@ -88,8 +88,13 @@ def _secret_spans(location: str) -> list[tuple[int, int]]:
 
 
 def secrets(location: str) -> list[str]:
-    """The secret substrings of ``location`` (passwords, secret query values), as written."""
-    return [location[a:b] for a, b in _secret_spans(location)]
+    """The secret substrings of ``location`` (passwords, secret query values), as written
+    and as found once the location is percent-decoded (``odbc_connect=...%3BPWD%3D...``)."""
+    found = [location[a:b] for a, b in _secret_spans(location)]
+    decoded = unquote(location)
+    if decoded != location:
+        found += [s for s in (decoded[a:b] for a, b in _secret_spans(decoded)) if s not in found]
+    return found
 
 
 def _spellings(secret: str) -> set[str]:
@@ -143,11 +148,11 @@ def redact(location: str) -> str:
     if not isinstance(location, str):
         location = str(location)
     spans = _secret_spans(location)
-    if not spans:
+    found = secrets(location)
+    if not found:
         return location
-    found = [location[a:b] for a, b in spans]
-    shown = _by_sqlalchemy(location, found)
-    if shown is None or MASK not in shown:
+    shown = _by_sqlalchemy(location, found) if spans else None
+    if shown is None or (spans and MASK not in shown):
         shown = _hide_spans(location, spans)
     return _remove(shown, found, _MIN_SPELLED)
 
