@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -316,3 +317,18 @@ def test_a_selection_never_reaches_a_target_rendered_from_other_values(
             assert {r for r, _ in rendered[target.location]} == {region}, target
         everything = {t.location for t in _browse.find_targets(fmt, template)}
         assert everything == set(rendered)  # every rendered name is listed, nothing else
+
+
+def test_every_reading_counts_with_three_fields(tmp_path: Path) -> None:
+    """``x_y_z_w`` reads three ways for ``{a}_{b}_{c}``; the middle one alone has
+    b=y_z, so --where b=y_z must not select it (the first and last readings agree)."""
+    template = str(tmp_path / "{a}_{b}_{c}.parquet")
+    fmt = get_format("parquet")
+    fmt.write(pd.DataFrame({"v": [1]}), template.format(a="x", b="y_z", c="w"))
+    ambiguous: list[Any] = []
+    assert _browse.find_targets(fmt, template, {"b": "y_z"}, ambiguous=ambiguous) == []
+    (target,) = ambiguous
+    assert len(target.readings) == 3
+    assert {"a": "x", "b": "y_z", "c": "w"} in target.readings
+    (everything,) = _browse.find_targets(fmt, template)
+    assert everything.ambiguous and everything.values == {"a": "x", "b": "y", "c": "z_w"}

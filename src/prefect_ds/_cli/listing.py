@@ -12,10 +12,10 @@ expression, and a name is a target only if every value parsed out of it is one t
 rendering allows (:func:`prefect_ds._locations.check_value`: no leading dot, NFKC...).
 
 A template such as ``{region}_{year}`` may split one name two ways (``EU_west_2023``:
-``EU`` + ``west_2023``, or ``EU_west`` + ``2023``). Each name is parsed with the shortest
-and with the longest first values; when the two differ the target is *ambiguous*, and a
-``--where`` selects it only if both readings agree, so ``rm`` never deletes a name that
-only one reading puts in the selection.
+``EU`` + ``west_2023``, or ``EU_west`` + ``2023``). Every reading of a name is found (up
+to 32); when there are several the target is *ambiguous*, and a ``--where`` selects it
+only if it holds for every reading, so ``rm`` never deletes a name that some rendering
+with other values could have written.
 """
 
 from __future__ import annotations
@@ -50,12 +50,17 @@ class Target:
     info: TargetInfo
     fingerprint: Fingerprint | None  # what is stored with it, if anything
     problem: str | None = None  # why info or fingerprint could not be read
-    other_values: Mapping[str, str] | None = None  # a second reading of an ambiguous name
+    readings: tuple[Mapping[str, str], ...] = ()  # every reading, when there are several
 
     @property
     def ambiguous(self) -> bool:
         """The template splits this name into values in more than one way."""
-        return self.other_values is not None
+        return len(self.readings) > 1
+
+    @property
+    def other_values(self) -> Mapping[str, str] | None:
+        """The reading furthest from ``values`` (longest first values), if ambiguous."""
+        return self.readings[-1] if self.ambiguous else None
 
     def __repr__(self) -> str:
         return f"Target({redact(self.location)!r}, {dict(self.values)!r})"
@@ -111,27 +116,66 @@ def parse_values(regex: re.Pattern[str], fields: list[str], location: str) -> di
     return values
 
 
+_MAX_READINGS = 32
+_VALUE = re.compile(_CHARS)
+
+
+def readings(segments: list[tuple[bool, str]], location: str) -> list[dict[str, str]]:
+    """Every way ``location`` splits into the template's literals and rendered values,
+    shortest first values first. ``segments``: (is_field, literal text or field name)."""
+    found: list[dict[str, str]] = []
+
+    def walk(i: int, pos: int, values: dict[str, str]) -> None:
+        if len(found) >= _MAX_READINGS:
+            return
+        if i == len(segments):
+            if pos == len(location):
+                found.append(dict(values))
+            return
+        is_field, text = segments[i]
+        if not is_field or text in values:  # a literal, or a repeated field
+            expected = values[text] if is_field else text
+            if location.startswith(expected, pos):
+                walk(i + 1, pos + len(expected), values)
+            return
+        for end in range(pos + 1, len(location) + 1):
+            value = location[pos:end]
+            if not _VALUE.fullmatch(value):
+                break  # a longer value holds the same bad character
+            try:
+                check_value(value, text)
+            except UnsafeLocationError:
+                continue
+            values[text] = value
+            walk(i + 1, end, values)
+            del values[text]
+
+    walk(0, 0, {})
+    return found
+
+
+def _segments(text: str, tokens: Mapping[str, str]) -> list[tuple[bool, str]]:
+    by_token = {token: field for field, token in tokens.items()}
+    parts = re.split("(" + "|".join(map(re.escape, by_token)) + ")", text) if by_token \
+        else [text]
+    return [(True, by_token[p]) if p in by_token else (False, p) for p in parts if p]
+
+
 def _matches(fmt: Format, template: str
-             ) -> Iterable[tuple[str, dict[str, str], dict[str, str] | None]]:
-    """(location, values, second reading or None) of every stored target of ``template``."""
+             ) -> Iterable[tuple[str, list[dict[str, str]]]]:
+    """(location, every reading) of every stored target of ``template``."""
     text, tokens = _tokenised(template)
-    fields = list(tokens)
     if not isinstance(fmt, SupportsListing):
         raise TypeError(
             f"format {fmt.name!r} cannot list its targets: it has no "
             f"list_locations(pattern) (see prefect_ds.SupportsListing)"
         )
-    glob, shortest = _pattern(text, tokens)
-    longest = _regex(text, tokens, lazy=False)
+    glob, _ = _pattern(text, tokens)
+    segments = _segments(text, tokens)
     for location in fmt.list_locations(glob):
-        first = parse_values(shortest, fields, str(location))
-        last = parse_values(longest, fields, str(location))
-        if first is None and last is None:
-            continue
-        values = first if first is not None else last
-        assert values is not None
-        other = last if first is not None and last is not None and last != first else None
-        yield str(location), values, other
+        found = readings(segments, str(location))
+        if found:
+            yield str(location), found
 
 
 def natural_key(text: str) -> list[tuple[int, int | str]]:
@@ -140,14 +184,10 @@ def natural_key(text: str) -> list[tuple[int, int | str]]:
             for part in re.split(r"(\d+)", text) if part]
 
 
-def _selected(values: Mapping[str, str], other: Mapping[str, str] | None,
-              where: Mapping[str, str]) -> bool | None:
+def _selected(found: list[dict[str, str]], where: Mapping[str, str]) -> bool | None:
     """True/False: ``where`` holds / fails for every reading; None: the readings disagree."""
-    first = all(values[k] == v for k, v in where.items())
-    if other is None:
-        return first
-    second = all(other[k] == v for k, v in where.items())
-    return first if first == second else None
+    holds = {all(values[k] == v for k, v in where.items()) for values in found}
+    return holds.pop() if len(holds) == 1 else None
 
 
 def find_targets(fmt: Format, template: str, where: Mapping[str, str] | None = None,
@@ -163,24 +203,25 @@ def find_targets(fmt: Format, template: str, where: Mapping[str, str] | None = N
             f"{', '.join(fields) or '(none)'}"
         )
     targets = []
-    for location, values, other in _matches(fmt, template):
-        selected = _selected(values, other, where or {})
+    for location, found in _matches(fmt, template):
+        selected = _selected(found, where or {})
+        every = tuple(found) if len(found) > 1 else ()
         if selected is None and ambiguous is not None:
-            ambiguous.append(Target(location, values, TargetInfo(), None, None, other))
+            ambiguous.append(Target(location, found[0], TargetInfo(), None, None, every))
         if selected:
-            targets.append(_describe(fmt, location, values, other))
+            targets.append(_describe(fmt, location, found[0], every))
     return sorted(targets, key=lambda t: natural_key(t.location))
 
 
 def _describe(fmt: Format, location: str, values: Mapping[str, str],
-              other: Mapping[str, str] | None) -> Target:
+              every: tuple[Mapping[str, str], ...]) -> Target:
     try:
         info = stored_info(fmt, location)
         stored = Fingerprint.decode(stored_metadata(fmt, location).get(METADATA_KEY))
     except Exception as exc:  # a damaged target is still listed, with what went wrong
         problem = scrub(f"{type(exc).__name__}: {exc}", location)
-        return Target(location, values, TargetInfo(), None, problem, other)
-    return Target(location, values, info, stored, None, other)
+        return Target(location, values, TargetInfo(), None, problem, every)
+    return Target(location, values, info, stored, None, every)
 
 
 def delete_targets(fmt: Format, targets: Iterable[Target]) -> list[str]:
