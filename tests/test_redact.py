@@ -245,3 +245,15 @@ def test_the_driver_error_scrub_is_exercised() -> None:
     message = str(info.value)
     assert "IPv6" in message or "URI" in message  # the driver's own words are kept
     assert_clean(message)
+
+
+def test_released_result_and_stored_target_reprs() -> None:
+    import uuid
+
+    from prefect_ds import ReleasedResult
+    from prefect_ds._release.targets import StoredTarget
+
+    target = StoredTarget(f"postgresql://u:{PASSWORD}@h/db#t", prefect_ds.get_format("sql"))
+    released = ReleasedResult("clean", uuid.uuid4(), "DataFrame", 10, "(1, 2)", target)
+    assert_clean(repr(target), repr(released))
+    assert "postgresql://u:***@h/db#t" in repr(released)
