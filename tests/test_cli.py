@@ -186,3 +186,111 @@ def test_formats_reports_a_duplicate_registration(tmp_path: Path) -> None:
     assert out.stderr.startswith("error: ")
     assert "copycat 3.0" in out.stderr and CORE in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- small things users expect ----------------------------------------------------------------
+
+
+def test_help_starts_without_pandas_or_pyarrow() -> None:
+    """``--help`` loads typer and nothing heavy (the timing lives in benchmarks/cli.py)."""
+    probe = (
+        "import sys\n"
+        "sys.argv = ['prefect-ds', '--help']\n"
+        "from prefect_ds._cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pandas', 'pyarrow', 'numpy', 'prefect', 'rich', 'sqlalchemy')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "Usage" in done.stdout and "formats" in done.stdout
+    assert "HEAVY []" in done.stdout, done.stdout
+
+
+def test_import_prefect_ds_is_light_and_names_load_on_use() -> None:
+    probe = (
+        "import sys, prefect_ds\n"
+        "assert 'pandas' not in sys.modules, 'pandas'\n"
+        "assert prefect_ds.__version__\n"
+        "from prefect_ds import checkpoint, FileFormat, TemplateError\n"
+        "assert FileFormat.__module__ == 'prefect_ds', FileFormat.__module__\n"
+        "assert TemplateError.__module__ == 'prefect_ds'\n"
+        "assert set(dir(prefect_ds)) >= set(prefect_ds.__all__)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_formats_json() -> None:
+    import json
+
+    result = runner.invoke(app, ["formats", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    by_name = {f["name"]: f for f in doc["formats"]}
+    assert set(by_name) == set(available_formats())
+    assert by_name["parquet"]["suffixes"] == list(get_format("parquet").suffixes)
+    assert by_name["parquet"]["provider"] == CORE
+    assert "postgresql" in by_name["sql"]["schemes"]
+    assert isinstance(doc["unavailable"], list)
+
+
+def test_show_json(tmp_path: Path) -> None:
+    import json
+
+    location = str(tmp_path / "orders.parquet")
+    get_format("parquet").write(frame(), location)
+    result = runner.invoke(app, ["show", location, "--json", "-n", "2"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["location"] == location and doc["format"] == "parquet"
+    assert (doc["rows"], doc["columns"]) == (12, 4)
+    assert list(doc["dtypes"]) == ["amount", "units", "region", "day"]
+    assert doc["dtypes"]["units"] == "Int64" and doc["dtypes"]["region"] == "category"
+    assert doc["index"]["names"] == ["order_id"]
+    assert doc["head"]["index"] == ["id000", "id001"]
+    assert len(doc["head"]["data"]) == 2
+
+
+def test_plurals(tmp_path: Path) -> None:
+    location = str(tmp_path / "one.parquet")
+    get_format("parquet").write(frame(1).iloc[:, :1], location)
+    out = runner.invoke(app, ["show", location]).stdout
+    assert "shape: 1 row x 1 column" in out and "first row:" in out
+
+
+def test_show_lists_the_keys_of_one_hdf_file_and_opens_each(tmp_path: Path) -> None:
+    if "hdf" not in available_formats():
+        pytest.skip("format 'hdf' is not installed")
+    import json
+
+    hdf = get_format("hdf")
+    for region in ("EU", "US", "item_10", "item_2"):
+        hdf.write(frame(2), str(tmp_path / f"clean.h5#sales/{region}"))
+    result = runner.invoke(app, ["show", str(tmp_path / "clean.h5")])
+    assert result.exit_code == 0, result.output
+    assert "holds 4 stored results" in result.stdout
+    keys = [line.strip().rpartition("#")[2] for line in result.stdout.splitlines()[1:]]
+    assert keys == ["sales/EU", "sales/US", "sales/item_2", "sales/item_10"]
+    doc = json.loads(runner.invoke(app, ["show", str(tmp_path / "clean.h5"), "--json"]).stdout)
+    assert doc["keys"] == keys
+    opened = runner.invoke(app, ["show", str(tmp_path / "clean.h5#sales/item_2")])
+    assert opened.exit_code == 0 and "shape: 2 rows x 4 columns" in opened.stdout
+    listed = runner.invoke(app, ["ls", str(tmp_path / "clean.h5#sales/{region}")])
+    assert listed.exit_code == 0, listed.output
+    assert "4 targets" in listed.stdout
+
+
+def test_show_says_what_a_partitioned_parquet_directory_is(tmp_path: Path) -> None:
+    directory = tmp_path / "sales.parquet"
+    frame(6).reset_index().to_parquet(directory, partition_cols=["region"])
+    result = runner.invoke(app, ["show", str(directory)])
+    assert result.exit_code == 1
+    assert "nothing is stored" not in result.stderr
+    assert "is a directory of 2 files" in result.stderr and "partitioned" in result.stderr
+    assert "prefect-ds show " in result.stderr
+    undecided = runner.invoke(app, ["show", str(tmp_path)])
+    assert "is a directory of" in undecided.stderr

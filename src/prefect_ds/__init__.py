@@ -1,57 +1,113 @@
-"""prefect-ds: readable, templated, checkpointed pandas results for Prefect 3 flows."""
+"""prefect-ds: readable, templated, checkpointed pandas results for Prefect 3 flows.
 
-import inspect
+Every public name is imported on first use (PEP 562), so ``import prefect_ds`` and the
+``prefect-ds`` command start without pandas, pyarrow or Prefect.
+"""
+
+import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
-from prefect_ds._checkpoint.decorator import checkpoint, checkpoint_task
-from prefect_ds._errors import (
-    CheckpointCollisionError,
-    CheckpointResultError,
-    CorruptTargetError,
-    DuplicateFormatError,
-    FingerprintError,
-    MissingDependencyError,
-    PrefectDSError,
-    ResultReleasedError,
-    TargetLockTimeout,
-    TemplateError,
-    UnknownFormatError,
-    UnsafeLocationError,
-    UnsupportedFrameError,
-)
-from prefect_ds._format import (
-    FileFormat,
-    Format,
-    SupportsAssetKey,
-    SupportsDiscard,
-    SupportsListing,
-    SupportsLock,
-    SupportsMetadata,
-    SupportsSidecarNames,
-    SupportsStorageOptions,
-    SupportsTargetInfo,
-    TargetInfo,
-)
-from prefect_ds._handler import PandasResultHandler
-from prefect_ds._registry import available_formats, get_format, register_plugin, resolve_format
-from prefect_ds._release.placeholder import ReleasedResult
-from prefect_ds._storage.arrow import arrow_columns, arrow_to_frame, frame_to_arrow
-from prefect_ds._storage.files import open_for_read, staged
-from prefect_ds.hookspecs import hookimpl
-
 if TYPE_CHECKING:
+    from prefect_ds._checkpoint.decorator import checkpoint, checkpoint_task
+    from prefect_ds._errors import (
+        CheckpointCollisionError,
+        CheckpointResultError,
+        CorruptTargetError,
+        DuplicateFormatError,
+        FingerprintError,
+        MissingDependencyError,
+        PrefectDSError,
+        ResultReleasedError,
+        TargetLockTimeout,
+        TemplateError,
+        UnknownFormatError,
+        UnsafeLocationError,
+        UnsupportedFrameError,
+    )
+    from prefect_ds._format import (
+        FileFormat,
+        Format,
+        SupportsAssetKey,
+        SupportsDiscard,
+        SupportsListing,
+        SupportsLock,
+        SupportsMetadata,
+        SupportsSidecarNames,
+        SupportsStorageOptions,
+        SupportsTargetInfo,
+        TargetInfo,
+    )
+    from prefect_ds._handler import PandasResultHandler
+    from prefect_ds._redact import redact
+    from prefect_ds._registry import (
+        available_formats,
+        get_format,
+        register_plugin,
+        resolve_format,
+    )
+    from prefect_ds._release.placeholder import ReleasedResult
     from prefect_ds._release.runner import DSTaskRunner
+    from prefect_ds._storage.arrow import arrow_columns, arrow_to_frame, frame_to_arrow
+    from prefect_ds._storage.files import open_for_read, staged
+    from prefect_ds.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
+# Where each public name lives; it is imported from there when first asked for.
+_HOMES = {
+    "checkpoint": "prefect_ds._checkpoint.decorator",
+    "checkpoint_task": "prefect_ds._checkpoint.decorator",
+    **dict.fromkeys(
+        ["CheckpointCollisionError", "CheckpointResultError", "CorruptTargetError",
+         "DuplicateFormatError", "FingerprintError", "MissingDependencyError", "PrefectDSError",
+         "ResultReleasedError",
+         "TargetLockTimeout", "TemplateError", "UnknownFormatError", "UnsafeLocationError",
+         "UnsupportedFrameError"],
+        "prefect_ds._errors",
+    ),
+    **dict.fromkeys(
+        ["FileFormat", "Format", "SupportsAssetKey", "SupportsDiscard", "SupportsListing",
+         "SupportsLock", "SupportsMetadata", "SupportsSidecarNames", "SupportsStorageOptions",
+         "SupportsTargetInfo",
+         "TargetInfo"],
+        "prefect_ds._format",
+    ),
+    "PandasResultHandler": "prefect_ds._handler",
+    "redact": "prefect_ds._redact",
+    **dict.fromkeys(
+        ["available_formats", "get_format", "register_plugin", "resolve_format"],
+        "prefect_ds._registry",
+    ),
+    "ReleasedResult": "prefect_ds._release.placeholder",
+    "DSTaskRunner": "prefect_ds._release.runner",
+    "arrow_columns": "prefect_ds._storage.arrow",
+    "arrow_to_frame": "prefect_ds._storage.arrow",
+    "frame_to_arrow": "prefect_ds._storage.arrow",
+    "open_for_read": "prefect_ds._storage.files",
+    "staged": "prefect_ds._storage.files",
+    "hookimpl": "prefect_ds.hookspecs",
+}
+
+
+def _adopt() -> None:
+    """Public names of every loaded home report the package as their module, so no
+    traceback or message shows a private module path (as pluggy does)."""
+    for public, home in _HOMES.items():
+        module = sys.modules.get(home)
+        value = getattr(module, public, None)
+        if isinstance(value, (type, types.FunctionType)):
+            value.__module__ = __name__
+
 
 def __getattr__(name: str) -> Any:
-    # DSTaskRunner imports Prefect's task runners; load it only when asked for.
-    if name == "DSTaskRunner":
-        from prefect_ds._release.runner import DSTaskRunner
-
-        DSTaskRunner.__module__ = __name__
-        return DSTaskRunner
+    home = _HOMES.get(name)
+    if home is not None:
+        value = getattr(importlib.import_module(home), name)
+        _adopt()
+        globals()[name] = value
+        return value
     if name == "PurgedResult":
         import warnings
 
@@ -61,56 +117,12 @@ def __getattr__(name: str) -> Any:
             DeprecationWarning,
             stacklevel=2,
         )
-        return ReleasedResult
+        return __getattr__("ReleasedResult")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "CheckpointCollisionError",
-    "CheckpointResultError",
-    "CorruptTargetError",
-    "DSTaskRunner",
-    "DuplicateFormatError",
-    "FileFormat",
-    "FingerprintError",
-    "Format",
-    "MissingDependencyError",
-    "PandasResultHandler",
-    "PrefectDSError",
-    "ReleasedResult",
-    "ResultReleasedError",
-    "SupportsAssetKey",
-    "SupportsDiscard",
-    "SupportsListing",
-    "SupportsLock",
-    "SupportsMetadata",
-    "SupportsSidecarNames",
-    "SupportsStorageOptions",
-    "SupportsTargetInfo",
-    "TargetInfo",
-    "TargetLockTimeout",
-    "TemplateError",
-    "UnknownFormatError",
-    "UnsafeLocationError",
-    "UnsupportedFrameError",
-    "arrow_columns",
-    "arrow_to_frame",
-    "available_formats",
-    "checkpoint",
-    "checkpoint_task",
-    "frame_to_arrow",
-    "get_format",
-    "hookimpl",
-    "open_for_read",
-    "register_plugin",
-    "resolve_format",
-    "staged",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
-# Public names report the package as their home, so no traceback or message shows a
-# private module path (as pluggy does).
-for _name in __all__:
-    _obj = globals().get(_name)
-    if isinstance(_obj, type) or inspect.isfunction(_obj):
-        _obj.__module__ = __name__
-del _name, _obj
+
+__all__ = sorted(_HOMES)

@@ -17,6 +17,7 @@ from prefect_ds._format import (
     SupportsStorageOptions,
 )
 from prefect_ds._locations import LocationTemplate
+from prefect_ds._redact import redact
 from prefect_ds._registry import resolve_format
 
 
@@ -45,7 +46,7 @@ class PandasResultHandler:
         if storage_options:
             if not isinstance(self.format, SupportsStorageOptions):
                 raise TypeError(
-                    f"PandasResultHandler({location!r}): storage_options apply to file "
+                    f"PandasResultHandler({redact(location)!r}): storage_options apply to file "
                     f"formats only, and {self.format.name!r} is not one; put connection "
                     f"settings in the location instead"
                 )
@@ -72,7 +73,8 @@ class PandasResultHandler:
         """Store ``df`` for these arguments atomically; return the rendered location."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(
-                f"PandasResultHandler({self.location!r}) can only write a pandas DataFrame, "
+                f"PandasResultHandler({redact(self.location)!r}) can only write a pandas "
+                f"DataFrame, "
                 f"got {type(df).__module__}.{type(df).__qualname__}; nothing was written"
             )
         location = self.render(**arguments)
@@ -96,4 +98,4 @@ class PandasResultHandler:
         self.format.delete(self.render(**arguments))
 
     def __repr__(self) -> str:
-        return f"PandasResultHandler({self.location!r}, format={self.format.name!r})"
+        return f"PandasResultHandler({redact(self.location)!r}, format={self.format.name!r})"

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prefect_ds._errors import TemplateError, UnsafeLocationError
+from prefect_ds._redact import redact
 
 _SAFE_VALUE = re.compile(r"[\w\-.=+,@]+")
 _MAX_VALUE_LENGTH = 200  # bytes, UTF-8
@@ -114,11 +115,13 @@ class LocationTemplate:
         try:
             self._parts = list(_formatter.parse(template))
         except ValueError as exc:
-            raise TemplateError(f"cannot parse location template {template!r}: {exc}") from None
+            raise TemplateError(
+                f"cannot parse location template {redact(template)!r}: {exc}"
+            ) from None
         for _, field, _, _ in self._parts:
             if field is not None and (field == "" or field.isdigit()):
                 raise TemplateError(
-                    f"location template {template!r} has a positional field {{{field}}}; "
+                    f"location template {redact(template)!r} has a positional field {{{field}}}; "
                     f"name the task argument instead, e.g. {{id}}"
                 )
         self.fields = frozenset(_top_level(f) for _, f, _, _ in self._parts if f is not None)
@@ -129,7 +132,7 @@ class LocationTemplate:
         unknown = sorted(self.fields - set(params))
         if unknown:
             raise TemplateError(
-                f"location template {self.template!r} of {owner} uses "
+                f"location template {redact(self.template)!r} of {owner} uses "
                 f"{', '.join('{' + u + '}' for u in unknown)}, but {owner} takes only "
                 f"({', '.join(params) or 'no arguments'}). Use one of those names."
             )
@@ -148,19 +151,21 @@ class LocationTemplate:
                 value, _ = _formatter.get_field(field, (), arguments)
             except KeyError:
                 raise TemplateError(
-                    f"location template {self.template!r} needs {{{_top_level(field)}}}, but "
+                    f"location template {redact(self.template)!r} needs "
+                    f"{{{_top_level(field)}}}, but "
                     f"the arguments given were ({', '.join(arguments) or 'none'})"
                 ) from None
             except (AttributeError, IndexError, TypeError) as exc:
                 raise TemplateError(
-                    f"cannot resolve {{{field}}} in location template {self.template!r}: {exc}"
+                    f"cannot resolve {{{field}}} in location template "
+                    f"{redact(self.template)!r}: {exc}"
                 ) from None
             try:
                 value = _formatter.convert_field(value, conversion)
                 text = _formatter.format_field(value, spec or "")
             except (ValueError, TypeError) as exc:
                 raise TemplateError(
-                    f"cannot format {{{field}}} of location template {self.template!r} "
+                    f"cannot format {{{field}}} of location template {redact(self.template)!r} "
                     f"(a {type(value).__name__} value, conversion {conversion!r}, spec "
                     f"{spec!r}): {exc}. Fix the field's !conversion or :spec, or pass a "
                     f"value of the type it expects."
@@ -172,7 +177,7 @@ class LocationTemplate:
         return location
 
     def __repr__(self) -> str:
-        return f"LocationTemplate({self.template!r})"
+        return f"LocationTemplate({redact(self.template)!r})"
 
 
 def split_fragment(location: str) -> tuple[str, str]:

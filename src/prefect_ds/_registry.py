@@ -7,7 +7,6 @@ like a third party's, so both are found, loaded and checked the same way.
 from __future__ import annotations
 
 import importlib.metadata
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -16,17 +15,11 @@ import pluggy
 
 from prefect_ds._errors import DuplicateFormatError, MissingDependencyError, UnknownFormatError
 from prefect_ds._format import Format
+from prefect_ds._redact import redact
 
 from . import hookspecs
 
 GROUP = "prefect_ds"
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)[^/?#]*@")
-
-
-def redact(location: str) -> str:
-    """``location`` with a URL password replaced by ``***``, for messages and output."""
-    return _PASSWORD.sub(r"\1***@", location)
-
 pm = pluggy.PluginManager(GROUP)
 pm.add_hookspecs(hookspecs)
 

@@ -44,6 +44,7 @@ from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 from prefect_ds._checkpoint.store import planned_target
 from prefect_ds._errors import ResultReleasedError
+from prefect_ds._redact import redact
 from prefect_ds._release.graph import Graph, Node
 from prefect_ds._release.placeholder import ReleasedResult
 from prefect_ds._release.submissions import data_ids, waited_ids
@@ -90,7 +91,8 @@ class DSDaskFuture(PrefectDaskFuture[R]):
             raise ResultReleasedError(
                 f"The result of task {placeholder.task_name!r} (task run "
                 f"{placeholder.task_run_id}) was released from the Dask cluster, and its "
-                f"checkpoint target {placeholder.target.location if placeholder.target else ''!r} "
+                f"checkpoint target "
+                f"{redact(placeholder.target.location) if placeholder.target else ''!r} "
                 f"cannot be read back "
                 f"({exc}). The task may have failed, or the target was deleted meanwhile."
             ) from exc
@@ -113,7 +115,9 @@ class _ReleasedFromCluster(ReleasedResult):
     __slots__ = ()
 
     def __repr__(self) -> str:
-        where = f", reloadable from {self.target.location}" if self.target is not None else ""
+        where = ""
+        if self.target is not None:
+            where = f", reloadable from {redact(self.target.location)}"
         return (
             f"<ReleasedResult of task {self.task_name!r} (run {self.task_run_id}): "
             f"released from the Dask cluster{where}>"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_ds._errors import CheckpointCollisionError
+from prefect_ds._redact import redact
 
 _PLAIN = (
     str,
@@ -98,15 +99,17 @@ def _conflict(old: Claim, new: Claim, location: str, template: str) -> str | Non
         return None  # a retry of the same task run
     if old.active:
         return (
-            f"checkpoint target {location!r} is used by two calls at once: {old.label} is "
+            f"checkpoint target {redact(location)!r} is used by two calls at once: {old.label} is "
             f"still computing or loading it while {new.label} asks for it, and two writers "
             f"must never race. Give each call its own target by adding the argument that "
-            f"tells them apart to the template {template!r}, or do not run the same call twice "
+            f"tells them apart to the template {redact(template)!r}, or do not run the same "
+            f"call twice "
             f"concurrently."
         )
     if old.function is not new.function:
         return (
-            f"checkpoint target {location!r} is used by two different task functions in one "
+            f"checkpoint target {redact(location)!r} is used by two different task functions in "
+            f"one "
             f"flow run ({old.label} and {new.label}); the second would load the first one's "
             f"result. Give each task its own location template."
         )
@@ -116,7 +119,8 @@ def _conflict(old: Claim, new: Claim, location: str, template: str) -> str | Non
     )
     if differing:
         return (
-            f"checkpoint template {template!r} renders the same target {location!r} for "
+            f"checkpoint template {redact(template)!r} renders the same target "
+            f"{redact(location)!r} for "
             f"{old.label} ({_describe(old.plain, differing)}) and {new.label} "
             f"({_describe(new.plain, differing)}), so the second call would load the first "
             f"one's result. Add {', '.join('{' + name + '}' for name in differing)} to the "

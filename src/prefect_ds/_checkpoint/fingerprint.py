@@ -246,6 +246,19 @@ def inputs_digest(arguments: Mapping[str, Any], owner: str) -> str:
 
 
 def _hash_value(h: Any, value: Any, name: str, owner: str) -> None:
+    try:
+        _hash_content(h, value, name, owner)
+    except Unhashable as exc:
+        where = f" of {owner}" if owner else ""
+        raise FingerprintError(
+            f"cannot fingerprint argument {name!r}{where}: it {exc}. Describe what matters "
+            f"in it with a callable, e.g. invalidate_on=('code', lambda args: "
+            f"str(args[{name!r}].shape)), convert such columns to plain values, or drop "
+            f"'inputs' from invalidate_on."
+        ) from None
+
+
+def _hash_content(h: Any, value: Any, name: str, owner: str) -> None:
     if isinstance(value, pd.DataFrame):
         hash_frame(h, value)
     elif isinstance(value, (pd.Series, pd.Index)):
@@ -346,7 +359,10 @@ if hasattr(os, "register_at_fork"):
 
 def _column_digest(column: pd.Series) -> bytes:
     h = hashlib.sha256()
-    _hash_column(h, column)
+    try:
+        _hash_column(h, column)
+    except Unhashable as exc:
+        raise Unhashable(f"has a column {column.name!r} that {exc}") from None
     return h.digest()
 
 
@@ -362,10 +378,19 @@ def _hash_index(h: Any, index: pd.Index) -> None:
         _hash_column(h, index)
 
 
+def _dtype_text(dtype: Any) -> str:
+    """A dtype as text that tells apart every two dtypes ``assert_frame_equal`` does."""
+    if isinstance(dtype, pd.CategoricalDtype):  # its categories are hashed as values
+        return f"category ordered={bool(dtype.ordered)}"
+    if isinstance(dtype, np.dtype):
+        return str(dtype)
+    return repr(dtype)  # extension dtypes: storage, na_value, unit, tz...
+
+
 def _hash_column(h: Any, values: pd.Series | pd.Index) -> None:
     """One column's dtype and values, without copying numeric data."""
     dtype = values.dtype
-    h.update(f"column {dtype} {len(values)}\n".encode())
+    h.update(f"column {_dtype_text(dtype)} {len(values)}\n".encode())
     if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
         data = np.ascontiguousarray(values.to_numpy(copy=False))
         h.update(data.view(np.uint8).data)
@@ -375,20 +400,58 @@ def _hash_column(h: Any, values: pd.Series | pd.Index) -> None:
         h.update(np.ascontiguousarray(categorical.codes).view(np.uint8).data)
         _hash_column(h, dtype.categories)
         return
+    if isinstance(dtype, np.dtype) and dtype.kind == "O":
+        _hash_objects(h, values)
+        return
     _hash_arrow(h, values)
 
 
-def _hash_arrow(h: Any, values: pd.Series | pd.Index) -> None:
-    """Hash through Arrow's IPC encoding (sliced buffers trimmed), else pandas' own hash."""
+# Object columns whose items all have one plain type go through Arrow (fast); any other
+# mix is hashed item by item with each item's type, so 1 and "1", 1 and 1.0, None and
+# NaN stay apart.
+_ARROW_KINDS = frozenset({"string", "bytes", "integer", "floating", "boolean", "empty"})
+_ITEM_TYPES = (type(None), bool, int, float, complex, str, bytes, np.generic, dt.datetime,
+               dt.date, dt.time, dt.timedelta, decimal.Decimal, uuid.UUID, pd.Timestamp,
+               pd.Timedelta, type(pd.NaT), type(pd.NA), pd.Period, pd.Interval)
+
+
+class Unhashable(TypeError):
+    """A column holds an item with no content hash (a list, a dict, an object...)."""
+
+
+def _hash_objects(h: Any, values: pd.Series | pd.Index) -> None:
+    kind = pd.api.types.infer_dtype(values, skipna=False)
+    h.update(f"objects {kind}\n".encode())
+    if kind in _ARROW_KINDS and _hash_arrow(h, values, fallback=False):
+        return
+    for item in values:
+        if not isinstance(item, _ITEM_TYPES):
+            raise Unhashable(
+                f"holds a {type(item).__module__}.{type(item).__qualname__} ({item!r:.40}), "
+                f"which has no content hash"
+            )
+        h.update(f"{type(item).__module__}.{type(item).__qualname__}:{item!r}\x00".encode())
+
+
+def _hash_arrow(h: Any, values: pd.Series | pd.Index, fallback: bool = True) -> bool:
+    """Hash through Arrow's IPC encoding (sliced buffers trimmed), else pandas' own hash.
+
+    Without ``fallback``, return False (having hashed nothing) when Arrow cannot take it.
+    """
     import pyarrow as pa
 
     try:
         converted = pa.array(values, from_pandas=True)
-    except (pa.ArrowException, TypeError, ValueError):
-        hashed = pd.util.hash_pandas_object(pd.Series(values, copy=False), index=False)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        if not fallback:
+            return False
+        try:
+            hashed = pd.util.hash_pandas_object(pd.Series(values, copy=False), index=False)
+        except TypeError as exc:
+            raise Unhashable(f"has items with no content hash ({exc})") from None
         h.update(b"pandas-hash\n")
         h.update(np.ascontiguousarray(hashed.to_numpy()).view(np.uint8).data)
-        return
+        return True
     if isinstance(converted, pa.ChunkedArray):  # chunking must not change the digest
         converted = (converted.chunk(0) if converted.num_chunks == 1
                      else converted.combine_chunks())
@@ -396,6 +459,7 @@ def _hash_arrow(h: Any, values: pd.Series | pd.Index) -> None:
     sink = _HashSink(h)
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_table(batch)
+    return True
 
 
 class _HashSink:

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from prefect_ds._format import Format, SupportsAssetKey, safe_asset_key, stored_info
-from prefect_ds._registry import redact
+from prefect_ds._redact import redact
 
 logger = logging.getLogger("prefect_ds.lineage")
 
@@ -54,7 +54,7 @@ def asset_key(fmt: Format, location: str) -> str:
     scheme, sep, rest = key.partition("://")
     if sep:  # Prefect wants a lower-case [a-z0-9]+ scheme: "s3a", "file", "gcs"...
         key = "".join(c for c in scheme.lower() if c.isalnum()) + "://" + rest
-    return safe_asset_key(key)[:512]
+    return safe_asset_key(redact(key))[:512]
 
 
 def _active() -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect_ds._checkpoint.fingerprint import METADATA_KEY, Fingerprint, Part, check_parts, compute
 from prefect_ds._format import Format, SupportsMetadata, stored_metadata
-from prefect_ds._registry import redact
+from prefect_ds._redact import redact
 
 
 class Staleness:

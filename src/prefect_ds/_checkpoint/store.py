@@ -33,6 +33,7 @@ from prefect_ds._checkpoint.staleness import Staleness
 from prefect_ds._errors import CheckpointResultError, CorruptTargetError
 from prefect_ds._format import SupportsDiscard
 from prefect_ds._handler import PandasResultHandler
+from prefect_ds._redact import redact, scrub
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.targets import StoredTarget
 
@@ -48,16 +49,17 @@ class Checkpointed:
                  on_corrupt: OnCorrupt = "error", lock_timeout: float | None = None) -> None:
         if is_prefect_task(fn):
             raise TypeError(
-                f"@checkpoint({handler.location!r}) was put above @task on "
+                f"@checkpoint({redact(handler.location)!r}) was put above @task on "
                 f"{getattr(fn, 'name', fn)!r}; it wraps the task's function, so it must sit "
-                f"under @task:\n\n    @task\n    @checkpoint({handler.location!r})\n"
+                f"under @task:\n\n    @task\n    @checkpoint({redact(handler.location)!r})\n"
                 f"    def {getattr(fn, '__name__', 'fn')}(...): ..."
             )
         if not callable(fn):
-            raise TypeError(f"@checkpoint({handler.location!r}) needs a function, got {fn!r}")
+            raise TypeError(f"@checkpoint({redact(handler.location)!r}) needs a function, got "
+                            f"{fn!r}")
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TypeError(
-                f"@checkpoint({handler.location!r}) cannot wrap the generator "
+                f"@checkpoint({redact(handler.location)!r}) cannot wrap the generator "
                 f"{fn.__qualname__!r}: a checkpoint stores one DataFrame per call; return it"
             )
         self.handler = handler
@@ -72,7 +74,7 @@ class Checkpointed:
                 self.signature.parameters, f"function {self.name!r}"
             )
         self.staleness = Staleness(invalidate_on, strict, handler.format, fn,
-                                   f"@checkpoint({handler.location!r}) of {self.name!r}")
+                                   f"@checkpoint({redact(handler.location)!r}) of {self.name!r}")
         self._warned_hashing = False  # no lock: a rare second warning is harmless
         self.wrapper = self._make_wrapper()
 
@@ -162,7 +164,7 @@ class Checkpointed:
                 raise
             run_logger().warning(
                 "checkpoint %s is corrupt (%s); on_corrupt='recompute': running %s and "
-                "replacing it", location, exc, self.label(call),
+                "replacing it", redact(location), scrub(str(exc), location), self.label(call),
             )
             return None
         if stored is not None:
@@ -187,7 +189,7 @@ class Checkpointed:
         """Remove an unreadable target's data file (or, for other formats, the target)."""
         fmt = self.handler.format
         run_logger().warning("removing corrupt checkpoint %s before writing it again",
-                              location)
+                              redact(location))
         if isinstance(fmt, SupportsDiscard):
             fmt.discard(location)
         else:
@@ -208,7 +210,7 @@ class Checkpointed:
 
     def loaded(self, location: str, call: Call) -> None:
         """Bookkeeping after a hit: log, record the target, show the run as Cached."""
-        run_logger().info("loaded checkpoint %s", location)
+        run_logger().info("loaded checkpoint %s", redact(location))
         self.remember(location, call)
         if call.context is not None:
             mark_cached()
@@ -220,8 +222,9 @@ class Checkpointed:
         kind = type(result)
         raise CheckpointResultError(
             f"{who} returned a {kind.__module__}.{kind.__qualname__}, but "
-            f"@checkpoint({self.handler.location!r}) stores only pandas DataFrames; nothing "
-            f"was written to {location!r}. Return a DataFrame (a Series: .to_frame()), or "
+            f"@checkpoint({redact(self.handler.location)!r}) stores only pandas DataFrames; "
+            f"nothing "
+            f"was written to {redact(location)!r}. Return a DataFrame (a Series: .to_frame()), or "
             f"remove @checkpoint from this function."
         )
 
@@ -236,7 +239,7 @@ class Checkpointed:
             run_logger().warning(
                 "checkpoint %s appeared while %s was computing it (written by another "
                 "process?); it was left as it is and this call's result was not stored",
-                location,
+                redact(location),
                 self.label(call),
             )
             return
@@ -249,7 +252,7 @@ class Checkpointed:
             # file holds no frame worth keeping): remove it, then write afresh.
             self.discard(location)
             self.write_target(df, location, call)
-        run_logger().info("saved checkpoint %s", location)
+        run_logger().info("saved checkpoint %s", redact(location))
         self.remember(location, call)
 
     def remember(self, location: str, call: Call) -> None:

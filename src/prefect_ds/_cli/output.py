@@ -1,8 +1,11 @@
-"""What every command prints with: one table layout, one error line, one size unit."""
+"""What every command prints with: one table layout, one error line, one size unit,
+one JSON layout, one way to count things."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 
@@ -32,3 +35,13 @@ def size(n: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 target``, ``2 targets``, ``0 targets`` (``nouns`` for irregular plurals)."""
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def emit_json(document: Any) -> None:
+    """Print ``document`` as indented JSON (dates and other values as their ``str``)."""
+    typer.echo(json.dumps(document, indent=2, default=str, ensure_ascii=False))

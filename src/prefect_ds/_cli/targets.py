@@ -1,21 +1,24 @@
 """``prefect-ds ls`` and ``prefect-ds rm``: browse and delete a template's stored targets.
 
-``ls`` lists every stored target of a location template with the argument values parsed
-back out of its name, its row count where that is cheap (Parquet footers, CSV sidecars,
-HDF attributes, SQL metadata rows), size, modification time and the fingerprint parts
-stored with it. ``rm`` deletes the targets a ``--where`` selects, after a confirmation,
-so the next flow run recomputes exactly that slice. Heavy imports happen when a command
-runs, not when the CLI starts.
+``ls`` lists every stored target of a location template, in natural order (``item_2``
+before ``item_10``), with the argument values parsed back out of its name, its row count
+where that is cheap (Parquet footers, CSV sidecars, HDF attributes, SQL metadata rows),
+size, modification time and the fingerprint parts stored with it; ``--json`` prints the
+same as JSON. ``rm`` shows exactly which targets it will delete, asks, and deletes only
+those, so the next flow run recomputes exactly that slice. Names that no rendering of the
+template could produce are never listed nor deleted, and a name the template splits two
+ways is deleted only when both readings are selected. Heavy imports happen when a
+command runs, not when the CLI starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from prefect_ds._cli.output import fail, size, table
+from prefect_ds._cli.output import emit_json, fail, plural, size, table
 
 if TYPE_CHECKING:
     from prefect_ds._cli.listing import Target
@@ -23,12 +26,14 @@ if TYPE_CHECKING:
 
 TemplateArg = Annotated[str, typer.Argument(
     help="A location template, e.g. 'data/{region}_{year}.parquet', an fsspec URL "
-         "template (s3://bucket/{region}.csv) or 'sqlite:///lab.db#sales_{region}'.")]
+         "template (s3://bucket/{region}.csv), 'clean.h5#sales/{region}' or "
+         "'sqlite:///lab.db#sales_{region}'.")]
 FormatOpt = Annotated[str | None, typer.Option(
     "--format", "-f", help="Format name; by default taken from the suffix or scheme.")]
 WhereOpt = Annotated[list[str] | None, typer.Option(
     "--where", "-w", help="Keep targets whose FIELD has VALUE (FIELD=VALUE; repeatable, "
                           "all must hold).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _where(items: Sequence[str] | None) -> dict[str, str]:
@@ -41,9 +46,10 @@ def _where(items: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
-def _find(template: str, format: str | None,
-          where: Sequence[str] | None) -> tuple[Format, list[Target]]:
+def _find(template: str, format: str | None, where: Sequence[str] | None,
+          ambiguous: list[Target] | None = None) -> tuple[Format, list[Target]]:
     from prefect_ds._errors import PrefectDSError
+    from prefect_ds._redact import scrub
     from prefect_ds._registry import resolve_format
 
     selection = _where(where)
@@ -51,30 +57,49 @@ def _find(template: str, format: str | None,
         fmt = resolve_format(template, format)
         from prefect_ds._cli.listing import find_targets
 
-        return fmt, find_targets(fmt, template, selection)
+        return fmt, find_targets(fmt, template, selection, ambiguous=ambiguous)
     except (PrefectDSError, TypeError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(scrub(str(exc), template)) from None
     except Exception as exc:  # a storage library's error: one line, no traceback
-        raise fail(f"{type(exc).__name__}: {exc}") from None
+        raise fail(scrub(f"{type(exc).__name__}: {exc}", template)) from None
+
+
+def _fingerprint(t: Target) -> str:
+    if t.problem:
+        return f"unreadable ({t.problem})"
+    return "+".join(sorted(t.fingerprint.parts)) if t.fingerprint else "none"
 
 
 def _rows(targets: Sequence[Target], fields: Sequence[str]) -> list[tuple[str, ...]]:
-    from prefect_ds._registry import redact
+    from prefect_ds._redact import redact
 
     rows: list[tuple[str, ...]] = [
         ("LOCATION", *(f.upper() for f in fields), "ROWS", "SIZE", "MODIFIED (UTC)", "FINGERPRINT")
     ]
     for t in targets:
-        fingerprint = "+".join(sorted(t.fingerprint.parts)) if t.fingerprint else "none"
-        if t.problem:
-            fingerprint = f"unreadable ({t.problem})"
         modified = t.info.modified.strftime("%Y-%m-%d %H:%M:%S") if t.info.modified else "-"
         rows.append((
             redact(t.location), *(t.values[f] for f in fields),
             f"{t.info.rows:,}" if t.info.rows is not None else "-",
-            size(t.info.bytes), modified, fingerprint,
+            size(t.info.bytes), modified, _fingerprint(t),
         ))
     return rows
+
+
+def _record(t: Target) -> dict[str, Any]:
+    """One target as a JSON object."""
+    from prefect_ds._redact import redact
+
+    return {
+        "location": redact(t.location),
+        "values": dict(t.values),
+        "other_values": dict(t.other_values) if t.other_values is not None else None,
+        "rows": t.info.rows,
+        "bytes": t.info.bytes,
+        "modified": t.info.modified.isoformat() if t.info.modified else None,
+        "fingerprint": sorted(t.fingerprint.parts) if t.fingerprint else None,
+        "problem": t.problem,
+    }
 
 
 def _fields(template: str) -> list[str]:
@@ -83,19 +108,60 @@ def _fields(template: str) -> list[str]:
     return patterns(template)[2]
 
 
-def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt = None) -> None:
+def _warn_ambiguous(ambiguous: Sequence[Target], fields: Sequence[str], deleting: bool) -> None:
+    from prefect_ds._redact import redact
+
+    if not ambiguous:
+        return
+    typer.echo(
+        f"warning: {plural(len(ambiguous), 'name')} can be read as two different sets of "
+        f"values of {', '.join('{' + f + '}' for f in fields)}, and --where selects only one "
+        f"reading; {'they are not deleted' if deleting else 'they are not listed'}:", err=True)
+    for t in ambiguous:
+        other = t.other_values or {}
+        readings = " or ".join(
+            ", ".join(f"{k}={v}" for k, v in values.items()) for values in (t.values, other)
+        )
+        typer.echo(f"  {redact(t.location)}  ({readings})", err=True)
+    if deleting:
+        typer.echo("  Delete them by their exact location if that is what you mean, or use a "
+                   "template whose fields are separated by a character values cannot hold.",
+                   err=True)
+
+
+def _note_ambiguous(targets: Sequence[Target]) -> None:
+    from prefect_ds._redact import redact
+
+    split = [t for t in targets if t.ambiguous]
+    if split:
+        typer.echo(f"note: the template splits {plural(len(split), 'name')} into values in "
+                   f"two ways; the values shown are one reading:", err=True)
+        for t in split:
+            typer.echo(f"  {redact(t.location)}", err=True)
+
+
+def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt = None,
+               json: JsonOpt = False) -> None:
     """List the stored targets of TEMPLATE with the argument values of each.
 
     Also shows row counts where they are cheap to read, sizes, modification times and
     which fingerprint parts (code, inputs, ...) are stored with each target; "none" means
     it was written without invalidate_on, or by someone else.
     """
+    from prefect_ds._redact import redact
 
-    _, targets = _find(template, format, where)
+    ambiguous: list[Target] = []
+    _, targets = _find(template, format, where, ambiguous)
+    if json:
+        emit_json([_record(t) for t in targets])
+        return
+    _warn_ambiguous(ambiguous, _fields(template), deleting=False)
+    _note_ambiguous(targets)
     if not targets:
-        typer.echo(f"no stored targets match {template!r}")
+        typer.echo(f"no stored targets match {redact(template)!r}")
         return
     typer.echo(table(_rows(targets, _fields(template))))
+    typer.echo(plural(len(targets), "target"))
 
 
 def rm_command(
@@ -107,23 +173,34 @@ def rm_command(
 ) -> None:
     """Delete the stored targets of TEMPLATE that --where selects (all without it).
 
-    The next run of the checkpointed tasks recomputes exactly those. Lists what will go
-    and asks first, unless --yes.
+    The next run of the checkpointed tasks recomputes exactly those. Prints exactly what
+    will be deleted and asks first, unless --yes. Only names the template could have
+    rendered are deleted; a name it splits two ways only when both readings are selected.
     """
     from prefect_ds._cli.listing import delete_targets
-    from prefect_ds._registry import redact
+    from prefect_ds._redact import redact, scrub
 
-    fmt, targets = _find(template, format, where)
+    ambiguous: list[Target] = []
+    fmt, targets = _find(template, format, where, ambiguous)
+    _warn_ambiguous(ambiguous, _fields(template), deleting=True)
+    _note_ambiguous(targets)
     if not targets:
-        typer.echo(f"no stored targets match {template!r}; nothing deleted")
+        typer.echo(f"no stored targets match {redact(template)!r}; nothing deleted")
         return
     typer.echo(table(_rows(targets, _fields(template))))
-    if not yes and not typer.confirm(f"Delete these {len(targets)} targets?", default=False):
+    these = "This target" if len(targets) == 1 else f"These {len(targets):,} targets"
+    typer.echo(f"\n{these} will be deleted, each with its sidecar files, and nothing else:")
+    for t in targets:
+        typer.echo(f"  {redact(t.location)}")
+    if not yes and not typer.confirm(
+            f"Delete {'it' if len(targets) == 1 else 'them'}?", default=False):
         typer.echo("nothing deleted")
         raise typer.Exit(code=1)
     try:
         done = delete_targets(fmt, targets)
     except Exception as exc:
-        raise fail(f"{type(exc).__name__}: {exc}") from None
+        raise fail(scrub(f"{type(exc).__name__}: {exc}", template,
+                         *(t.location for t in targets))) from None
     for location in done:
         typer.echo(f"deleted {redact(location)}")
+    typer.echo(f"deleted {plural(len(done), 'target')}")

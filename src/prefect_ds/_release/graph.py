@@ -30,6 +30,7 @@ from prefect.client.schemas.objects import State
 from prefect.results import ResultRecord  # type: ignore[attr-defined]
 
 from prefect_ds._errors import ResultReleasedError
+from prefect_ds._redact import redact
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.frees import wait_until_freed, weak_refs
 from prefect_ds._release.placeholder import ReleasedResult
@@ -223,7 +224,7 @@ class Graph:
             try:
                 value = placeholder.load()
             except Exception as exc:
-                where = placeholder.target.location if placeholder.target else "its target"
+                where = redact(placeholder.target.location) if placeholder.target else "its target"
                 raise ResultReleasedError(
                     f"Could not reload the released result of task {node.label} from "
                     f"{where}: {exc}. It was stored there when the task ran; if it was "

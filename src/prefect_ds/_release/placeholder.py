@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from uuid import UUID
 
 from prefect_ds._errors import ResultReleasedError
+from prefect_ds._redact import redact
 from prefect_ds._release.targets import StoredTarget
 
 
@@ -130,7 +131,7 @@ class ReleasedResult:
         shape = f" {self.shape}," if self.shape else ""
         where = ""
         if self.target is not None:
-            where = f", reloadable from {self.target.location}"
+            where = f", reloadable from {redact(self.target.location)}"
         return (
             f"<ReleasedResult of task {self.task_name!r} (run {self.task_run_id}):"
             f" {self.type_name},{shape} {_human(self.nbytes)}{where}>"

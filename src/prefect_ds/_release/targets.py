@@ -16,6 +16,7 @@ from uuid import UUID
 import pandas as pd
 
 from prefect_ds._format import Format
+from prefect_ds._redact import redact
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class StoredTarget:
 
     def load(self) -> pd.DataFrame:
         return self.format.read(self.location, **self.read_kwargs)
+
+    def __repr__(self) -> str:
+        return f"StoredTarget({redact(self.location)!r}, format={self.format.name!r})"
 
 
 _lock = threading.Lock()

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
+from prefect_ds._redact import redact
 from prefect_ds._storage.dtypes import describe, from_spec
 from prefect_ds._storage.labels import decode_labels, encode_labels, level_values
 
@@ -111,7 +112,7 @@ def _to_pandas(column: pa.ChunkedArray, spec: Mapping[str, Any], what: str, loca
         if pc.any(unknown).as_py():
             bad = column.filter(unknown)[0].as_py()
             raise CorruptTargetError(
-                f"{location}: {what} holds {bad!r}, which is not one of the categories "
+                f"{redact(location)}: {what} holds {bad!r}, which is not one of the categories "
                 f"recorded in its schema sidecar. Delete the target and write it again."
             )
         codes = positions.fill_null(-1).to_numpy().astype(
@@ -121,7 +122,7 @@ def _to_pandas(column: pa.ChunkedArray, spec: Mapping[str, Any], what: str, loca
         return dtype.__from_arrow__(column)
     if column.null_count and dtype.kind in "iub":
         raise CorruptTargetError(
-            f"{location}: {what} has empty fields, but its recorded dtype {dtype} cannot "
+            f"{redact(location)}: {what} has empty fields, but its recorded dtype {dtype} cannot "
             f"hold missing values. Delete the target and write it again."
         )
     if dtype == np.dtype("O"):
@@ -277,8 +278,8 @@ def decode(table: pa.Table, doc: Mapping[str, Any], location: str, sidecar: str)
     rows = doc["rows"]
     if table.num_rows != rows and table.num_columns:
         raise CorruptTargetError(
-            f"{location}: the data file has {table.num_rows} rows but its schema sidecar "
-            f"{sidecar} records {rows}; the file was changed or an overwrite was "
+            f"{redact(location)}: the data file has {table.num_rows} rows but its schema sidecar "
+            f"{redact(sidecar)} records {rows}; the file was changed or an overwrite was "
             f"interrupted. Delete the target and write it again."
         )
     entry = doc["index"]
@@ -287,7 +288,8 @@ def decode(table: pa.Table, doc: Mapping[str, Any], location: str, sidecar: str)
         index = pd.RangeIndex(entry["start"], entry["stop"], entry["step"], name=entry["name"])
         if len(index) != rows:
             raise CorruptTargetError(
-                f"{location}: its schema sidecar {sidecar} records {rows} rows but an "
+                f"{redact(location)}: its schema sidecar {redact(sidecar)} records {rows} rows "
+                f"but an "
                 f"index of {len(index)}. Delete the target and write it again."
             )
     elif entry["kind"] == "none":

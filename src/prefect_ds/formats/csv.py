@@ -59,6 +59,7 @@ import pyarrow.csv as pcsv
 
 from prefect_ds._errors import CorruptTargetError
 from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._redact import redact
 from prefect_ds._storage import binding
 from prefect_ds._storage.files import filesystem, is_local, modified_time, open_for_read, staged
 from prefect_ds._storage.locks import is_locked
@@ -158,7 +159,7 @@ class CsvFormat(FileFormat):
             size = stream.size() if isinstance(stream, pa.NativeFile) else _size(stream)
             if size != doc["bytes"]:
                 raise CorruptTargetError(
-                    f"{location}: the data file is {size} bytes but its schema sidecar "
+                    f"{redact(location)}: the data file is {size} bytes but its schema sidecar "
                     f"{self.sidecars(location)[0]} records {doc['bytes']}; the file was "
                     f"changed or an overwrite was interrupted. Delete the target and "
                     f"write it again."
@@ -205,7 +206,7 @@ class CsvFormat(FileFormat):
             if quiet >= 2 or time.monotonic() >= deadline:
                 size = _data_size(fs, path)
                 raise CorruptTargetError(
-                    f"{location}: the data file ({size} bytes) is not the one its schema "
+                    f"{redact(location)}: the data file ({size} bytes) is not the one its schema "
                     f"sidecar {self.sidecars(location)[0]} records {doc['bytes']} bytes "
                     f"of: an overwrite was interrupted between its two renames, or one "
                     f"of the files was changed or replaced. Delete the target and write it "
@@ -215,7 +216,7 @@ class CsvFormat(FileFormat):
             pause = min(pause * 2, 0.1)
             fresh = self._load_sidecar(location)
             if fresh is None:
-                raise FileNotFoundError(f"{location}: its schema sidecar disappeared while "
+                raise FileNotFoundError(f"{redact(location)}: its schema sidecar disappeared while "
                                         f"reading (the target was deleted)")
             doc = fresh
         try:
@@ -279,7 +280,7 @@ class CsvFormat(FileFormat):
             sealed = binding.sealed(doc)
             if sealed is False or (sealed is None and "binding" in doc):
                 raise CorruptTargetError(
-                    f"{location}: its schema sidecar {sidecar} was edited after it was "
+                    f"{redact(location)}: its schema sidecar {sidecar} was edited after it was "
                     f"written (its check does not match its content). Delete the target "
                     f"and write it again."
                 )
@@ -288,12 +289,14 @@ class CsvFormat(FileFormat):
             doc["rows"] = int(doc["rows"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptTargetError(
-                f"{location}: its schema sidecar {sidecar} is not valid ({exc}). Delete "
+                f"{redact(location)}: its schema sidecar {redact(sidecar)} is not valid "
+                f"({exc}). Delete "
                 f"the target and write it again."
             ) from exc
         if version != SCHEMA_VERSION:
             raise CorruptTargetError(
-                f"{location}: its schema sidecar {sidecar} has version {version!r}; this "
+                f"{redact(location)}: its schema sidecar {redact(sidecar)} has version "
+                f"{version!r}; this "
                 f"prefect-ds reads version {SCHEMA_VERSION}. Upgrade prefect-ds or rewrite it."
             )
         return dict(doc)
@@ -305,7 +308,7 @@ _INCONSISTENT = (KeyError, IndexError, StopIteration, TypeError, ValueError, pa.
 
 def _inconsistent(location: str, sidecar: str, exc: BaseException) -> CorruptTargetError:
     return CorruptTargetError(
-        f"{location}: the data file and its schema sidecar {sidecar} disagree "
+        f"{redact(location)}: the data file and its schema sidecar {redact(sidecar)} disagree "
         f"({type(exc).__name__}: {exc}); one of them was changed or damaged. Delete the "
         f"target and write it again."
     )
@@ -409,12 +412,13 @@ def _parse(stream: Any, doc: Mapping[str, Any], location: str) -> pa.Table:
                               convert_options=convert_options)
     except pa.ArrowInvalid as exc:
         raise CorruptTargetError(
-            f"{location}: the data file does not match its schema sidecar ({exc}). Delete "
+            f"{redact(location)}: the data file does not match its schema sidecar ({exc}). Delete "
             f"the target and write it again."
         ) from exc
     if table.column_names != names:
         raise CorruptTargetError(
-            f"{location}: the data file's header {table.column_names[:5]!r}... differs from "
+            f"{redact(location)}: the data file's header {table.column_names[:5]!r}... differs "
+            f"from "
             f"the columns its schema sidecar records {names[:5]!r}.... Delete the target "
             f"and write it again."
         )

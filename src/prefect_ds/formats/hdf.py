@@ -18,6 +18,7 @@ objects.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ import pandas as pd
 from prefect_ds._errors import CorruptTargetError, MissingDependencyError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
 from prefect_ds._locations import split_fragment
+from prefect_ds._redact import redact
 from prefect_ds._storage.files import filesystem, is_local, modified_time, staged
 from prefect_ds._storage.lease import S3Lease, supports_leases
 from prefect_ds._storage.locks import FileLock
@@ -111,10 +113,27 @@ class HdfFormat(FileFormat):
         parts = fragment.split("/")
         if any(part in ("", ".", "..") or "\x00" in part for part in parts):
             raise ValueError(
-                f"the key {fragment!r} in {location!r} is not a valid HDF5 path; use names "
+                f"the key {fragment!r} in {redact(location)!r} is not a valid HDF5 path; use names "
                 f"separated by single '/', e.g. 'file.h5#results/2024'"
             )
         return "/".join(parts)
+
+    def list_locations(self, pattern: str) -> list[str]:
+        """Stored frames matching ``pattern``; ``*`` may stand in the file and in the key
+        (``clean.h5#sales/*`` lists every frame under ``sales`` in that file)."""
+        path, _, fragment = pattern.partition("#")
+        if not any(c in fragment for c in "*?["):
+            return super().list_locations(pattern)
+        found = []
+        for data in super().list_locations(path):
+            try:
+                with self._open(data) as handle:
+                    keys = _frame_keys(handle)
+            except (OSError, CorruptTargetError):
+                continue  # not an HDF5 file prefect-ds can read: it holds no targets
+            found += [f"{data}#{key}" for key in sorted(keys)
+                      if fnmatch.fnmatchcase(key, fragment.strip("/"))]
+        return found
 
     @contextlib.contextmanager
     def _open(self, location: str) -> Iterator[h5py.File]:
@@ -122,7 +141,8 @@ class HdfFormat(FileFormat):
         data = self.data_location(location)
         fs, path = filesystem(data, **self.storage_options)
         if not fs.isfile(path):
-            raise FileNotFoundError(f"no HDF5 file at {data!r} (location {location!r})")
+            raise FileNotFoundError(f"no HDF5 file at {redact(data)!r} (location "
+                                    f"{redact(location)!r})")
         with contextlib.ExitStack() as stack:
             source: str | IO[bytes] = path
             if not is_local(fs):
@@ -135,7 +155,7 @@ class HdfFormat(FileFormat):
                 raise
             except OSError as exc:
                 raise CorruptTargetError(
-                    f"{data!r} is not a readable HDF5 file ({exc}); it is truncated or not "
+                    f"{redact(data)!r} is not a readable HDF5 file ({exc}); it is truncated or not "
                     f"HDF5. Delete it and write the result again."
                 ) from None
             yield handle
@@ -153,7 +173,8 @@ class HdfFormat(FileFormat):
             group = _get(handle, key)
             if not isinstance(group, h5py.Group) or "layout" not in group.attrs:
                 raise FileNotFoundError(
-                    f"no frame stored under key {key!r} in {self.data_location(location)!r}; "
+                    f"no frame stored under key {key!r} in "
+                    f"{redact(self.data_location(location))!r}; "
                     f"it holds: {', '.join(_frame_keys(handle)) or 'no frames'}"
                 )
             attrs = dict(group.attrs)
@@ -164,7 +185,7 @@ class HdfFormat(FileFormat):
             columns = stored if wanted is None else list(wanted)
             missing = [c for c in columns if c not in stored]
             if missing:
-                raise KeyError(f"{location!r} has no column(s) {missing}; it has {stored}")
+                raise KeyError(f"{redact(location)!r} has no column(s) {missing}; it has {stored}")
             try:
                 root = Node(attrs, _load_members(group, ["index"]))
                 stored_columns = group.get("columns")
@@ -179,7 +200,7 @@ class HdfFormat(FileFormat):
 
     def _corrupt(self, location: str, key: str, problem: str) -> CorruptTargetError:
         return CorruptTargetError(
-            f"the frame {key!r} in {self.data_location(location)!r} is damaged: {problem}. "
+            f"the frame {key!r} in {redact(self.data_location(location))!r} is damaged: {problem}. "
             f"Delete it and write the result again."
         )
 
@@ -245,7 +266,8 @@ class HdfFormat(FileFormat):
                             return
                         if not (isinstance(target, h5py.Group) and "layout" in target.attrs):
                             raise ValueError(
-                                f"cannot delete {location!r}: {key!r} in that file is not a "
+                                f"cannot delete {redact(location)!r}: {key!r} in that file is "
+                                f"not a "
                                 f"prefect-ds frame; remove it with an HDF5 tool instead"
                             )
                         remove_file = not _has_other_objects(source, parts)
@@ -315,13 +337,13 @@ def _check_key(source: h5py.File, parts: list[str], location: str) -> None:
         last = depth == len(parts) - 1
         if (is_frame or isinstance(child, h5py.Dataset)) and not last:
             raise ValueError(
-                f"cannot store {location!r}: {here!r} in that file is already a "
+                f"cannot store {redact(location)!r}: {here!r} in that file is already a "
                 f"{'frame' if is_frame else 'dataset'}, and a frame cannot go inside it. "
                 f"Use another key."
             )
         if last and not is_frame:
             raise ValueError(
-                f"cannot store {location!r}: {here!r} in that file is a "
+                f"cannot store {redact(location)!r}: {here!r} in that file is a "
                 f"{type(child).__name__.lower()} that is not a prefect-ds frame (it may hold "
                 f"other frames), and writing would replace it. Use another key."
             )

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._redact import redact
 from prefect_ds._storage.arrow import arrow_columns, arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
 from prefect_ds.hookspecs import Register, hookimpl
@@ -102,7 +103,7 @@ def _footer_readable(location: str, storage_options: dict[str, Any]) -> bool:
 def _corrupt(location: str, exc: BaseException) -> CorruptTargetError:
     """A truncated, garbled or non-Parquet file, named with what pyarrow found wrong."""
     return CorruptTargetError(
-        f"{location}: not a readable Parquet file ({type(exc).__name__}: {exc}); it is "
+        f"{redact(location)}: not a readable Parquet file ({type(exc).__name__}: {exc}); it is "
         f"truncated, damaged or not Parquet. Delete it and write the result again."
     )
 

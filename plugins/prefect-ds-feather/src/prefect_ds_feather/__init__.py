@@ -50,7 +50,8 @@ class FeatherFormat(prefect_ds.FileFormat):
             if kwargs and self._readable(location):
                 raise  # the file is sound: the read options are what went wrong
             raise prefect_ds.CorruptTargetError(
-                f"{location}: not a readable Feather file ({type(exc).__name__}: {exc}); it "
+                f"{prefect_ds.redact(location)}: not a readable Feather file "
+                f"({type(exc).__name__}: {exc}); it "
                 f"is truncated, damaged or not Feather. Delete it and write the result again."
             ) from None
         return prefect_ds.arrow_to_frame(table)

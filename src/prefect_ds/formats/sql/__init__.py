@@ -138,9 +138,10 @@ class SQLFormat(Format):
         return self._backend(loc).read_metadata(loc)
 
     def target_info(self, location: str) -> TargetInfo:
-        """Rows from ``_prefect_ds_tables`` (tables prefect-ds wrote); no size or time."""
+        """Rows and write time from ``_prefect_ds_tables`` (tables prefect-ds wrote)."""
         loc = parse_location(location)
-        return TargetInfo(rows=self._backend(loc).stored_rows(loc))
+        backend = self._backend(loc)
+        return TargetInfo(rows=backend.stored_rows(loc), modified=backend.written_at(loc))
 
     def list_locations(self, location: str) -> list[str]:
         """The stored tables matching ``location``, whose table part may hold ``*``.

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from prefect_ds._redact import scrub
 from prefect_ds.formats.sql.backend import Backend, DbapiSession, Session
 from prefect_ds.formats.sql.names import SqlLocation
 
@@ -40,8 +41,8 @@ def available(backend: str) -> bool:
 
 
 def _scrub(text: str, loc: SqlLocation) -> str:
-    password = loc.url.password
-    return text.replace(str(password), "***") if password else text
+    uri = loc.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return scrub(text, loc.location, loc.url.render_as_string(hide_password=False), uri)
 
 
 def _connect(loc: SqlLocation) -> Any:

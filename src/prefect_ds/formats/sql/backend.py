@@ -25,6 +25,7 @@ A write, in one transaction:
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import logging
 import os
 import time
@@ -225,6 +226,22 @@ class Backend(abc.ABC):
         if not found or found[0][0] != meta.COMPLETE:
             return {}
         return meta.decode_metadata(found[0][1])
+
+    def written_at(self, loc: SqlLocation) -> dt.datetime | None:
+        """When prefect-ds last completed a write of the table; None for other tables."""
+        if _sqlite_file_missing(loc):
+            return None
+        with self.session(loc) as s:
+            if not catalog.has_column(s, loc, meta.META_TABLE, "written_at"):
+                return None
+            found = s.rows(f"SELECT state, written_at FROM {meta.meta_table(loc)} "
+                           "WHERE table_name = ?", meta.meta_key(loc))
+        if not found or found[0][0] != meta.COMPLETE:
+            return None
+        try:
+            return dt.datetime.fromisoformat(str(found[0][1]))
+        except ValueError:
+            return None
 
     def stored_rows(self, loc: SqlLocation) -> int | None:
         """The row count recorded when prefect-ds wrote the table; None for other tables."""

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError
 
 from prefect_ds._errors import TemplateError, UnsafeLocationError
+from prefect_ds._redact import redact, scrub
 
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; we refuse them instead
 RESERVED_PREFIX = "_prefect_ds"
@@ -56,14 +57,7 @@ def check_identifier(name: str, what: str, location: str) -> str:
 
 def safe_location(location: str) -> str:
     """``location`` with any password replaced by ``***``, for messages and logs."""
-    url_part, sep, fragment = location.rpartition("#")
-    if not sep:
-        url_part, fragment = location, ""
-    try:
-        shown = make_url(url_part).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url_part)
-    return f"{shown}{sep}{fragment}"
+    return redact(location)
 
 
 @dataclass(frozen=True)
@@ -74,6 +68,9 @@ class SqlLocation:
     url: URL
     schema: str | None
     table: str
+
+    def __repr__(self) -> str:
+        return f"SqlLocation({self.shown!r})"
 
     @property
     def backend(self) -> str:
@@ -129,7 +126,8 @@ def parse_location(location: str) -> SqlLocation:
         url = make_url(url_part)
     except (ArgumentError, ValueError) as exc:
         raise TemplateError(
-            f"cannot parse the database URL of {safe_location(location)!r} ({exc}); "
+            f"cannot parse the database URL of {safe_location(location)!r} "
+            f"({scrub(str(exc), location)}); "
             f"use a SQLAlchemy URL, e.g. {_EXAMPLE}"
         ) from None
     parts = fragment.split(".")

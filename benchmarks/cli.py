@@ -1,0 +1,93 @@
+"""Cold start of the ``prefect-ds`` command, measured side by side in one run.
+
+Each figure is a fresh Python process (what a user's shell starts), so module imports
+are paid every time; the operating system's file cache is warm after the first run.
+Compared, interleaved, medians:
+
+* ``prefect-ds --help`` against a bare interpreter (``python -c pass``) and against
+  ``import typer`` alone, the floor any typer command pays;
+* ``prefect-ds formats`` (loads every format plugin) against ``--help``;
+* ``import prefect_ds`` against the bare interpreter;
+* with ``--against SRC`` (another checkout's ``src``, e.g. an older release), ``--help``
+  against the same command run from that source, under the same load.
+
+Bar: cold ``--help`` at most 0.15 s. On a loaded machine every figure grows; the ratios
+to the bare interpreter and to ``import typer`` are the comparable numbers.
+
+Run: ``.venv/bin/python benchmarks/cli.py [--repeat N] [--against OTHER/src]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from common import interleaved
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)}
+CLI = "import sys; from prefect_ds._cli import main; sys.argv[0] = 'prefect-ds'; main()"
+
+
+def python(*args: str, env: dict[str, str] = ENV) -> None:
+    done = subprocess.run([sys.executable, *args], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    if done.returncode not in (0,):
+        raise SystemExit(f"{args} exited with {done.returncode}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--against", help="another source tree to time --help from")
+    options = parser.parse_args()
+    repeat = options.repeat
+
+    def help_() -> None:
+        python("-c", CLI, "--help")
+
+    def formats() -> None:
+        python("-c", CLI, "formats")
+
+    def bare() -> None:
+        python("-c", "pass")
+
+    def typer_only() -> None:
+        python("-c", "import typer")
+
+    def package() -> None:
+        python("-c", "import prefect_ds")
+
+    rows = []
+    ours, base = interleaved(help_, bare, repeat)
+    rows.append(("prefect-ds --help", "python -c pass", ours, base))
+    ours, base = interleaved(help_, typer_only, repeat)
+    rows.append(("prefect-ds --help", "import typer", ours, base))
+    ours, base = interleaved(package, bare, repeat)
+    rows.append(("import prefect_ds", "python -c pass", ours, base))
+    ours, base = interleaved(formats, help_, max(3, repeat // 3))
+    rows.append(("prefect-ds formats", "prefect-ds --help", ours, base))
+    if options.against:
+        other = {**ENV, "PYTHONPATH": os.path.abspath(options.against)}
+
+        def other_help() -> None:
+            python("-c", CLI, "--help", env=other)
+
+        ours, base = interleaved(help_, other_help, repeat)
+        rows.append(("prefect-ds --help", "--help of --against", ours, base))
+
+    print(f"{'ours':<22}{'baseline':<22}{'ours (s)':>10}{'base (s)':>10}{'ratio':>8}")
+    for name, against, a, b in rows:
+        print(f"{name:<22}{against:<22}{a:>10.3f}{b:>10.3f}{a / b:>8.2f}")
+    cold_help = rows[0][2]
+    print(f"\ncold --help: {cold_help:.3f} s (bar: 0.15 s) -> "
+          f"{'within' if cold_help <= 0.15 else 'over'} the bar on this machine now; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
