@@ -31,7 +31,8 @@ def frame(n: int, rows: int = 3) -> pd.DataFrame:
 def peek(future: Any) -> Any:
     """What the run's state holds now, without reloading a released result."""
     future.wait()
-    return future.state.result()
+    released = getattr(future, "released", None)
+    return released if released is not None else future.state.result()
 
 
 def is_released(future: Any) -> bool:

@@ -51,15 +51,15 @@ class PandasResultHandler:
         """The unrendered location template."""
         return self.template.template
 
-    def render(self, **arguments: Any) -> str:
+    def render(self, /, **arguments: Any) -> str:
         """The location for these arguments."""
         return self.template.render(arguments)
 
-    def read(self, **arguments: Any) -> pd.DataFrame:
+    def read(self, /, **arguments: Any) -> pd.DataFrame:
         """Load the frame stored for these arguments."""
         return self.format.read(self.render(**arguments), **self.read_kwargs)
 
-    def write(self, df: pd.DataFrame, **arguments: Any) -> str:
+    def write(self, df: pd.DataFrame, /, **arguments: Any) -> str:
         """Store ``df`` for these arguments atomically; return the rendered location."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(
@@ -71,11 +71,11 @@ class PandasResultHandler:
         _lineage.report("materialized", self.format, location, df)  # inside a run only
         return location
 
-    def exists(self, **arguments: Any) -> bool:
+    def exists(self, /, **arguments: Any) -> bool:
         """Whether a complete result is stored for these arguments."""
         return self.format.exists(self.render(**arguments))
 
-    def delete(self, **arguments: Any) -> None:
+    def delete(self, /, **arguments: Any) -> None:
         """Remove the result stored for these arguments, if any."""
         self.format.delete(self.render(**arguments))
 

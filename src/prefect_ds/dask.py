@@ -37,16 +37,19 @@ from uuid import UUID
 
 import distributed
 import pandas as pd
-from prefect.client.schemas.objects import RunInput, TaskRunResult
+from prefect.client.schemas.objects import RunInput, State, TaskRunResult
 from prefect.futures import PrefectFuture, PrefectFutureList
+from prefect.results import ResultRecord  # type: ignore[attr-defined]
+from prefect.states import Completed
+from prefect.utilities.collections import visit_collection
 from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 from prefect_ds._checkpoint.store import planned_target
-from prefect_ds._errors import ResultReleasedError
+from prefect_ds._release import targets as _targets
 from prefect_ds._release.graph import Graph, Node
 from prefect_ds._release.placeholder import ReleasedResult
-from prefect_ds._release.submissions import data_ids, waited_ids
+from prefect_ds._release.submissions import data_ids, mapped_calls, other_ids, waited_ids
 from prefect_ds._release.targets import StoredTarget
 
 if TYPE_CHECKING:
@@ -78,22 +81,24 @@ class DSDaskFuture(PrefectDaskFuture[R]):
         if self._released is None:
             super().wait(timeout)
 
+    @property
+    def state(self) -> State[R]:
+        """The run's state; after a release, a checkpointed run's state carries the frame
+        reloaded from its target, so whatever resolves the future through its state (a
+        subflow's parameters) gets data."""
+        placeholder = self._released
+        if placeholder is None:
+            return super().state
+        data = placeholder.load() if placeholder.reloadable else placeholder
+        return Completed(data=ResultRecord(metadata=_metadata(), result=data))
+
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         placeholder = self._released
         if placeholder is None:
             return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
         if not placeholder.reloadable:
             return placeholder  # type: ignore[return-value]
-        try:
-            return placeholder.load()  # type: ignore[no-any-return]
-        except FileNotFoundError as exc:
-            raise ResultReleasedError(
-                f"The result of task {placeholder.task_name!r} (task run "
-                f"{placeholder.task_run_id}) was released from the Dask cluster, and its "
-                f"checkpoint target {placeholder.target.location if placeholder.target else ''!r} "
-                f"cannot be read back "
-                f"({exc}). The task may have failed, or the target was deleted meanwhile."
-            ) from exc
+        return placeholder.load()  # type: ignore[no-any-return]
 
     def _release(self, placeholder: ReleasedResult) -> None:
         """Drop the client's hold on the result so Dask deletes it from the worker."""
@@ -120,6 +125,20 @@ class _ReleasedFromCluster(ReleasedResult):
         )
 
 
+def _metadata() -> Any:
+    """Result metadata for a state rebuilt on the client (nothing persisted)."""
+    from prefect.results import ResultRecordMetadata  # type: ignore[attr-defined]
+    from prefect.serializers import PickleSerializer
+
+    return ResultRecordMetadata(storage_key=None, serializer=PickleSerializer())
+
+
+def _completed(state: Any) -> bool:
+    """Runs on a worker, next to the result: whether the task run completed."""
+    is_completed = getattr(state, "is_completed", None)
+    return bool(is_completed()) if callable(is_completed) else True
+
+
 def _load_target(target: StoredTarget) -> pd.DataFrame:
     """Runs on a worker: read a released, checkpointed result back from its target."""
     return target.load()
@@ -143,8 +162,8 @@ class _DaskGraph(Graph):
 
     def release(self, node: Node) -> list[Any]:
         # Called with the lock held, from Dask's callback thread or the flow's thread.
-        if node.task_run_id is None:
-            return []
+        if node.task_run_id is None or node.completed is False:
+            return []  # a failed run keeps its state and error, as on threads
         ref = self._futures.get(node.task_run_id)
         future = ref() if ref is not None else None
         if future is None or future.released is not None:
@@ -159,6 +178,10 @@ class _DaskGraph(Graph):
         future._release(node.placeholder)
         logger.debug("Released the result of task %s on the Dask cluster", node.label)
         return []
+
+    def target(self, run_id: UUID) -> StoredTarget | None:
+        with self._lock:
+            return self._targets.get(run_id)
 
     def put_back(self, node: Node) -> None:
         with node.reload_lock:
@@ -183,11 +206,69 @@ class _DaskGraph(Graph):
         super().forget_all()
 
 
-def _finished(graph: _DaskGraph, node: Node, _future: distributed.Future[Any]) -> None:
+def _finished(graph: _DaskGraph, node: Node, future: distributed.Future[Any]) -> None:
+    """Dask's callback when a task run is done: learn whether it completed (on the
+    cluster, so its result never travels here), then count it finished."""
+    client = graph.client
+    try:
+        if client is None or future.status != "finished":
+            raise RuntimeError("no state to look at")
+        probe = client.submit(_completed, future, pure=False)
+    except Exception:
+        node.completed = False
+        _count_finished(graph, node)
+        return
+
+    def learned(done: distributed.Future[Any]) -> None:
+        try:
+            node.completed = bool(done.result())
+        except Exception:
+            node.completed = False
+        _count_finished(graph, node)
+
+    probe.add_done_callback(learned)  # type: ignore[no-untyped-call]
+
+
+def _count_finished(graph: _DaskGraph, node: Node) -> None:
     try:
         graph.finished(node, None)
     except Exception:  # a failed release must not break Dask's callback thread
         logger.warning("Could not release results after task %s", node.label, exc_info=True)
+
+
+def _without_released(wait_for: Any) -> Any:
+    """``wait_for`` without released futures: they finished, and their Dask keys are gone."""
+    if wait_for is None:
+        return None
+
+    def drop(obj: Any) -> Any:
+        if isinstance(obj, DSDaskFuture) and obj.released is not None:
+            return None
+        return obj
+
+    return visit_collection(wait_for, visit_fn=drop, return_data=True)
+
+
+def _upstream_assets(graph: _DaskGraph, run_ids: Iterable[UUID]) -> list[Any]:
+    """The checkpoint targets of these upstream runs, as Prefect assets.
+
+    On threads a task's upstream assets come from the flow run context, where the
+    upstream checkpoint recorded its target; a Dask worker gets a fresh context for each
+    task, so the client hands them over as the task's ``asset_deps`` instead.
+    """
+    from prefect.assets import Asset
+
+    from prefect_ds._checkpoint.lineage import asset_key
+
+    assets = []
+    for run_id in run_ids:
+        target = graph.target(run_id)
+        if target is not None:
+            try:
+                assets.append(Asset(key=asset_key(target.format, target.location)))
+            except Exception:  # lineage never fails a submission
+                logger.debug("No asset key for %s", target.location, exc_info=True)
+    return assets
 
 
 class DSDaskTaskRunner(DaskTaskRunner):
@@ -234,14 +315,17 @@ class DSDaskTaskRunner(DaskTaskRunner):
     ) -> DSDaskFuture[Any]:
         graph = self._graph
         graph.client = self.client
-        waits = list(wait_for) if wait_for is not None else None
-        node = graph.add(task.name, data_ids(parameters, task.name),
-                         waited_ids(waits, dependencies))
+        data = data_ids(parameters, task.name)
+        node = graph.add(task.name, data,
+                         waited_ids(wait_for, dependencies) | other_ids(parameters))
         try:
             graph.reload(node)  # released upstream results this task receives
-            if waits is not None:  # a released upstream has finished: nothing to wait for
-                waits = [f for f in waits if not (isinstance(f, DSDaskFuture) and f.released)]
-            future = super().submit(task, parameters, waits, dependencies)  # type: ignore[arg-type]
+            assets = _upstream_assets(graph, data)
+            if assets:
+                task = task.with_options(asset_deps=[*(task.asset_deps or ()), *assets])
+            future = super().submit(
+                task, parameters, _without_released(wait_for), dependencies
+            )
         except BaseException:
             graph.withdraw(node)
             raise
@@ -275,6 +359,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
             )
         pinned = self._graph.pin(top_level)
         try:
+            _targets.check_map(task.fn, lambda: mapped_calls(task, parameters, wait_for))
             return super().map(task, parameters, wait_for)  # type: ignore[return-value]
         finally:
             self._graph.unpin(pinned)
