@@ -133,6 +133,24 @@ def _metadata() -> Any:
     return ResultRecordMetadata(storage_key=None, serializer=PickleSerializer())
 
 
+def _end_on_workers(runner: DaskTaskRunner) -> None:
+    """Tell every worker the flow run is over, so they drop what they kept for it."""
+    from prefect.context import FlowRunContext
+
+    from prefect_ds._release.flow_runs import end
+
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context is not None else None
+    client = getattr(runner, "_client", None)
+    if flow_run is None or client is None:
+        return
+    try:
+        client.run(end, flow_run.id)
+    except Exception:  # the cluster may be gone already; its workers' records with it
+        logger.debug("Could not tell the workers that flow run %s ended", flow_run.id,
+                     exc_info=True)
+
+
 def _completed(state: Any) -> bool:
     """Runs on a worker, next to the result: whether the task run completed."""
     is_completed = getattr(state, "is_completed", None)
@@ -293,6 +311,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
 
     def __exit__(self, *args: Any) -> None:
         try:
+            _end_on_workers(self)
             super().__exit__(*args)
         finally:
             self._graph.forget_all()

@@ -260,8 +260,9 @@ def claim(
         old = claims.get(key)
         problem = None if old is None else _conflict(old, new, location, template)
         if problem is not None:
-            if old is not None and old.active:
-                old.collided = problem
+            if old is not None and old.active and old.function is new.function \
+                    and any(differing(old, new)):
+                old.collided = problem  # the calls differ: the first must not write either
             raise CheckpointCollisionError(problem)
         claims[key] = new
     prior = old if old is not None and old.task_run_id != new.task_run_id else None

@@ -7,20 +7,38 @@ the end is observed on the flow run's :class:`~prefect.context.FlowRunContext`: 
 task of the run sees that same object, and Prefect drops it when the run is over.
 A finalizer on it calls back, once, whatever was registered for the run.
 
-A Dask worker rebuilds a context for each task it runs; what a task records there is
-dropped when that task is done, which is right: the records are needed only on the
-client.
+A Dask worker rebuilds the context for each task it runs, so there the context's end
+says nothing about the flow run's. On a worker the flow runs seen most recently are
+kept instead (at most ``DETACHED_RUNS``; the oldest is dropped first), and
+``DSDaskTaskRunner`` calls :func:`end` on every worker when its flow run ends.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from uuid import UUID
 
+DETACHED_RUNS = 256
+
 _lock = threading.Lock()
 _callbacks: dict[UUID, dict[str, Callable[[UUID], None]]] = {}
+_detached: OrderedDict[UUID, None] = OrderedDict()
+
+
+def _on_dask_worker() -> bool:
+    """Whether this thread runs a task for a Dask worker (the context is a rebuilt copy)."""
+    worker = sys.modules.get("distributed.worker")
+    if worker is None:
+        return False
+    try:
+        worker.get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def current_flow_run_id() -> UUID | None:
@@ -44,18 +62,30 @@ def when_ended(flow_run_id: UUID, name: str, callback: Callable[[UUID], None]) -
     flow_run = context.flow_run if context is not None else None
     if flow_run is None or flow_run.id != flow_run_id:
         return False
+    evicted: list[UUID] = []
+    detached = _on_dask_worker()
     with _lock:
         callbacks = _callbacks.get(flow_run_id)
         if callbacks is None:
             callbacks = _callbacks[flow_run_id] = {}
-            weakref.finalize(context, _ended, flow_run_id)
+            if not detached:
+                weakref.finalize(context, end, flow_run_id)
+        if detached:
+            _detached[flow_run_id] = None
+            _detached.move_to_end(flow_run_id)
+            while len(_detached) > DETACHED_RUNS:
+                evicted.append(_detached.popitem(last=False)[0])
         callbacks.setdefault(name, callback)
+    for old in evicted:
+        end(old)
     return True
 
 
-def _ended(flow_run_id: UUID) -> None:
+def end(flow_run_id: UUID) -> None:
+    """The flow run has ended: call back what was registered for it (once)."""
     with _lock:
         callbacks = _callbacks.pop(flow_run_id, {})
+        _detached.pop(flow_run_id, None)
     for callback in callbacks.values():
         callback(flow_run_id)
 
