@@ -54,11 +54,22 @@ class DSFuture(PrefectConcurrentFuture[R]):
     @property
     def released(self) -> ReleasedResult | None:
         """The placeholder for the released result, or None while it is in memory."""
-        state = self._final_state
+        state = self.done_state()
         record = state.data if state is not None else None
         if isinstance(record, ResultRecord) and isinstance(record.result, ReleasedResult):
             return record.result
         return None
+
+    def done_state(self) -> State[R] | None:
+        """The run's final state if it has finished, without waiting or asking the API."""
+        if self._final_state is None and self._wrapped_future.done():
+            try:
+                final = self._wrapped_future.result(timeout=0)
+            except Exception:
+                return None
+            if isinstance(final, State):
+                self._final_state = final
+        return self._final_state
 
     @property
     def state(self) -> State[R]:
@@ -207,7 +218,7 @@ def _settled(wait_for: Any) -> Any:
 
     def swap(obj: Any) -> Any:
         if isinstance(obj, DSFuture) and obj.released is not None:
-            return obj._final_state
+            return obj.done_state()
         return obj
 
     return visit_collection(wait_for, visit_fn=swap, return_data=True)
