@@ -627,7 +627,7 @@ def test_records_are_dropped_when_flow_runs_end(
         while True:
             gc.collect()
             now = counts()
-            if all(a <= b for a, b in zip(now, expected)) or time.monotonic() > deadline:
+            if all(a <= b for a, b in zip(now, expected, strict=True)) or time.monotonic() > deadline:
                 return now
             time.sleep(0.2)
 
@@ -639,7 +639,7 @@ def test_records_are_dropped_when_flow_runs_end(
         assert run(pipeline) == 5
     assert run(direct) == 6
     after = settled(before)
-    assert all(a <= b for a, b in zip(after, before)), (before, after)
+    assert all(a <= b for a, b in zip(after, before, strict=True)), (before, after)
     if kind == "dask":  # the worker was told the flow runs ended
         client = request.getfixturevalue("cluster")
         import distributed
