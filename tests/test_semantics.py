@@ -627,7 +627,8 @@ def test_records_are_dropped_when_flow_runs_end(
         while True:
             gc.collect()
             now = counts()
-            if all(a <= b for a, b in zip(now, expected, strict=True)) or time.monotonic() > deadline:
+            if all(a <= b for a, b in zip(now, expected, strict=True)) \
+                    or time.monotonic() > deadline:
                 return now
             time.sleep(0.2)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -71,6 +72,11 @@ class DSDaskFuture(PrefectDaskFuture[R]):
     """
 
     _released: ReleasedResult | None = None
+    # Set once the runner has counted this run finished (and released what that frees),
+    # so a consumer's wait() returns after its upstream results were released, as on
+    # threads.
+    _counted: threading.Event | None = None
+    SETTLE_TIMEOUT = 30.0
 
     @property
     def released(self) -> ReleasedResult | None:
@@ -80,6 +86,12 @@ class DSDaskFuture(PrefectDaskFuture[R]):
     def wait(self, timeout: float | None = None) -> None:
         if self._released is None:
             super().wait(timeout)
+            self._settle(timeout)
+
+    def _settle(self, timeout: float | None) -> None:
+        counted = self._counted
+        if counted is not None and self._wrapped_future.done():  # type: ignore[no-untyped-call]
+            counted.wait(self.SETTLE_TIMEOUT if timeout is None else timeout)
 
     @property
     def state(self) -> State[R]:
@@ -95,7 +107,10 @@ class DSDaskFuture(PrefectDaskFuture[R]):
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         placeholder = self._released
         if placeholder is None:
-            return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
+            try:
+                return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
+            finally:
+                self._settle(timeout)
         if not placeholder.reloadable:
             return placeholder  # type: ignore[return-value]
         return placeholder.load()  # type: ignore[no-any-return]
@@ -197,6 +212,13 @@ class _DaskGraph(Graph):
         logger.debug("Released the result of task %s on the Dask cluster", node.label)
         return []
 
+    def counted(self, node: Node) -> threading.Event | None:
+        """The event the node's future waits on until its run was counted finished."""
+        with self._lock:
+            ref = self._futures.get(node.task_run_id) if node.task_run_id else None
+        future = ref() if ref is not None else None
+        return future._counted if future is not None else None
+
     def target(self, run_id: UUID) -> StoredTarget | None:
         with self._lock:
             return self._targets.get(run_id)
@@ -252,6 +274,10 @@ def _count_finished(graph: _DaskGraph, node: Node) -> None:
         graph.finished(node, None)
     except Exception:  # a failed release must not break Dask's callback thread
         logger.warning("Could not release results after task %s", node.label, exc_info=True)
+    finally:
+        counted = graph.counted(node)
+        if counted is not None:
+            counted.set()
 
 
 def _without_released(wait_for: Any) -> Any:
@@ -352,6 +378,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
         ours: DSDaskFuture[Any] = DSDaskFuture(
             task_run_id=future.task_run_id, wrapped_future=wrapped
         )
+        ours._counted = threading.Event()
         graph.registered(node, future.task_run_id)
         graph.track(future.task_run_id, ours, planned_target(task.fn, parameters))
         wrapped.add_done_callback(  # type: ignore[no-untyped-call]
