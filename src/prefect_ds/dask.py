@@ -48,6 +48,7 @@ from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 from prefect_ds._checkpoint.store import planned_target
 from prefect_ds._release import targets as _targets
+from prefect_ds._release.flow_runs import current_flow_run_id
 from prefect_ds._release.graph import Graph, Node
 from prefect_ds._release.placeholder import ReleasedResult
 from prefect_ds._release.submissions import data_ids, mapped_calls, other_ids, waited_ids
@@ -101,6 +102,10 @@ class DSDaskFuture(PrefectDaskFuture[R]):
         placeholder = self._released
         if placeholder is None:
             return super().state
+        if not placeholder.reloadable:
+            persisted = self._persisted_state()
+            if persisted is not None:
+                return persisted
         data = placeholder.load() if placeholder.reloadable else placeholder
         return Completed(data=ResultRecord(metadata=_metadata(), result=data))
 
@@ -112,8 +117,24 @@ class DSDaskFuture(PrefectDaskFuture[R]):
             finally:
                 self._settle(timeout)
         if not placeholder.reloadable:
+            persisted = self._persisted_state()
+            if persisted is not None:  # Prefect stored it: read it back, as on threads
+                return persisted.result(raise_on_failure=raise_on_failure)  # type: ignore[return-value]
             return placeholder  # type: ignore[return-value]
         return placeholder.load()  # type: ignore[no-any-return]
+
+    def _persisted_state(self) -> State[Any] | None:
+        """The run's state from the API when Prefect persisted its result, else None."""
+        from prefect.results import ResultRecordMetadata  # type: ignore[attr-defined]
+
+        try:
+            state = super().state
+        except Exception:
+            return None
+        if state.is_completed() and isinstance(state.data, ResultRecordMetadata) \
+                and state.data.storage_key:
+            return state
+        return None
 
     def _release(self, placeholder: ReleasedResult) -> None:
         """Drop the client's hold on the result so Dask deletes it from the worker."""
@@ -150,19 +171,16 @@ def _metadata() -> Any:
 
 def _end_on_workers(runner: DaskTaskRunner) -> None:
     """Tell every worker the flow run is over, so they drop what they kept for it."""
-    from prefect.context import FlowRunContext
-
     from prefect_ds._release.flow_runs import end
 
-    context = FlowRunContext.get()
-    flow_run = context.flow_run if context is not None else None
+    flow_run_id = getattr(runner, "_flow_run_id", None)
     client = getattr(runner, "_client", None)
-    if flow_run is None or client is None:
+    if flow_run_id is None or client is None:
         return
     try:
-        client.run(end, flow_run.id)
+        client.run(end, flow_run_id)
     except Exception:  # the cluster may be gone already; its workers' records with it
-        logger.debug("Could not tell the workers that flow run %s ended", flow_run.id,
+        logger.debug("Could not tell the workers that flow run %s ended", flow_run_id,
                      exc_info=True)
 
 
@@ -329,10 +347,12 @@ class DSDaskTaskRunner(DaskTaskRunner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._graph = _DaskGraph()
+        self._flow_run_id: UUID | None = None
 
     def __enter__(self) -> DSDaskTaskRunner:
         super().__enter__()  # type: ignore[no-untyped-call]
         self._graph = _DaskGraph()
+        self._flow_run_id = current_flow_run_id()
         return self
 
     def __exit__(self, *args: Any) -> None:
@@ -360,6 +380,8 @@ class DSDaskTaskRunner(DaskTaskRunner):
     ) -> DSDaskFuture[Any]:
         graph = self._graph
         graph.client = self.client
+        if self._flow_run_id is None:  # the flow run's context is gone by __exit__
+            self._flow_run_id = current_flow_run_id()
         data = data_ids(parameters, task.name)
         node = graph.add(task.name, data,
                          waited_ids(wait_for, dependencies) | other_ids(parameters))

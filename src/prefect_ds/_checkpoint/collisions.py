@@ -106,7 +106,7 @@ def target_key(location: str) -> str:
 class Claim:
     """One call's use of a target."""
 
-    function: object  # the checkpointed function, compared by identity
+    function: object  # the checkpointed function, compared by function_key
     label: str  # e.g. "task run 'clean-1a2' of task 'clean'"
     task_run_id: uuid.UUID | None
     plain: dict[str, Hashable] = field(default_factory=dict)
@@ -123,6 +123,21 @@ class Claim:
 
 _lock = threading.Lock()
 _by_flow_run: dict[uuid.UUID | None, dict[str, Claim]] = {}
+
+
+def function_key(fn: object) -> object:
+    """What identifies a function, even as separate unpickled copies (Dask ships the
+    function with every task): its module, name and where its code starts."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return fn
+    return (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None),
+            code.co_filename, code.co_firstlineno)
+
+
+def _same_function(old: Claim, new: Claim) -> bool:
+    return old.function is new.function or function_key(old.function) == function_key(
+        new.function)
 
 
 def _describe(values: Mapping[str, Hashable], names: list[str]) -> str:
@@ -156,7 +171,7 @@ def _conflict(old: Claim, new: Claim, location: str, template: str) -> str | Non
     """Why ``new`` may not use the target ``old`` used, or None when it may."""
     if old.task_run_id is not None and old.task_run_id == new.task_run_id:
         return None  # a retry of the same task run
-    plain, opaque = differing(old, new) if old.function is new.function else ([], [])
+    plain, opaque = differing(old, new) if _same_function(old, new) else ([], [])
     if old.active:
         if plain or opaque:
             return (
@@ -173,7 +188,7 @@ def _conflict(old: Claim, new: Claim, location: str, template: str) -> str | Non
             f"tells them apart to the template {template!r}, or do not run the same call twice "
             f"concurrently."
         )
-    if old.function is not new.function:
+    if not _same_function(old, new):
         return (
             f"checkpoint target {location!r} is used by two different task functions in one "
             f"flow run ({old.label} and {new.label}); the second would load the first one's "
@@ -260,7 +275,7 @@ def claim(
         old = claims.get(key)
         problem = None if old is None else _conflict(old, new, location, template)
         if problem is not None:
-            if old is not None and old.active and old.function is new.function \
+            if old is not None and old.active and _same_function(old, new) \
                     and any(differing(old, new)):
                 old.collided = problem  # the calls differ: the first must not write either
             raise CheckpointCollisionError(problem)

@@ -29,7 +29,7 @@ _callbacks: dict[UUID, dict[str, Callable[[UUID], None]]] = {}
 _detached: OrderedDict[UUID, None] = OrderedDict()
 
 
-def _on_dask_worker() -> bool:
+def on_dask_worker() -> bool:
     """Whether this thread runs a task for a Dask worker (the context is a rebuilt copy)."""
     worker = sys.modules.get("distributed.worker")
     if worker is None:
@@ -63,7 +63,7 @@ def when_ended(flow_run_id: UUID, name: str, callback: Callable[[UUID], None]) -
     if flow_run is None or flow_run.id != flow_run_id:
         return False
     evicted: list[UUID] = []
-    detached = _on_dask_worker()
+    detached = on_dask_worker()
     with _lock:
         callbacks = _callbacks.get(flow_run_id)
         if callbacks is None:

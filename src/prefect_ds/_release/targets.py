@@ -58,7 +58,9 @@ def remember(task_run_id: UUID, target: StoredTarget, flow_run_id: UUID | None) 
     work inside one. The records of a flow run are dropped when it ends, whatever its
     task runner, so a long-lived process does not pile them up.
     """
-    if flow_run_id is None or not _flow_runs.when_ended(flow_run_id, __name__, _forget_run):
+    if flow_run_id is None or _flow_runs.on_dask_worker():
+        return  # no runner in this process reads it (a Dask runner plans targets itself)
+    if not _flow_runs.when_ended(flow_run_id, __name__, _forget_run):
         return
     with _lock:
         _by_task_run[task_run_id] = target
