@@ -47,6 +47,7 @@ from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 from prefect_ds._checkpoint.store import planned_target
+from prefect_ds._errors import ResultReleasedError
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.flow_runs import current_flow_run_id
 from prefect_ds._release.graph import Graph, Node
@@ -106,7 +107,12 @@ class DSDaskFuture(PrefectDaskFuture[R]):
             persisted = self._persisted_state()
             if persisted is not None:
                 return persisted
-        data = placeholder.load() if placeholder.reloadable else placeholder
+        data: Any = placeholder
+        if placeholder.reloadable:
+            try:
+                data = placeholder.load()
+            except ResultReleasedError:
+                pass  # the target is gone: the placeholder says so when it is used
         return Completed(data=ResultRecord(metadata=_metadata(), result=data))
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:

@@ -27,6 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.collections import visit_collection
 from typing_extensions import Self
 
+from prefect_ds._errors import ResultReleasedError
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.graph import Graph, Node
 from prefect_ds._release.placeholder import ReleasedResult
@@ -79,7 +80,11 @@ class DSFuture(PrefectConcurrentFuture[R]):
             return state
         record = state.data
         assert isinstance(record, ResultRecord)
-        fresh = ResultRecord(metadata=record.metadata, result=placeholder.load())
+        try:
+            value = placeholder.load()
+        except ResultReleasedError:
+            return state  # the target is gone: the placeholder says so when it is used
+        fresh = ResultRecord(metadata=record.metadata, result=value)
         return state.model_copy(update={"data": fresh})
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
