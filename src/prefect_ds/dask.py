@@ -28,6 +28,7 @@ Checkpoint targets must be on storage every worker sees (a shared file system, S
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -109,10 +110,9 @@ class DSDaskFuture(PrefectDaskFuture[R]):
                 return persisted
         data: Any = placeholder
         if placeholder.reloadable:
-            try:
+            # a target that is gone leaves the placeholder, which says so when it is used
+            with contextlib.suppress(ResultReleasedError):
                 data = placeholder.load()
-            except ResultReleasedError:
-                pass  # the target is gone: the placeholder says so when it is used
         return Completed(data=ResultRecord(metadata=_metadata(), result=data))
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
