@@ -142,7 +142,11 @@ def test_every_call_style_computes_once_then_loads(
             "async": asynchronous.state,
             "foreign": dropped_in,
         }
-        return {"plain": plain, "states": states}
+        # what the checkpoint recorded for the memory-releasing runner, while the flow
+        # run lasts (the records are dropped when it ends)
+        recorded = {label: _targets.lookup(state.state_details.task_run_id)
+                    for label, state in states.items()}
+        return {"plain": plain, "states": states, "recorded": recorded}
 
     first = pipeline()
     assert isinstance(first["plain"], pd.DataFrame)
@@ -166,7 +170,7 @@ def test_every_call_style_computes_once_then_loads(
     assert os.stat(tmp_path / "sq_8.parquet").st_mtime_ns == foreign_mtime
     # every task run's target is recorded for the memory-releasing runner
     for label, state in first["states"].items():
-        stored = _targets.lookup(state.state_details.task_run_id)
+        stored = first["recorded"][label]
         assert stored is not None, label
         assert_frame_equal(stored.load(), state.result())
     assert f"saved checkpoint {tmp_path / 'sq_3.parquet'}" in prefect_logs.read()
@@ -327,6 +331,64 @@ def test_two_calls_never_share_a_target(prefect_harness: None, tmp_path: Path) -
         failed.result()
     assert calls.counts[("slow", 1)] == 1  # one writer only
     assert_frame_equal(pd.read_parquet(tmp_path / "slow_1.parquet"), frame(1))
+
+
+def test_a_flow_run_keeps_its_claims_however_many_runs_follow(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    """Claims are dropped when their flow run ends, never because others came after it
+    (subflows included): the 70 subflows here once pushed the parent's claims out."""
+    from prefect import flow, task
+
+    @task
+    @checkpoint(str(tmp_path / "kept_{region}.parquet"))
+    def by_region(region: str, year: int) -> pd.DataFrame:
+        return frame(year)
+
+    @task
+    @checkpoint(str(tmp_path / "sub_{i}.parquet"))
+    def small(i: int) -> pd.DataFrame:
+        return frame(i)
+
+    @flow
+    def child(i: int) -> int:
+        return len(small(i))
+
+    @flow
+    def parent() -> Any:
+        by_region("north", 2020)
+        for i in range(70):
+            child(i)
+        # in a dict: a flow returning a failed state directly would fail with it
+        return {"state": by_region("north", 2021, return_state=True)}
+
+    state = parent()["state"]
+    with pytest.raises(CheckpointCollisionError, match=r"Add \{year\}"):
+        state.result()
+
+
+def test_direct_calls_with_differing_frames_collide_and_arguments_may_be_named_anything(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    from prefect import flow, task
+
+    @task
+    @checkpoint(str(tmp_path / "{location}_{self}.parquet"))
+    def shaped(df: pd.DataFrame, location: str, self: str) -> pd.DataFrame:
+        return df
+
+    @flow
+    def pipeline() -> Any:
+        shaped(frame(1), "a", "b")
+        same = shaped(frame(1), "a", "b", return_state=True)  # equal content: a hit
+        other = shaped(frame(2), "a", "b", return_state=True)
+        return same, other
+
+    same, other = pipeline()
+    assert same.name == "Cached"
+    with pytest.raises(CheckpointCollisionError, match="'df'"):
+        other.result()
+    assert_frame_equal(pd.read_parquet(tmp_path / "a_b.parquet"), frame(1))
 
 
 # -- plain calls (no Prefect run) -----------------------------------------------------------

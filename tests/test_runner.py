@@ -31,7 +31,8 @@ def frame(n: int, rows: int = 3) -> pd.DataFrame:
 def peek(future: Any) -> Any:
     """What the run's state holds now, without reloading a released result."""
     future.wait()
-    return future.state.result()
+    released = getattr(future, "released", None)
+    return released if released is not None else future.state.result()
 
 
 def is_released(future: Any) -> bool:
@@ -62,10 +63,18 @@ def test_released_result_says_what_was_released_and_refuses_to_pass_for_data() -
     assert not placeholder.reloadable
     with pytest.raises(AttributeError, match="released by DSTaskRunner"):
         _ = placeholder.columns
-    uses = (lambda: placeholder * 2, lambda: placeholder["n"], lambda: len(placeholder))
+    uses = (
+        lambda: placeholder * 2, lambda: placeholder["n"], lambda: len(placeholder),
+        lambda: bool(placeholder), lambda: placeholder == 1, lambda: placeholder != 1,
+        lambda: 1 + placeholder, lambda: list(placeholder), lambda: -placeholder,
+        lambda: placeholder < 1, lambda: int(placeholder), lambda: 3 in placeholder,
+        lambda: placeholder & True, lambda: placeholder(),
+    )
     for use_as_data in uses:
         with pytest.raises(ResultReleasedError, match="used as data"):
             use_as_data()
+    # identity still works: a placeholder can be kept in a set or found by the runner
+    assert placeholder in {placeholder} and placeholder is placeholder
     with pytest.raises(ResultReleasedError, match="checkpoint"):
         placeholder.load()
 
@@ -79,6 +88,10 @@ def test_a_checkpointed_released_result_reloads_from_its_target(tmp_path: Path) 
     placeholder = ReleasedResult.of(frame(7), "kept", uuid4(), target)
     assert placeholder.reloadable and "reloadable from" in repr(placeholder)
     assert_frame_equal(placeholder.load(), frame(7))
+    Path(location).unlink()
+    with pytest.raises(ResultReleasedError) as info:
+        placeholder.load()
+    assert "'kept'" in str(info.value) and location in str(info.value)
 
 
 # -- flows --------------------------------------------------------------------------------

@@ -59,17 +59,17 @@ class PandasResultHandler:
         """The unrendered location template."""
         return self.template.template
 
-    def render(self, **arguments: Any) -> str:
+    def render(self, /, **arguments: Any) -> str:
         """The location for these arguments (checked: ``prefect_ds._locations``)."""
         suffixes = (self.format.sidecar_suffixes()
                     if isinstance(self.format, SupportsSidecarNames) else ())
         return self.template.render(arguments, suffixes)
 
-    def read(self, **arguments: Any) -> pd.DataFrame:
+    def read(self, /, **arguments: Any) -> pd.DataFrame:
         """Load the frame stored for these arguments."""
         return self.format.read(self.render(**arguments), **self.read_kwargs)
 
-    def write(self, df: pd.DataFrame, **arguments: Any) -> str:
+    def write(self, df: pd.DataFrame, /, **arguments: Any) -> str:
         """Store ``df`` for these arguments atomically; return the rendered location."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(
@@ -89,11 +89,11 @@ class PandasResultHandler:
             return self.format.lock(location)
         return contextlib.nullcontext()
 
-    def exists(self, **arguments: Any) -> bool:
+    def exists(self, /, **arguments: Any) -> bool:
         """Whether a complete result is stored for these arguments."""
         return self.format.exists(self.render(**arguments))
 
-    def delete(self, **arguments: Any) -> None:
+    def delete(self, /, **arguments: Any) -> None:
         """Remove the result stored for these arguments, if any."""
         self.format.delete(self.render(**arguments))
 

@@ -28,8 +28,10 @@ Checkpoint targets must be on storage every worker sees (a shared file system, S
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import threading
 import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,17 +39,22 @@ from uuid import UUID
 
 import distributed
 import pandas as pd
-from prefect.client.schemas.objects import RunInput, TaskRunResult
+from prefect.client.schemas.objects import RunInput, State, TaskRunResult
 from prefect.futures import PrefectFuture, PrefectFutureList
+from prefect.results import ResultRecord  # type: ignore[attr-defined]
+from prefect.states import Completed
+from prefect.utilities.collections import visit_collection
 from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 from prefect_ds._checkpoint.store import planned_target
 from prefect_ds._errors import ResultReleasedError
 from prefect_ds._redact import redact
+from prefect_ds._release import targets as _targets
+from prefect_ds._release.flow_runs import current_flow_run_id
 from prefect_ds._release.graph import Graph, Node
 from prefect_ds._release.placeholder import ReleasedResult
-from prefect_ds._release.submissions import data_ids, waited_ids
+from prefect_ds._release.submissions import data_ids, mapped_calls, other_ids, waited_ids
 from prefect_ds._release.targets import StoredTarget
 
 if TYPE_CHECKING:
@@ -69,6 +76,11 @@ class DSDaskFuture(PrefectDaskFuture[R]):
     """
 
     _released: ReleasedResult | None = None
+    # Set once the runner has counted this run finished (and released what that frees),
+    # so a consumer's wait() returns after its upstream results were released, as on
+    # threads.
+    _counted: threading.Event | None = None
+    SETTLE_TIMEOUT = 30.0
 
     @property
     def released(self) -> ReleasedResult | None:
@@ -78,24 +90,58 @@ class DSDaskFuture(PrefectDaskFuture[R]):
     def wait(self, timeout: float | None = None) -> None:
         if self._released is None:
             super().wait(timeout)
+            self._settle(timeout)
+
+    def _settle(self, timeout: float | None) -> None:
+        counted = self._counted
+        if counted is not None and self._wrapped_future.done():  # type: ignore[no-untyped-call]
+            counted.wait(self.SETTLE_TIMEOUT if timeout is None else timeout)
+
+    @property
+    def state(self) -> State[R]:
+        """The run's state; after a release, a checkpointed run's state carries the frame
+        reloaded from its target, so whatever resolves the future through its state (a
+        subflow's parameters) gets data."""
+        placeholder = self._released
+        if placeholder is None:
+            return super().state
+        if not placeholder.reloadable:
+            persisted = self._persisted_state()
+            if persisted is not None:
+                return persisted
+        data: Any = placeholder
+        if placeholder.reloadable:
+            # a target that is gone leaves the placeholder, which says so when it is used
+            with contextlib.suppress(ResultReleasedError):
+                data = placeholder.load()
+        return Completed(data=ResultRecord(metadata=_metadata(), result=data))
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         placeholder = self._released
         if placeholder is None:
-            return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
+            try:
+                return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
+            finally:
+                self._settle(timeout)
         if not placeholder.reloadable:
+            persisted = self._persisted_state()
+            if persisted is not None:  # Prefect stored it: read it back, as on threads
+                return persisted.result(raise_on_failure=raise_on_failure)  # type: ignore[return-value]
             return placeholder  # type: ignore[return-value]
+        return placeholder.load()  # type: ignore[no-any-return]
+
+    def _persisted_state(self) -> State[Any] | None:
+        """The run's state from the API when Prefect persisted its result, else None."""
+        from prefect.results import ResultRecordMetadata  # type: ignore[attr-defined]
+
         try:
-            return placeholder.load()  # type: ignore[no-any-return]
-        except FileNotFoundError as exc:
-            raise ResultReleasedError(
-                f"The result of task {placeholder.task_name!r} (task run "
-                f"{placeholder.task_run_id}) was released from the Dask cluster, and its "
-                f"checkpoint target "
-                f"{redact(placeholder.target.location) if placeholder.target else ''!r} "
-                f"cannot be read back "
-                f"({exc}). The task may have failed, or the target was deleted meanwhile."
-            ) from exc
+            state = super().state
+        except Exception:
+            return None
+        if state.is_completed() and isinstance(state.data, ResultRecordMetadata) \
+                and state.data.storage_key:
+            return state
+        return None
 
     def _release(self, placeholder: ReleasedResult) -> None:
         """Drop the client's hold on the result so Dask deletes it from the worker."""
@@ -124,6 +170,35 @@ class _ReleasedFromCluster(ReleasedResult):
         )
 
 
+def _metadata() -> Any:
+    """Result metadata for a state rebuilt on the client (nothing persisted)."""
+    from prefect.results import ResultRecordMetadata  # type: ignore[attr-defined]
+    from prefect.serializers import PickleSerializer
+
+    return ResultRecordMetadata(storage_key=None, serializer=PickleSerializer())
+
+
+def _end_on_workers(runner: DaskTaskRunner) -> None:
+    """Tell every worker the flow run is over, so they drop what they kept for it."""
+    from prefect_ds._release.flow_runs import end
+
+    flow_run_id = getattr(runner, "_flow_run_id", None)
+    client = getattr(runner, "_client", None)
+    if flow_run_id is None or client is None:
+        return
+    try:
+        client.run(end, flow_run_id)
+    except Exception:  # the cluster may be gone already; its workers' records with it
+        logger.debug("Could not tell the workers that flow run %s ended", flow_run_id,
+                     exc_info=True)
+
+
+def _completed(state: Any) -> bool:
+    """Runs on a worker, next to the result: whether the task run completed."""
+    is_completed = getattr(state, "is_completed", None)
+    return bool(is_completed()) if callable(is_completed) else True
+
+
 def _load_target(target: StoredTarget) -> pd.DataFrame:
     """Runs on a worker: read a released, checkpointed result back from its target."""
     return target.load()
@@ -147,8 +222,8 @@ class _DaskGraph(Graph):
 
     def release(self, node: Node) -> list[Any]:
         # Called with the lock held, from Dask's callback thread or the flow's thread.
-        if node.task_run_id is None:
-            return []
+        if node.task_run_id is None or node.completed is False:
+            return []  # a failed run keeps its state and error, as on threads
         ref = self._futures.get(node.task_run_id)
         future = ref() if ref is not None else None
         if future is None or future.released is not None:
@@ -163,6 +238,17 @@ class _DaskGraph(Graph):
         future._release(node.placeholder)
         logger.debug("Released the result of task %s on the Dask cluster", node.label)
         return []
+
+    def counted(self, node: Node) -> threading.Event | None:
+        """The event the node's future waits on until its run was counted finished."""
+        with self._lock:
+            ref = self._futures.get(node.task_run_id) if node.task_run_id else None
+        future = ref() if ref is not None else None
+        return future._counted if future is not None else None
+
+    def target(self, run_id: UUID) -> StoredTarget | None:
+        with self._lock:
+            return self._targets.get(run_id)
 
     def put_back(self, node: Node) -> None:
         with node.reload_lock:
@@ -187,11 +273,73 @@ class _DaskGraph(Graph):
         super().forget_all()
 
 
-def _finished(graph: _DaskGraph, node: Node, _future: distributed.Future[Any]) -> None:
+def _finished(graph: _DaskGraph, node: Node, future: distributed.Future[Any]) -> None:
+    """Dask's callback when a task run is done: learn whether it completed (on the
+    cluster, so its result never travels here), then count it finished."""
+    client = graph.client
+    try:
+        if client is None or future.status != "finished":
+            raise RuntimeError("no state to look at")
+        probe = client.submit(_completed, future, pure=False)
+    except Exception:
+        node.completed = False
+        _count_finished(graph, node)
+        return
+
+    def learned(done: distributed.Future[Any]) -> None:
+        try:
+            node.completed = bool(done.result())
+        except Exception:
+            node.completed = False
+        _count_finished(graph, node)
+
+    probe.add_done_callback(learned)  # type: ignore[no-untyped-call]
+
+
+def _count_finished(graph: _DaskGraph, node: Node) -> None:
     try:
         graph.finished(node, None)
     except Exception:  # a failed release must not break Dask's callback thread
         logger.warning("Could not release results after task %s", node.label, exc_info=True)
+    finally:
+        counted = graph.counted(node)
+        if counted is not None:
+            counted.set()
+
+
+def _without_released(wait_for: Any) -> Any:
+    """``wait_for`` without released futures: they finished, and their Dask keys are gone."""
+    if wait_for is None:
+        return None
+
+    def drop(obj: Any) -> Any:
+        if isinstance(obj, DSDaskFuture) and obj.released is not None:
+            return None
+        return obj
+
+    return visit_collection(wait_for, visit_fn=drop, return_data=True)
+
+
+def _upstream_assets(graph: _DaskGraph, run_ids: Iterable[UUID]) -> list[Any]:
+    """The checkpoint targets of these upstream runs, as Prefect assets.
+
+    On threads a task's upstream assets come from the flow run context, where the
+    upstream checkpoint recorded its target; a Dask worker gets a fresh context for each
+    task, so the client hands them over as the task's ``asset_deps`` instead.
+    """
+    from prefect.assets import Asset
+
+    from prefect_ds._checkpoint.lineage import asset_key
+
+    assets = []
+    for run_id in run_ids:
+        target = graph.target(run_id)
+        if target is not None:
+            try:
+                assets.append(Asset(key=asset_key(target.format, target.location)))
+            except Exception:  # lineage never fails a submission
+                logger.debug("No asset key for %s", target.location, exc_info=True)
+    return assets
 
 
 class DSDaskTaskRunner(DaskTaskRunner):
@@ -208,14 +356,17 @@ class DSDaskTaskRunner(DaskTaskRunner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._graph = _DaskGraph()
+        self._flow_run_id: UUID | None = None
 
     def __enter__(self) -> DSDaskTaskRunner:
         super().__enter__()  # type: ignore[no-untyped-call]
         self._graph = _DaskGraph()
+        self._flow_run_id = current_flow_run_id()
         return self
 
     def __exit__(self, *args: Any) -> None:
         try:
+            _end_on_workers(self)
             super().__exit__(*args)
         finally:
             self._graph.forget_all()
@@ -238,14 +389,19 @@ class DSDaskTaskRunner(DaskTaskRunner):
     ) -> DSDaskFuture[Any]:
         graph = self._graph
         graph.client = self.client
-        waits = list(wait_for) if wait_for is not None else None
-        node = graph.add(task.name, data_ids(parameters, task.name),
-                         waited_ids(waits, dependencies))
+        if self._flow_run_id is None:  # the flow run's context is gone by __exit__
+            self._flow_run_id = current_flow_run_id()
+        data = data_ids(parameters, task.name)
+        node = graph.add(task.name, data,
+                         waited_ids(wait_for, dependencies) | other_ids(parameters))
         try:
             graph.reload(node)  # released upstream results this task receives
-            if waits is not None:  # a released upstream has finished: nothing to wait for
-                waits = [f for f in waits if not (isinstance(f, DSDaskFuture) and f.released)]
-            future = super().submit(task, parameters, waits, dependencies)  # type: ignore[arg-type]
+            assets = _upstream_assets(graph, data)
+            if assets:
+                task = task.with_options(asset_deps=[*(task.asset_deps or ()), *assets])
+            future = super().submit(
+                task, parameters, _without_released(wait_for), dependencies
+            )
         except BaseException:
             graph.withdraw(node)
             raise
@@ -253,6 +409,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
         ours: DSDaskFuture[Any] = DSDaskFuture(
             task_run_id=future.task_run_id, wrapped_future=wrapped
         )
+        ours._counted = threading.Event()
         graph.registered(node, future.task_run_id)
         graph.track(future.task_run_id, ours, planned_target(task.fn, parameters))
         wrapped.add_done_callback(  # type: ignore[no-untyped-call]
@@ -279,6 +436,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
             )
         pinned = self._graph.pin(top_level)
         try:
+            _targets.check_map(task.fn, lambda: mapped_calls(task, parameters, wait_for))
             return super().map(task, parameters, wait_for)  # type: ignore[return-value]
         finally:
             self._graph.unpin(pinned)

@@ -87,6 +87,19 @@ class Call:
             self.flow_run_id = None
             self.label = ""
 
+    def upstream(self) -> dict[str, set[UUID]]:
+        """For each argument, the task runs Prefect resolved it from (its task inputs)."""
+        if self.context is None:
+            return {}
+        inputs = self.context.task_run.task_inputs or {}
+        out: dict[str, set[UUID]] = {}
+        for name, items in inputs.items():
+            ids = {getattr(item, "id") for item in items  # noqa: B009
+                   if type(item).__name__ == "TaskRunResult"}
+            if ids and not name.startswith("__"):
+                out[name] = ids
+        return out
+
 
 def current_call(wrapper: Callable[..., Any]) -> Call:
     """The Prefect task run executing ``wrapper`` right now, if any."""

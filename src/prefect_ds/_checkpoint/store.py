@@ -30,7 +30,11 @@ from prefect_ds._checkpoint.runs import (
     run_logger,
 )
 from prefect_ds._checkpoint.staleness import Staleness
-from prefect_ds._errors import CheckpointResultError, CorruptTargetError
+from prefect_ds._errors import (
+    CheckpointCollisionError,
+    CheckpointResultError,
+    CorruptTargetError,
+)
 from prefect_ds._format import SupportsDiscard
 from prefect_ds._handler import PandasResultHandler
 from prefect_ds._redact import redact, scrub
@@ -114,7 +118,9 @@ class Checkpointed:
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str, Call, _claims.Claim]:
         arguments = self.arguments(args, kwargs)
-        location = self.handler.render(**arguments)
+        # The template renders from a mapping, never from **arguments: an argument may be
+        # named like any parameter of ours (self, location, df, ...).
+        location = self.handler.template.render(arguments)
         call = self.current()
         call.arguments = arguments
         self.warn_if_hashing(call, arguments)
@@ -123,6 +129,7 @@ class Checkpointed:
             label=self.label(call),
             task_run_id=call.task_run_id,
             plain=_claims.plain_arguments(arguments),
+            opaque=_claims.opaque_arguments(arguments, call.upstream()),
         )
         return location, call, claim
 
@@ -145,20 +152,29 @@ class Checkpointed:
             return None
         return self.staleness.stale_parts(location, lambda: self.call_fingerprint(call))
 
-    def fresh(self, location: str, call: Call) -> bool:
-        """False when ``invalidate_on`` finds the existing target stale (logged why)."""
+    def fresh(self, location: str, call: Call, claim: _claims.Claim | None = None,
+              prior: _claims.Claim | None = None) -> bool:
+        """False when ``invalidate_on`` finds the existing target stale (logged why).
+
+        A target an earlier call of this flow run produced (``prior``) is never stale
+        for a later one: replacing it is a collision (``collisions.replacing``).
+        """
         if not self.staleness.active or not self.handler.format.exists(location):
             return True
         changed = self.stale_parts(location, call)
         if changed is None:
             return True
+        if claim is not None:
+            _claims.replacing(prior, claim, location, self.handler.location)
         self.staleness.log_stale(run_logger(), location, changed)
         return False
 
-    def load_fresh(self, location: str, call: Call) -> pd.DataFrame | None:
+    def load_fresh(self, location: str, call: Call, claim: _claims.Claim | None = None,
+                   prior: _claims.Claim | None = None) -> pd.DataFrame | None:
         """The stored frame if it exists and is fresh, else None (the body runs)."""
         try:
-            stored = self.load(location) if self.fresh(location, call) else None
+            stored = (self.load(location) if self.fresh(location, call, claim, prior)
+                      else None)
         except CorruptTargetError as exc:
             if self.on_corrupt == "error":
                 raise
@@ -228,8 +244,11 @@ class Checkpointed:
             f"remove @checkpoint from this function."
         )
 
-    def save(self, df: pd.DataFrame, location: str, call: Call) -> None:
+    def save(self, df: pd.DataFrame, location: str, call: Call,
+             claim: _claims.Claim | None = None) -> None:
         """Write ``df`` atomically, unless someone else has put a target there meanwhile."""
+        if claim is not None:
+            claim.check()  # a call that collided with this one while it ran
         fmt = self.handler.format
         try:
             present = fmt.exists(location)
@@ -260,6 +279,7 @@ class Checkpointed:
             _targets.remember(
                 call.task_run_id,
                 StoredTarget(location, self.handler.format, self.handler.read_kwargs),
+                call.flow_run_id,
             )
 
     # -- wrappers -------------------------------------------------------------------------
@@ -273,16 +293,17 @@ class Checkpointed:
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 location, call, claim = self.prepare(args, kwargs)
-                with _claims.claim(call.flow_run_id, location, template, claim):
+                with _claims.claim(call.flow_run_id, location, template, claim) as prior:
                     async with async_target_lock(self.handler.format, location,
                                                  self.lock_timeout):
-                        stored = await asyncio.to_thread(self.load_fresh, location, call)
+                        stored = await asyncio.to_thread(
+                            self.load_fresh, location, call, claim, prior)
                         if stored is not None:
                             self.loaded(location, call)
                             return stored
                         result = await fn(*args, **kwargs)
                         df = self.check_result(result, location, call)
-                        await asyncio.to_thread(self.save, df, location, call)
+                        await asyncio.to_thread(self.save, df, location, call, claim)
                         return result
 
             wrapper: Callable[..., Any] = async_wrapper
@@ -292,16 +313,16 @@ class Checkpointed:
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 location, call, claim = self.prepare(args, kwargs)
                 with (
-                    _claims.claim(call.flow_run_id, location, template, claim),
+                    _claims.claim(call.flow_run_id, location, template, claim) as prior,
                     target_lock(self.handler.format, location, self.lock_timeout),
                 ):
-                    stored = self.load_fresh(location, call)
+                    stored = self.load_fresh(location, call, claim, prior)
                     if stored is not None:
                         self.loaded(location, call)
                         return stored
                     result = fn(*args, **kwargs)
                     df = self.check_result(result, location, call)
-                    self.save(df, location, call)
+                    self.save(df, location, call, claim)
                     return result
 
             wrapper = sync_wrapper
@@ -310,7 +331,55 @@ class Checkpointed:
         # function rather than this wrapper (Prefect's hook for compatible decorators).
         wrapper.__prefect_task_source__ = fn  # type: ignore[attr-defined]
         wrapper.__prefect_ds_checkpoint__ = self.handler  # type: ignore[attr-defined]
+        wrapper.__prefect_ds_check_map__ = self.check_map  # type: ignore[attr-defined]
         return wrapper
+
+    def check_map(self, calls: list[dict[str, Any]]) -> None:
+        """Before a ``.map`` submits anything: refuse calls that share a target.
+
+        ``calls`` are the mapped calls' Prefect parameters (futures not resolved yet).
+        Two calls that render the same location but differ in an argument raise
+        :class:`CheckpointCollisionError` naming that argument, so no call writes.
+        Calls whose location depends on another task's result are skipped.
+        """
+        from prefect.utilities.callables import parameters_to_args_kwargs
+
+        seen: dict[str, _claims.Claim] = {}
+        for index, parameters in enumerate(calls):
+            try:
+                args, kwargs = parameters_to_args_kwargs(self.fn, dict(parameters))
+                arguments = self.arguments(args, kwargs)
+            except Exception:
+                return  # Prefect will report a call it cannot bind
+            if any(is_pending(arguments.get(f)) for f in self.handler.template.fields):
+                continue
+            location = self.handler.template.render(arguments)
+            upstream = {name: {run} for name, value in arguments.items()
+                        if (run := _run_of(value)) is not None}
+            claim = _claims.Claim(
+                function=self.fn,
+                label=f"mapped call {index} of {self.name!r}",
+                task_run_id=None,
+                plain=_claims.plain_arguments(arguments),
+                opaque=_claims.opaque_arguments(arguments, upstream),
+                active=False,
+            )
+            key = _claims.target_key(location)
+            old = seen.setdefault(key, claim)
+            if old is not claim:
+                problem = _claims.mapped_conflict(old, claim, location, self.handler.location)
+                if problem is not None:
+                    raise CheckpointCollisionError(problem)
+
+
+def _run_of(value: object) -> Any:
+    """The task run id of a future or state, else None."""
+    if not is_pending(value):
+        return None
+    run_id = getattr(value, "task_run_id", None)
+    if run_id is None:
+        run_id = getattr(getattr(value, "state_details", None), "task_run_id", None)
+    return run_id
 
 
 def planned_target(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> StoredTarget | None:
@@ -328,13 +397,18 @@ def planned_target(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> Sto
         return None
     handler: PandasResultHandler = found.__prefect_ds_checkpoint__
     try:
-        arguments = named_arguments(inspect.signature(fn).bind_partial(**parameters))
-    except TypeError:
+        from prefect.utilities.callables import parameters_to_args_kwargs
+
+        # Prefect's parameters keep **kwargs and *args under their own names; turn them
+        # back into a call, exactly as Prefect does before running the function.
+        args, kwargs = parameters_to_args_kwargs(fn, dict(parameters))
+        arguments = named_arguments(inspect.signature(fn).bind_partial(*args, **kwargs))
+    except Exception:
         return None
     if any(is_pending(arguments.get(field)) for field in handler.template.fields):
         return None
     try:
-        location = handler.render(**arguments)
+        location = handler.template.render(arguments)
     except Exception:
         return None
     return StoredTarget(location, handler.format, handler.read_kwargs)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ class Node:
     offloaded: bool = False
     to_reload: list[Node] = field(default_factory=list)
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Prefect's in-memory result cache of the flow run (ResultStore.cache), which keeps
+    # a persisted result alive after its state let go of it.
+    result_cache: Any = None
+    # False once the run is known to have ended in anything but Completed (the Dask
+    # runner learns it from the cluster); such a run keeps its state and error.
+    completed: bool | None = None
 
     @property
     def label(self) -> str:
@@ -83,6 +90,7 @@ class Graph:
         task_name: str,
         data_upstream: Iterable[UUID],
         other_upstream: Iterable[UUID],
+        result_cache: Any = None,
     ) -> Node:
         """Create the node of a task about to be submitted and count it as a consumer.
 
@@ -98,7 +106,7 @@ class Graph:
                 for run_id in data_ids | set(other_upstream)
                 if run_id in self._nodes
             }
-            node = Node(task_name, upstream=tuple(upstream))
+            node = Node(task_name, upstream=tuple(upstream), result_cache=result_cache)
             for up in upstream:
                 if up.task_run_id in data_ids and up.placeholder is not None:
                     if not up.placeholder.reloadable:
@@ -167,6 +175,8 @@ class Graph:
         Waits until the released values are really freed (see ``_settle``), so the
         next task in a chain never starts while they are still in memory.
         """
+        if isinstance(state, State) and state.is_failed():
+            drop_frames(state)
         with self._lock:
             node.finished = True
             if isinstance(state, State):
@@ -207,6 +217,7 @@ class Graph:
             # record itself may be shared with Prefect's result cache: leave it alone.
             state.data = record.metadata
             node.offloaded = True
+            _evict(node.result_cache, record)
         else:
             target = _targets.lookup(node.task_run_id)
             node.placeholder = ReleasedResult.of(value, node.task_name, node.task_run_id, target)
@@ -237,6 +248,33 @@ class Graph:
                     record.result = value
                 node.placeholder = None
             logger.debug("Reloaded the result of task %s from %s", node.label, placeholder.target)
+
+
+def _evict(cache: Any, record: object) -> None:
+    """Drop ``record`` from Prefect's in-memory result cache: it still holds the value."""
+    if cache is None:
+        return
+    try:
+        keys = [key for key, cached in list(cache.items()) if cached is record]
+        for key in keys:
+            cache.pop(key, None)
+    except Exception:  # the cache is Prefect's; never fail a release over it
+        logger.debug("Could not evict a released result from Prefect's cache", exc_info=True)
+
+
+def drop_frames(state: State[Any]) -> None:
+    """Free the local variables held by a failed run's traceback (its input frames).
+
+    The error, its message and its traceback's lines stay; only the frames' locals go,
+    as :func:`traceback.clear_frames` does. Chained causes are cleared too.
+    """
+    record = state.data
+    error = record.result if isinstance(record, ResultRecord) else record
+    seen: set[int] = set()
+    while isinstance(error, BaseException) and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 def _settle(refs: list[weakref.ref[Any]]) -> None:

@@ -90,11 +90,22 @@ class ReleasedResult:
     def load(self) -> Any:
         """Read the released frame back from its checkpoint target.
 
-        Raises :class:`ResultReleasedError` when the task was not checkpointed.
+        Raises :class:`ResultReleasedError` when the task was not checkpointed, or when
+        its target cannot be read any more (deleted since, for instance); the message
+        names the task and the target.
         """
         if self.target is None:
             raise ResultReleasedError(self.explain())
-        return self.target.load()
+        try:
+            return self.target.load()
+        except Exception as exc:
+            raise ResultReleasedError(
+                f"The result of task {self.task_name!r} (task run {self.task_run_id}) was "
+                f"released from memory and cannot be read back from its checkpoint target "
+                f"{self.target.location!r}: {type(exc).__name__}: {exc}. It was stored "
+                f"there when the task ran; if it was removed since, run the flow again to "
+                f"recompute it."
+            ) from exc
 
     def explain(self) -> str:
         """Why the data is gone and how to keep it."""
@@ -117,15 +128,21 @@ class ReleasedResult:
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ResultReleasedError(f"A ReleasedResult was used as data. {self.explain()}")
 
-    # Using the placeholder as a frame, an array or a sequence fails with the reason.
+    # Using the placeholder as a frame, an array, a number, a sequence or a truth value
+    # fails with the reason, so it can never pass for data (``if flag.result():``).
     __getitem__ = __iter__ = __len__ = __array__ = __contains__ = _refuse
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
     __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __pow__ = _refuse
-    __mod__ = __rmod__ = __matmul__ = __rmatmul__ = __neg__ = __abs__ = _refuse
-    __lt__ = __le__ = __gt__ = __ge__ = _refuse
-
-    def __bool__(self) -> bool:
-        return True
+    __rpow__ = __mod__ = __rmod__ = __matmul__ = __rmatmul__ = __neg__ = _refuse
+    __pos__ = __abs__ = __invert__ = __and__ = __rand__ = __or__ = __ror__ = _refuse
+    __xor__ = __rxor__ = __lshift__ = __rshift__ = __divmod__ = __rdivmod__ = _refuse
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _refuse
+    __bool__ = __int__ = __float__ = __complex__ = __index__ = __round__ = _refuse
+    __setitem__ = __delitem__ = __reversed__ = __call__ = _refuse
+    __iadd__ = __isub__ = __imul__ = __itruediv__ = _refuse
+    # Comparison is refused, but identity still works: a placeholder can sit in a set or
+    # be found in a dict by the runner that made it.
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         shape = f" {self.shape}," if self.shape else ""

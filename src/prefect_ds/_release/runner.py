@@ -22,12 +22,16 @@ from uuid import UUID
 
 from prefect.client.schemas.objects import RunInput, State
 from prefect.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
+from prefect.results import ResultRecord  # type: ignore[attr-defined]
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.collections import visit_collection
 from typing_extensions import Self
 
+from prefect_ds._errors import ResultReleasedError
+from prefect_ds._release import targets as _targets
 from prefect_ds._release.graph import Graph, Node
 from prefect_ds._release.placeholder import ReleasedResult
-from prefect_ds._release.submissions import data_ids, waited_ids
+from prefect_ds._release.submissions import data_ids, mapped_calls, other_ids, waited_ids
 
 if TYPE_CHECKING:
     from prefect.tasks import Task
@@ -41,8 +45,47 @@ class DSFuture(PrefectConcurrentFuture[R]):
     """A thread-pool future whose ``result()`` reloads a released, checkpointed result.
 
     A released result that was not checkpointed comes back as the
-    :class:`~prefect_ds.ReleasedResult` that replaced it.
+    :class:`~prefect_ds.ReleasedResult` that replaced it; one whose target cannot be
+    read any more raises :class:`~prefect_ds.ResultReleasedError`. ``state`` of a
+    released, checkpointed run carries the reloaded frame, so whatever resolves the
+    future through its state (a subflow's parameters, for instance) gets data, never
+    the placeholder.
     """
+
+    @property
+    def released(self) -> ReleasedResult | None:
+        """The placeholder for the released result, or None while it is in memory."""
+        state = self.done_state()
+        record = state.data if state is not None else None
+        if isinstance(record, ResultRecord) and isinstance(record.result, ReleasedResult):
+            return record.result
+        return None
+
+    def done_state(self) -> State[R] | None:
+        """The run's final state if it has finished, without waiting or asking the API."""
+        if self._final_state is None and self._wrapped_future.done():
+            try:
+                final = self._wrapped_future.result(timeout=0)
+            except Exception:
+                return None
+            if isinstance(final, State):
+                self._final_state = final
+        return self._final_state
+
+    @property
+    def state(self) -> State[R]:
+        state: State[R] = super().state
+        placeholder = self.released
+        if placeholder is None or not placeholder.reloadable or state is not self._final_state:
+            return state
+        record = state.data
+        assert isinstance(record, ResultRecord)
+        try:
+            value = placeholder.load()
+        except ResultReleasedError:
+            return state  # the target is gone: the placeholder says so when it is used
+        fresh = ResultRecord(metadata=record.metadata, result=value)
+        return state.model_copy(update={"data": fresh})
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         value = super().result(timeout=timeout, raise_on_failure=raise_on_failure)
@@ -123,9 +166,13 @@ class DSTaskRunner(ThreadPoolTaskRunner[R]):
         wait_for: Iterable[PrefectFuture[Any]] | None = None,
         dependencies: dict[str, set[RunInput]] | None = None,
     ) -> DSFuture[Any]:
-        wait_for = list(wait_for) if wait_for is not None else None
-        node = self._graph.add(task.name, data_ids(parameters, task.name),
-                               waited_ids(wait_for, dependencies))
+        node = self._graph.add(
+            task.name,
+            data_ids(parameters, task.name),
+            waited_ids(wait_for, dependencies) | other_ids(parameters),
+            result_cache=_result_cache(),
+        )
+        wait_for = _settled(wait_for)
         self._handoff.node = node
         try:
             future = super().submit(task, parameters, wait_for, dependencies)
@@ -156,11 +203,39 @@ class DSTaskRunner(ThreadPoolTaskRunner[R]):
                 top_level.add(value.state_details.task_run_id)
         pinned = self._graph.pin(top_level)
         try:
+            _targets.check_map(task.fn, lambda: mapped_calls(task, parameters, wait_for))
             return cast(
                 PrefectFutureList[DSFuture[Any]], super().map(task, parameters, wait_for)
             )
         finally:
             self._graph.unpin(pinned)
+
+
+def _settled(wait_for: Any) -> Any:
+    """``wait_for`` with each released future replaced by its final state.
+
+    A released run has finished, so there is nothing left to wait for; handing Prefect
+    the state spares it reading the future's ``state``, which would reload a
+    checkpointed frame only to discard it.
+    """
+    if wait_for is None:
+        return None
+
+    def swap(obj: Any) -> Any:
+        if isinstance(obj, DSFuture) and obj.released is not None:
+            return obj.done_state()
+        return obj
+
+    return visit_collection(wait_for, visit_fn=swap, return_data=True)
+
+
+def _result_cache() -> Any:
+    """The flow run's in-memory result cache (Prefect's ``ResultStore.cache``), if any."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    store = getattr(context, "result_store", None) if context is not None else None
+    return getattr(store, "cache", None)
 
 
 def _run_node(
