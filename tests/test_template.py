@@ -200,3 +200,30 @@ def test_hostile_values_through_the_handler_write_nothing(tmp_path: Path) -> Non
         with pytest.raises(UnsafeLocationError):
             handler.delete(name=value)
     assert list(tmp_path.rglob("*")) == [base]
+
+
+# --- every field, not only the first -----------------------------------------------------
+
+MULTI = "base/{a}/{b}_{c}/{d}.parquet"
+SAFE_ARGS = {"a": "north", "b": "2024", "c": "x", "d": "final"}
+
+
+@pytest.mark.parametrize("field", sorted(SAFE_ARGS))
+@pytest.mark.parametrize("label", ["parent path", "absolute", "slash", "nul", "leading dot"])
+def test_a_hostile_value_in_any_field_is_rejected(field: str, label: str) -> None:
+    arguments = {**SAFE_ARGS, field: HOSTILE[label]}
+    with pytest.raises(UnsafeLocationError, match=r"\{" + field + r"\}"):
+        LocationTemplate(MULTI).render(arguments)
+
+
+def test_second_field_cannot_escape_through_the_handler(tmp_path: Path) -> None:
+    """``base/{a}/{b}.parquet`` with ``b="../../x"`` would land beside ``base``."""
+    base = tmp_path / "base"
+    base.mkdir()
+    handler = PandasResultHandler(str(base / "{a}" / "{b}.parquet"))
+    df = pd.DataFrame({"x": [1]})
+    with pytest.raises(UnsafeLocationError, match=r"\{b\}"):
+        handler.write(df, a="ok", b="../../x")
+    with pytest.raises(UnsafeLocationError, match=r"\{b\}"):
+        handler.write(df, a="ok", b="/etc/x")
+    assert list(tmp_path.rglob("*")) == [base]
