@@ -155,6 +155,9 @@ HOSTILE = {
     "zero width space": "a\u200bb",
     "right-to-left override": "a\u202eb",
     "combining dot": "a\u0307",
+    # letters only, but not in NFKC form, and its NFKC form sorts after it (so a check
+    # that compared with < instead of != would let it through)
+    "decomposed hangul": "\u1100\u1161",
 }
 # '--' is made only of allowed characters: a value is one plain name, and SQL formats
 # quote identifiers, so it is accepted. Every other entry must be rejected.
