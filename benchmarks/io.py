@@ -13,8 +13,8 @@ both alike; the figures are medians. Targets are goals, printed as met or MISS; 
 not published figures (the csv write target is missed on the loaded development machine,
 where ``to_csv`` took about 4x as long). Every run is appended to
 ``benchmarks/results/io.json``, which ``make docs-check`` reads. A format that is not
-installed is skipped with a note. ``benchmarks/hdf.py`` compares the hdf format with a bare h5py writer of the same
-layout.
+installed is skipped with a note. ``benchmarks/hdf.py`` compares the hdf format with a
+bare h5py writer of the same layout.
 
 Run: ``.venv/bin/python benchmarks/io.py [--rows N] [--repeat R] [--formats csv,hdf]``
 (``make bench``). Needs ``tables`` (PyTables, in the ``dev`` extra) for the hdf baseline.

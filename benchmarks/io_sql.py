@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from common import record
 import sqlalchemy as sa
+from common import record
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 

@@ -84,7 +84,7 @@ def test_complete_write_reads_back_exactly(tmp_path: Path) -> None:
     """The frame of the children above, written to completion, reads back equal: the
     check above would mean nothing if the sidecar were not needed for an exact read."""
     namespace: dict[str, object] = {}
-    exec(FRAME, namespace)  # noqa: S102 - the same frame source as the child's
+    exec(FRAME, namespace)
     df = namespace["df"]
     assert isinstance(df, pd.DataFrame)
     location = tmp_path / "out.csv"

@@ -106,7 +106,7 @@ def test_contributing_example_is_a_working_format(tmp_path: Path) -> None:
     start = text.index("```python", text.index("**2. The format.**"))
     source = text[start + len("```python"):text.index("```", start + 3)]
     namespace: dict[str, object] = {}
-    exec(compile(source, "CONTRIBUTING.md", "exec"), namespace)  # noqa: S102
+    exec(compile(source, "CONTRIBUTING.md", "exec"), namespace)
     fmt = namespace["FeatherFormat"]()  # type: ignore[operator]
     df = pd.DataFrame({
         "x": [1.5, None, 3.0], "n": pd.array([1, None, 3], dtype="Int64"),

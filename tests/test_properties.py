@@ -1,9 +1,11 @@
 """Round-trip properties per file format: any frame of the supported dtypes reads back
-exactly (or as the documented conversion in test_fidelity.CONVERSIONS).
+exactly (or as the documented conversion in test_fidelity.CONVERSIONS); any location
+template with a hostile value in any of its fields renders nothing and writes nothing.
 
-Frames mix dtypes, hold NaN / NA / NaT, unicode and empty strings, may be empty or have a
-single row, and sometimes carry a named non-default index. The example count comes from
-the hypothesis profile loaded in conftest.py (50 by default, 500 with PREFECT_DS_FULL=1).
+The frames come from tests/strategies.py: every datetime unit with and without time
+zones, NaN / NA / NaT, long and non-BMP text, empty, zero-column, wide and long frames,
+and indexes of every case, nullable ones included. The example count comes from the
+hypothesis profile loaded in conftest.py (50 by default, 500 with PREFECT_DS_FULL=1).
 """
 
 from __future__ import annotations
@@ -11,91 +13,33 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
+import strategies
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import INDEX, KINDS, Kinds, templates
 from test_fidelity import CONVERSIONS, FORMATS
 
-from prefect_ds import UnknownFormatError, get_format
+from prefect_ds import PandasResultHandler, UnknownFormatError, UnsafeLocationError, get_format
+from prefect_ds._locations import LocationTemplate
 
-Draw = Callable[[st.SearchStrategy[Any]], Any]
-
-TIME_ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]
-# Timestamps pandas can hold at nanosecond resolution (NaT's value excluded).
-NS_MIN, NS_MAX = pd.Timestamp.min.value, pd.Timestamp.max.value
-DAY = pd.Timedelta(days=1).value
-texts = st.text(max_size=12)
 # Names a format refuses by design (with a clear error, tested in its own test file):
 # HDF5 dataset names cannot be empty or ".", nor hold "/" or NUL.
 NAME_RULES: dict[str, Callable[[str], bool]] = {
     "hdf": lambda name: name not in ("", ".") and "/" not in name and "\x00" not in name,
 }
-INDEX = None  # the key of the index's dtype case (column names are strings)
-Kinds = dict[str | None, str]
+# The SQL format's own round-trip tests (tests/reliability/test_roundtrip.py) draw the
+# nanosecond datetime cases only; docs/sql.md describes how it stores timestamps.
+SQL_KINDS = tuple(k for k in KINDS if not k.startswith("datetime64") or k.startswith(
+    ("datetime64[ns]", "datetime64[ns,")))
 
 
-def _maybe(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.one_of(st.none(), values)
-
-
-def _column(draw: Draw, kind: str, n: int) -> Any:
-    """``n`` values of dtype case ``kind`` (the case names of the fidelity matrix)."""
-    def many(values: st.SearchStrategy[Any]) -> list[Any]:
-        return list(draw(st.lists(values, min_size=n, max_size=n)))
-
-    if kind == "float64":
-        return np.array(many(st.floats(allow_nan=True, allow_infinity=True)), dtype="float64")
-    if kind == "int64":
-        return np.array(many(st.integers(-(2**63), 2**63 - 1)), dtype="int64")
-    if kind == "Int64":
-        return pd.array(many(_maybe(st.integers(-(2**63), 2**63 - 1))), dtype="Int64")
-    if kind == "bool":
-        return np.array(many(st.booleans()), dtype="bool")
-    if kind == "boolean":
-        return pd.array(many(_maybe(st.booleans())), dtype="boolean")
-    if kind.startswith("datetime64"):
-        # pandas itself cannot show a tz-aware time whose local clock leaves the range
-        low, high = (NS_MIN, NS_MAX) if kind == "datetime64[ns]" else (NS_MIN + DAY, NS_MAX - DAY)
-        stamps = many(_maybe(st.integers(low, high)))
-        values = pd.DatetimeIndex([pd.NaT if v is None else pd.Timestamp(v) for v in stamps],
-                                  dtype="datetime64[ns]")
-        if kind == "datetime64[ns, tz]":
-            values = values.tz_localize("UTC").tz_convert(draw(st.sampled_from(TIME_ZONES)))
-        return values.array
-    if kind == "str":
-        return pd.array(many(_maybe(texts)), dtype="str")
-    if kind == "string[python]":
-        return pd.array(many(_maybe(texts)), dtype="string[python]")
-    if kind == "category":
-        categories = draw(st.lists(texts, unique=True, max_size=5))
-        values = many(_maybe(st.sampled_from(categories)) if categories else st.none())
-        return pd.Categorical(values, categories=categories, ordered=draw(st.booleans()))
-    raise AssertionError(kind)
-
-
-KINDS = ["float64", "int64", "Int64", "bool", "boolean", "datetime64[ns]",
-         "datetime64[ns, tz]", "str", "string[python]", "category"]
-
-
-@st.composite
-def frames(draw: Draw, fmt: str) -> tuple[pd.DataFrame, Kinds]:
-    """A frame and the dtype case of each column (and of the index, under key INDEX)."""
+def frames(fmt: str) -> st.SearchStrategy[tuple[pd.DataFrame, Kinds]]:
+    """The shared frame strategy (tests/strategies.py) with ``fmt``'s name rule."""
     name_ok = NAME_RULES.get(fmt, lambda name: True)
-    n = draw(st.sampled_from([0, 1]) | st.integers(0, 30))
-    names = draw(st.lists(texts.filter(name_ok), unique=True, max_size=6))
-    kinds: Kinds = {name: draw(st.sampled_from(KINDS)) for name in names}
-    df = pd.DataFrame({name: _column(draw, kind, n) for name, kind in kinds.items()},
-                      index=pd.RangeIndex(n))
-    if draw(st.booleans()):
-        kind = draw(st.sampled_from(KINDS))
-        index_name = draw(st.text(min_size=1, max_size=8).filter(name_ok))
-        df.index = pd.Index(_column(draw, kind, n), name=index_name)
-        kinds[INDEX] = kind
-    return df, kinds
+    return strategies.frames(name_ok, SQL_KINDS if fmt == "sql" else tuple(KINDS))
 
 
 def _expected(df: pd.DataFrame, kinds: Kinds, fmt: str) -> pd.DataFrame:
@@ -128,3 +72,23 @@ def test_round_trip_property(fmt_name: str) -> None:
         pd.testing.assert_frame_equal(back, _expected(df, kinds, fmt_name), check_exact=True)
 
     round_trip()
+
+
+@given(templates())
+def test_hostile_value_in_any_field_is_refused(case: tuple[str, dict[str, str], str]) -> None:
+    template, arguments, hostile = case
+    with tempfile.TemporaryDirectory(prefix="prefect-ds-prop-") as tmp:
+        handler = PandasResultHandler(str(Path(tmp) / template))
+        with pytest.raises(UnsafeLocationError, match=r"\{" + hostile + r"\}"):
+            handler.write(pd.DataFrame({"x": [1]}), **arguments)
+        assert list(Path(tmp).rglob("*")) == []
+
+
+@given(templates())
+def test_the_same_arguments_made_safe_render_inside_base(
+        case: tuple[str, dict[str, str], str]) -> None:
+    """The differential half: with the hostile value replaced, the template renders, and
+    the location stays under ``base/``."""
+    template, arguments, hostile = case
+    rendered = LocationTemplate(template).render({**arguments, hostile: "safe"})
+    assert rendered.startswith("base/") and ".." not in rendered.split("/")

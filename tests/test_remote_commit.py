@@ -76,10 +76,10 @@ def test_failed_write_to_memory_leaves_the_stored_object(case: str, tmp_path: Pa
     stored = {p: fs.cat_file(p) for p in fs.find(location.rsplit("/", 1)[0])}
 
     local = tmp_path / f"keep{suffix}"
-    with pytest.raises(Exception) as local_error:  # noqa: B017 - each format fails its way
+    with pytest.raises(Exception) as local_error:
         fmt.write(make_bad(), str(local), **options)
     assert not local.exists()
-    with pytest.raises(Exception) as remote_error:  # noqa: B017
+    with pytest.raises(Exception) as remote_error:
         fmt.write(make_bad(), location, **options)
     assert type(remote_error.value) is type(local_error.value), (
         f"the remote write failed with {remote_error.value!r}, the local one with "

@@ -53,6 +53,6 @@ def test_redact(location: str, shown: str) -> None:
 
 
 def test_unknown_location_error_redacts(tmp_path: object) -> None:
-    with pytest.raises(Exception) as err:  # noqa: B017 - the registry's own error type
+    with pytest.raises(Exception) as err:
         resolve_format(f"weird://u:{SECRET}@h/x.unknownsuffix")
     assert SECRET not in str(err.value) and "***" in str(err.value)
