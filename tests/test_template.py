@@ -230,3 +230,12 @@ def test_second_field_cannot_escape_through_the_handler(tmp_path: Path) -> None:
     with pytest.raises(UnsafeLocationError, match=r"\{b\}"):
         handler.write(df, a="ok", b="/etc/x")
     assert list(tmp_path.rglob("*")) == [base]
+
+
+@pytest.mark.parametrize(("value", "named"), [("a/b", "'/'"), ("x;DROP TABLE t", "' ', ';'"),
+                                              ("ok\x00", "'\\x00'")])
+def test_the_error_names_exactly_the_offending_characters(value: str, named: str) -> None:
+    with pytest.raises(UnsafeLocationError) as caught:
+        render("data/{v}.parquet", v=value)
+    message = str(caught.value)
+    assert f"which contains {named}." in message, message

@@ -57,7 +57,7 @@ def uses(item: pytest.Item) -> list[str]:
     """The real parts a test runs against, for the summary line."""
     names = set(getattr(item, "fixturenames", ()))
     parts = []
-    if names & {"postgres_server", "pg_url"}:
+    if names & {"postgres_server", "pg_url"} or "postgresql]" in item.nodeid.lower():
         parts.append("PostgreSQL")
     if "s3_server" in names:
         parts.append("S3 (moto server)")
