@@ -108,6 +108,14 @@ def test_check_fields_names_the_unknown_field_and_the_parameters() -> None:
         template.check_fields([], "f")
 
 
+def test_check_fields_accepts_arguments_the_template_does_not_use() -> None:
+    template = LocationTemplate("{region}/{year}.parquet")
+    template.check_fields(["region", "year", "df", "verbose"], "load_sales")
+    with pytest.raises(TemplateError) as caught:  # only the unknown field is named
+        template.check_fields(["region", "df"], "load_sales")
+    assert "uses {year}," in str(caught.value)
+
+
 def test_split_fragment() -> None:
     assert split_fragment("f.h5#group/key") == ("f.h5", "group/key")
     assert split_fragment("f.h5") == ("f.h5", "")
