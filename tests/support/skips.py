@@ -57,7 +57,9 @@ def uses(item: pytest.Item) -> list[str]:
     """The real parts a test runs against, for the summary line."""
     names = set(getattr(item, "fixturenames", ()))
     parts = []
-    if names & {"postgres_server", "pg_url"} or "postgresql]" in item.nodeid.lower():
+    callspec = getattr(item, "callspec", None)
+    params = set(map(str, callspec.params.values())) if callspec is not None else set()
+    if names & {"postgres_server", "pg_url"} or params & {"postgresql", "sql-postgresql"}:
         parts.append("PostgreSQL")
     if "s3_server" in names:
         parts.append("S3 (moto server)")
