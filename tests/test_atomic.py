@@ -61,7 +61,7 @@ while True:
     version += 1
 """
 
-TEMP = re.compile(r"^\.result\.(parquet|csv|csv\.schema\.json)\.[0-9a-f]{12}\.prefect-ds-tmp$")
+TEMP = re.compile(r"^\.result\.(parquet|csv|csv\.schema\.json)\.[0-9a-f]{22}\.prefect-ds-tmp$")
 
 
 def build(rows: int, version: int) -> pd.DataFrame:

@@ -123,9 +123,13 @@ def test_async_lock_waits_without_blocking_and_can_be_cancelled(tmp_path: Any) -
     assert FileLock(location).try_acquire()
 
 
-def test_object_stores_get_no_lock(s3_bucket: str) -> None:
+def test_s3_gets_a_lease_other_object_stores_no_lock(s3_bucket: str) -> None:
+    from prefect_ds._storage.lease import S3Lease
+
     handler = PandasResultHandler(f"{s3_bucket}/t.parquet")
-    assert isinstance(target_lock(handler.format, handler.render()), contextlib.nullcontext)
+    assert isinstance(handler.format.lock(handler.render()), S3Lease)
+    memory = PandasResultHandler("memory://bucket/t.parquet")
+    assert isinstance(memory.format.lock(memory.render()), contextlib.nullcontext)
 
 
 def test_a_format_can_bring_its_own_lock(tmp_path: Any) -> None:

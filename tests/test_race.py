@@ -3,9 +3,8 @@
 Each round starts eight spawned processes at one barrier; each renders the target the way
 a checkpointed call does (``target_lock`` -> exists? load : compute + write). Every round
 the final target must be complete, loadable and equal to the expected frame, and nothing
-(temp files, lock files) may be left beside it. On local disk the lock makes the losers
-wait and load: exactly one process computes. On S3 (no lock, last writer wins) every
-writer uploads an identical, whole object.
+(temp files, lock files, leases) may be left beside it. On local disk the lock file, on
+S3 the lease object, makes the losers wait and load: exactly one process computes.
 """
 
 from __future__ import annotations
@@ -119,14 +118,22 @@ def test_local_race_computes_once_and_leaves_a_whole_target(
         assert left == sorted(names), left  # no temp or lock files left behind
 
 
-def test_s3_race_last_writer_wins_with_whole_objects(pool: Pool, s3_bucket: str) -> None:
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_s3_race_computes_once_through_the_lease(pool: Pool, s3_bucket: str,
+                                                 suffix: str) -> None:
+    """S3 exclusive writes (If-None-Match: *) make one lease holder: one computes."""
+    import s3fs
+
     expected = expected_frame()
     for round_ in range(ROUNDS):
-        location = f"{s3_bucket}/round{round_}/{uuid.uuid4().hex[:6]}/target.parquet"
+        folder = f"{s3_bucket}/round{round_}/{uuid.uuid4().hex[:6]}"
+        location = f"{folder}/target{suffix}"
         results = race(pool, location)
         assert all(equal for _, equal in results), results
-        assert any(status == "computed" for status, _ in results)
+        assert sorted(status for status, _ in results) == ["computed"] + ["loaded"] * 7
         pd.testing.assert_frame_equal(PandasResultHandler(location).read(), expected)
+        left = sorted(p.rsplit("/", 1)[1] for p in s3fs.S3FileSystem().ls(folder, refresh=True))
+        assert all(not name.startswith(".") for name in left), left  # no lease left
 
 
 def test_checkpointed_function_race_computes_once(pool: Pool, tmp_path: Any) -> None:

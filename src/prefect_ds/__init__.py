@@ -10,6 +10,7 @@ from prefect_ds._errors import (
     CorruptTargetError,
     DuplicateFormatError,
     FingerprintError,
+    MissingDependencyError,
     PrefectDSError,
     ResultReleasedError,
     TargetLockTimeout,
@@ -26,6 +27,7 @@ from prefect_ds._format import (
     SupportsListing,
     SupportsLock,
     SupportsMetadata,
+    SupportsSidecarNames,
     SupportsStorageOptions,
     SupportsTargetInfo,
     TargetInfo,
@@ -33,7 +35,7 @@ from prefect_ds._format import (
 from prefect_ds._handler import PandasResultHandler
 from prefect_ds._registry import available_formats, get_format, register_plugin, resolve_format
 from prefect_ds._release.placeholder import ReleasedResult
-from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds._storage.arrow import arrow_columns, arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.files import open_for_read, staged
 from prefect_ds.hookspecs import hookimpl
 
@@ -72,6 +74,7 @@ __all__ = [
     "FileFormat",
     "FingerprintError",
     "Format",
+    "MissingDependencyError",
     "PandasResultHandler",
     "PrefectDSError",
     "ReleasedResult",
@@ -81,6 +84,7 @@ __all__ = [
     "SupportsListing",
     "SupportsLock",
     "SupportsMetadata",
+    "SupportsSidecarNames",
     "SupportsStorageOptions",
     "SupportsTargetInfo",
     "TargetInfo",
@@ -89,6 +93,7 @@ __all__ = [
     "UnknownFormatError",
     "UnsafeLocationError",
     "UnsupportedFrameError",
+    "arrow_columns",
     "arrow_to_frame",
     "available_formats",
     "checkpoint",

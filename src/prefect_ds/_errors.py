@@ -64,5 +64,9 @@ class FingerprintError(PrefectDSError, TypeError):
     """A value cannot be fingerprinted, or ``invalidate_on`` names an unknown part."""
 
 
-class UnsupportedFrameError(PrefectDSError, ValueError):
-    """The frame holds a column, name or index the format cannot store exactly."""
+class UnsupportedFrameError(PrefectDSError, ValueError, TypeError):
+    """The frame holds a column, name or index the format cannot store exactly.
+
+    Raised before anything is written. It is a ``ValueError`` and a ``TypeError`` both,
+    since formats refused such frames with either before this error existed.
+    """

@@ -23,6 +23,9 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
     ``discard(location)``: remove a damaged target's data so it can be written afresh.
 ``SupportsStorageOptions``
     ``with_storage_options(**options)``: a copy that passes ``options`` to its storage.
+``SupportsSidecarNames``
+    ``sidecar_suffixes()``: the endings of the files kept beside a data file
+    (``".schema.json"``), so a rendered location never names another target's sidecar.
 
 :class:`FileFormat` implements all of them for anything stored as files through fsspec, so
 a third-party file format gets them by subclassing it.
@@ -48,7 +51,8 @@ import pandas as pd
 
 from prefect_ds._errors import TemplateError
 from prefect_ds._storage import sidecar
-from prefect_ds._storage.files import filesystem, is_local, modified_time
+from prefect_ds._storage.files import bound_sidecar, filesystem, is_local, modified_time
+from prefect_ds._storage.lease import S3Lease, supports_leases
 from prefect_ds._storage.locks import FileLock
 
 _F = TypeVar("_F", bound="FileFormat")
@@ -163,6 +167,13 @@ class SupportsStorageOptions(Protocol):
     def with_storage_options(self, **storage_options: Any) -> Any: ...
 
 
+@runtime_checkable
+class SupportsSidecarNames(Protocol):
+    """A format that keeps files beside a data file, named by appending a suffix."""
+
+    def sidecar_suffixes(self) -> tuple[str, ...]: ...
+
+
 _UNSAFE_IN_KEYS = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`\x00]")
 
 
@@ -182,10 +193,16 @@ def _with_metadata_sidecar(write: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(write)
     def wrapper(self: FileFormat, df: pd.DataFrame, location: str, *,
                 metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
-        write(self, df, location, **kwargs)
-        if metadata is not None:
-            sidecar.write(self.data_location(location), location, metadata,
-                          self.storage_options)
+        if metadata is None:
+            write(self, df, location, **kwargs)
+            return
+        data = self.data_location(location)
+        # The sidecar joins the data file's own staged() commit, bound to its bytes.
+        with bound_sidecar(sidecar.bound(data, location, metadata)) as pending:
+            write(self, df, location, **kwargs)
+        if not pending.taken:  # the format wrote without staged(): bind to what it wrote
+            with self._commit_lock(location):
+                sidecar.write(data, location, metadata, self.storage_options)
 
     return wrapper
 
@@ -232,6 +249,14 @@ class FileFormat(Format):
         """Locations of the files stored beside the data file, committed before it."""
         return []
 
+    def sidecar_suffixes(self) -> tuple[str, ...]:
+        """What :meth:`sidecars` (and the metadata sidecar) append to a data file's name."""
+        probe = "prefect-ds-probe"
+        found = [s[len(probe):] for s in self.sidecars(probe) if s.startswith(probe)]
+        if self._metadata_sidecar:
+            found.append(sidecar.SUFFIX)
+        return tuple(found)
+
     def data_location(self, location: str) -> str:
         """The data file's location (formats with a ``#fragment`` strip it here)."""
         return location
@@ -241,13 +266,18 @@ class FileFormat(Format):
         return bool(fs.isfile(path))
 
     def delete(self, location: str) -> None:
+        """Remove the data file, then its sidecars, under the target's lock."""
         data = self.data_location(location)
-        for loc in [data, *self.sidecars(data)]:  # data first: never a data file alone
-            fs, path = filesystem(loc, **self.storage_options)
-            with contextlib.suppress(FileNotFoundError):
-                fs.rm_file(path)
-        if self._metadata_sidecar:
-            sidecar.remove(data, location, self.storage_options)
+        fs, path = self.filesystem(location)
+        if is_local(fs) and not os.path.isdir(os.path.dirname(path) or "."):
+            return  # nothing stored, and no lock file (or directory) to create for it
+        with self._commit_lock(location):
+            for loc in [data, *self.sidecars(data)]:  # data first: never a data file alone
+                fs, path = filesystem(loc, **self.storage_options)
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm_file(path)
+            if self._metadata_sidecar:
+                sidecar.remove(data, location, self.storage_options)
 
     def discard(self, location: str) -> None:
         """Remove the data file only: a damaged container holds nothing worth keeping."""
@@ -298,10 +328,19 @@ class FileFormat(Format):
         return f"{key.rstrip('/')}/{fragment}" if fragment else key
 
     def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
-        """A lock file beside a local data file; none on object stores (module doc of
-        ``prefect_ds._storage.locks``)."""
+        """A lock file beside a local data file, a lease object beside an S3 one, none on
+        other object stores (module doc of ``prefect_ds._storage.locks``)."""
         fs, path = self.filesystem(location)
-        return FileLock(path, timeout) if is_local(fs) else contextlib.nullcontext()
+        if is_local(fs):  # re-entrant: handler.write under a checkpoint's lock, say
+            return FileLock(path, timeout, reentrant=True)
+        if supports_leases(fs):
+            return S3Lease(fs, path, timeout)
+        return contextlib.nullcontext()
+
+
+    def _commit_lock(self, location: str) -> AbstractContextManager[None]:
+        """:meth:`lock`, which is re-entrant: a caller may already hold it."""
+        return self.lock(location)
 
 
 def stored_metadata(fmt: Format, location: str) -> dict[str, str]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import pandas as pd
 
 from prefect_ds._checkpoint import lineage as _lineage
-from prefect_ds._format import Format, SupportsStorageOptions
+from prefect_ds._format import (
+    Format,
+    SupportsLock,
+    SupportsSidecarNames,
+    SupportsStorageOptions,
+)
 from prefect_ds._locations import LocationTemplate
 from prefect_ds._registry import resolve_format
 
@@ -52,8 +59,10 @@ class PandasResultHandler:
         return self.template.template
 
     def render(self, **arguments: Any) -> str:
-        """The location for these arguments."""
-        return self.template.render(arguments)
+        """The location for these arguments (checked: ``prefect_ds._locations``)."""
+        suffixes = (self.format.sidecar_suffixes()
+                    if isinstance(self.format, SupportsSidecarNames) else ())
+        return self.template.render(arguments, suffixes)
 
     def read(self, **arguments: Any) -> pd.DataFrame:
         """Load the frame stored for these arguments."""
@@ -67,9 +76,16 @@ class PandasResultHandler:
                 f"got {type(df).__module__}.{type(df).__qualname__}; nothing was written"
             )
         location = self.render(**arguments)
-        self.format.write(df, location, **self.write_kwargs)
+        with self._lock(location):  # one writer at a time: one complete result remains
+            self.format.write(df, location, **self.write_kwargs)
         _lineage.report("materialized", self.format, location, df)  # inside a run only
         return location
+
+    def _lock(self, location: str) -> AbstractContextManager[None]:
+        """The format's lock on ``location`` (re-entrant under a checkpoint's)."""
+        if isinstance(self.format, SupportsLock):
+            return self.format.lock(location)
+        return contextlib.nullcontext()
 
     def exists(self, **arguments: Any) -> bool:
         """Whether a complete result is stored for these arguments."""

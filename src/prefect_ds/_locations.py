@@ -1,10 +1,17 @@
 """Location templates: ``"data/{region}_{year}.parquet"`` filled in from task arguments.
 
 Every value put into a template must be one plain name: letters, digits and ``-_.=+,@``,
-not starting with a dot, in its NFKC form and at most 200 characters. That single rule
-means a rendered location can never leave the template's directory (no separators,
-``..``, ``~``, absolute paths or URL schemes), never collides with our hidden temporary
-files, and never carries quotes or semicolons into a SQL identifier.
+not starting with a dot, in its NFKC form, at most 200 bytes in UTF-8, and without
+prefect-ds's own file markers (``.prefect-ds``). That single rule means a rendered location
+can never leave the template's directory (no separators, ``..``, ``~``, absolute paths or
+URL schemes), never names our hidden temporary, lock or lease files, and never carries
+quotes or semicolons into a SQL identifier. A value is coerced to a plain ``str`` first,
+so a ``str`` subclass (from a ``__format__``) cannot answer the checks its own way.
+
+The rendered location is checked as a whole too, before anything is created: its file
+name must not end like another target's sidecar (``a.schema.json`` beside a csv ``a``),
+and every part of its path must leave room, in bytes, for the longest hidden name
+prefect-ds puts beside it (file systems allow 255 bytes per name).
 """
 
 from __future__ import annotations
@@ -18,7 +25,14 @@ from typing import Any
 from prefect_ds._errors import TemplateError, UnsafeLocationError
 
 _SAFE_VALUE = re.compile(r"[\w\-.=+,@]+")
-_MAX_VALUE_LENGTH = 200
+_MAX_VALUE_LENGTH = 200  # bytes, UTF-8
+_NAME_MAX = 255  # bytes per path component on common file systems
+# ".<name>.<22 hex digits>.prefect-ds-tmp": the longest hidden name beside any file
+_TEMP_OVERHEAD = len("." + "." + "0" * 22 + ".prefect-ds-tmp")
+RESERVED_MARKER = ".prefect-ds"
+# The endings of the files prefect-ds keeps beside any target (metadata, lock, temp, lease).
+HIDDEN_SUFFIXES = (".prefect-ds.json", ".prefect-ds-lock", ".prefect-ds-tmp",
+                   ".prefect-ds-lease")
 _formatter = string.Formatter()
 
 
@@ -29,11 +43,16 @@ def _top_level(field_name: str) -> str:
 
 def check_value(value: str, field: str) -> str:
     """Return ``value`` if it is safe to put into a location, else raise."""
+    value = str.__str__(value) if isinstance(value, str) else value  # plain str, no subclass
+    if not isinstance(value, str):
+        raise UnsafeLocationError(
+            f"template field {{{field}}} rendered to a {type(value).__name__}, not a string")
     problem = None
+    size = len(value.encode("utf-8", "surrogatepass"))
     if not value:
         problem = "is empty"
-    elif len(value) > _MAX_VALUE_LENGTH:
-        problem = f"is {len(value)} characters long (at most {_MAX_VALUE_LENGTH})"
+    elif size > _MAX_VALUE_LENGTH:
+        problem = f"is {size} bytes long in UTF-8 (at most {_MAX_VALUE_LENGTH})"
     elif unicodedata.normalize("NFKC", value) != value:
         problem = "contains look-alike unicode characters (it is not in NFKC form)"
     elif not _SAFE_VALUE.fullmatch(value):
@@ -41,6 +60,8 @@ def check_value(value: str, field: str) -> str:
         problem = f"contains {', '.join(repr(c) for c in bad)}"
     elif value.startswith("."):
         problem = "starts with a dot"
+    elif RESERVED_MARKER in value.casefold():
+        problem = f"contains {RESERVED_MARKER!r}, which marks prefect-ds's own hidden files"
     if problem:
         raise UnsafeLocationError(
             f"template field {{{field}}} rendered to {value!r}, which {problem}. A value must "
@@ -49,6 +70,38 @@ def check_value(value: str, field: str) -> str:
             f"e.g. {{{field}:%Y%m%d}} for a date."
         )
     return value
+
+
+def check_location(location: str, template: str, sidecar_suffixes: tuple[str, ...]) -> str:
+    """Return the rendered ``location`` if no part of it is too long in bytes and its file
+    name is not another target's sidecar; else raise :class:`UnsafeLocationError`."""
+    path = location.partition("#")[0]
+    parts = path.split("/")
+    name = parts[-1]
+    folded = name.casefold()
+    clash = next((s for s in (*sidecar_suffixes, *HIDDEN_SUFFIXES)
+                  if s and folded.endswith(s.casefold())
+                  and len(folded) > len(s)), None)
+    if clash is not None:
+        raise UnsafeLocationError(
+            f"location template {template!r} rendered to {location!r}, whose name ends in "
+            f"{clash!r}: that is the sidecar file of the target {location[:-len(clash)]!r} "
+            f"and writing it would overwrite that target's sidecar. Choose values (or a "
+            f"template) that do not end in {clash!r}."
+        )
+    reserve = _TEMP_OVERHEAD + max((len(s.encode()) for s in sidecar_suffixes), default=0)
+    for index, part in enumerate(parts):
+        limit = _NAME_MAX - reserve if index == len(parts) - 1 else _NAME_MAX
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise UnsafeLocationError(
+                f"location template {template!r} rendered to a path whose part "
+                f"{part[:40]!r}... is {size} bytes long in UTF-8; at most {limit} bytes fit "
+                f"there (file names are limited to {_NAME_MAX} bytes, and prefect-ds keeps "
+                f"hidden files with longer names beside a target). Use shorter values; "
+                f"nothing was created."
+            )
+    return location
 
 
 class LocationTemplate:
@@ -81,8 +134,11 @@ class LocationTemplate:
                 f"({', '.join(params) or 'no arguments'}). Use one of those names."
             )
 
-    def render(self, arguments: Mapping[str, Any]) -> str:
-        """Fill the template from ``arguments``, checking each value with :func:`check_value`."""
+    def render(self, arguments: Mapping[str, Any],
+               sidecar_suffixes: Iterable[str] = ()) -> str:
+        """Fill the template from ``arguments``, checking each value with :func:`check_value`
+        and the whole location with :func:`check_location` (``sidecar_suffixes``: the
+        endings of the files the format keeps beside a data file)."""
         out: list[str] = []
         for literal, field, spec, conversion in self._parts:
             out.append(literal)
@@ -110,7 +166,10 @@ class LocationTemplate:
                     f"value of the type it expects."
                 ) from None
             out.append(check_value(text, field))
-        return "".join(out)
+        location = "".join(out)
+        if self.fields:
+            check_location(location, self.template, tuple(sidecar_suffixes))
+        return location
 
     def __repr__(self) -> str:
         return f"LocationTemplate({self.template!r})"

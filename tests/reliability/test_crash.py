@@ -76,7 +76,7 @@ ZYGOTE = BUILD + textwrap.dedent("""
 """)
 
 # Hidden names a file format may leave beside the target: temporaries and lock files.
-TEMP = re.compile(r"^\.result\.[a-z0-9.]+\.[0-9a-f]{12}\.prefect-ds-tmp$")
+TEMP = re.compile(r"^\.result\.[a-z0-9.]+\.[0-9a-f]{22}\.prefect-ds-tmp$")
 LOCK = re.compile(r"^\.result\.[a-z0-9.]+\.prefect-ds-lock$")
 
 

@@ -39,7 +39,7 @@ def temp_of(path: Path, pid: int, age: float = 0.0) -> Path:
 
 def test_temp_names_carry_the_writer_pid(tmp_path: Path) -> None:
     name = Path(temp_sibling(str(tmp_path / "r.parquet"))).name
-    match = re.fullmatch(r"\.r\.parquet\.([0-9a-f]{6})[0-9a-f]{6}" + re.escape(TEMP_MARKER), name)
+    match = re.fullmatch(r"\.r\.parquet\.([0-9a-f]{6})[0-9a-f]{16}" + re.escape(TEMP_MARKER), name)
     assert match and int(match[1], 16) == os.getpid() & 0xFFFFFF
 
 

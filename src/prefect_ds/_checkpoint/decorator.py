@@ -53,6 +53,7 @@ def checkpoint(
     invalidate_on: Iterable[Part] = (),
     strict: bool = False,
     on_corrupt: OnCorrupt = "error",
+    lock_timeout: float | None = None,
 ) -> Callable[[F], F]:
     """Store a task function's DataFrame at ``location`` and skip the call when it exists.
 
@@ -78,7 +79,15 @@ def checkpoint(
     ``"error"`` (the default) raises that error, which names the target and the problem,
     and leaves the target for inspection; ``"recompute"`` logs a warning, runs the
     function and replaces the target atomically. A wrong frame is never returned.
+
+    ``lock_timeout`` (seconds) bounds the wait for another process rendering the same
+    target (its holder is logged when the wait starts); past it the call raises
+    :class:`TargetLockTimeout`. ``None`` (the default) waits as long as it takes.
     """
+    if lock_timeout is not None and not (isinstance(lock_timeout, (int, float))
+                                         and lock_timeout >= 0):
+        raise ValueError(f"lock_timeout must be a number of seconds >= 0 or None; "
+                         f"got {lock_timeout!r}")
     if on_corrupt not in ON_CORRUPT:
         raise ValueError(
             f"on_corrupt must be one of {', '.join(map(repr, ON_CORRUPT))}; got {on_corrupt!r}"
@@ -96,7 +105,8 @@ def checkpoint(
         )
 
     def decorate(fn: F) -> F:
-        return cast(F, Checkpointed(handler, fn, invalidate_on, strict, on_corrupt).wrapper)
+        return cast(F, Checkpointed(handler, fn, invalidate_on, strict, on_corrupt,
+                                    lock_timeout).wrapper)
 
     return decorate
 
@@ -110,6 +120,7 @@ def checkpoint_task(
     invalidate_on: Iterable[Part] = (),
     strict: bool = False,
     on_corrupt: OnCorrupt = "error",
+    lock_timeout: float | None = None,
     **task_options: Any,
 ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
     """``@task(...)`` over ``@checkpoint(...)``, with defaults fit for large DataFrames.
@@ -129,7 +140,8 @@ def checkpoint_task(
     if not any(name in task_options for name in _PERSIST_OPTIONS):
         options["persist_result"] = False
     wrap = checkpoint(location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
-                      invalidate_on=invalidate_on, strict=strict, on_corrupt=on_corrupt)
+                      invalidate_on=invalidate_on, strict=strict, on_corrupt=on_corrupt,
+                      lock_timeout=lock_timeout)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         return cast("Task[Any, Any]", task(**options)(wrap(fn)))

@@ -45,7 +45,7 @@ class Checkpointed:
 
     def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any],
                  invalidate_on: Iterable[Part] = (), strict: bool = False,
-                 on_corrupt: OnCorrupt = "error") -> None:
+                 on_corrupt: OnCorrupt = "error", lock_timeout: float | None = None) -> None:
         if is_prefect_task(fn):
             raise TypeError(
                 f"@checkpoint({handler.location!r}) was put above @task on "
@@ -63,6 +63,7 @@ class Checkpointed:
         self.handler = handler
         self.fn = fn
         self.on_corrupt = on_corrupt
+        self.lock_timeout = lock_timeout
         self.name = getattr(fn, "__qualname__", repr(fn))
         self.signature = inspect.signature(fn)
         kinds = {p.kind for p in self.signature.parameters.values()}
@@ -270,7 +271,8 @@ class Checkpointed:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 location, call, claim = self.prepare(args, kwargs)
                 with _claims.claim(call.flow_run_id, location, template, claim):
-                    async with async_target_lock(self.handler.format, location):
+                    async with async_target_lock(self.handler.format, location,
+                                                 self.lock_timeout):
                         stored = await asyncio.to_thread(self.load_fresh, location, call)
                         if stored is not None:
                             self.loaded(location, call)
@@ -288,7 +290,7 @@ class Checkpointed:
                 location, call, claim = self.prepare(args, kwargs)
                 with (
                     _claims.claim(call.flow_run_id, location, template, claim),
-                    target_lock(self.handler.format, location),
+                    target_lock(self.handler.format, location, self.lock_timeout),
                 ):
                     stored = self.load_fresh(location, call)
                     if stored is not None:

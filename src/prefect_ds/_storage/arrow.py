@@ -2,48 +2,181 @@
 
 pyarrow's own pandas metadata loses some dtypes: every ``StringDtype`` comes back with
 the default storage, a nullable ``Int64``/``boolean`` index as float/object, an empty
-categorical's categories as object, and a column-less frame loses its rows. A format
-that writes :func:`frame_to_arrow`'s table (Parquet, Feather, a SQL table through ADBC)
-and reads it back with :func:`arrow_to_frame` gets the frame back exactly: the table's
-schema metadata carries a ``prefect_ds:dtypes`` record of the exact dtypes.
+categorical's categories as object, and a column-less frame loses its rows. It also
+stores column labels and index names as text (``[True, False]`` reads back as
+``[True, True]``, a categorical or period column index cannot be read at all) and drops a
+``DatetimeIndex`` frequency. A format that writes :func:`frame_to_arrow`'s table (Parquet,
+Feather, a SQL table through ADBC) and reads it back with :func:`arrow_to_frame` gets the
+frame back exactly: the table's schema metadata carries a ``prefect_ds:dtypes`` record of
+the exact dtypes, the column labels (``_storage/labels.py``), the index names and the
+index frequency.
+
+What Arrow cannot hold exactly is refused by :func:`frame_to_arrow` with
+:class:`~prefect_ds.UnsupportedFrameError`, naming the column, before a format writes
+anything: complex numbers, object columns (or index levels) mixing value types (text and
+numbers, tuples, dicts, naive and tz-aware datetimes), text that is not valid Unicode
+(lone surrogates), and duplicate column labels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from prefect_ds._storage.dtypes import describe, from_spec, same_dtype
+from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._storage.dtypes import describe, from_spec, same_dtype, zone_spec
+from prefect_ds._storage.labels import decode_labels, encode_labels, level_values, same_labels
 
 _DTYPES_KEY = b"prefect_ds:dtypes"
 
+# What pandas' infer_dtype may call an object column that Arrow stores and gives back.
+_OBJECT_KINDS = frozenset({"string", "empty", "bytes", "boolean", "integer", "floating",
+                           "decimal", "datetime", "date", "time"})
 
-def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow") -> pa.Table:
+
+def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
+                   index: bool = True) -> pa.Table:
     """``df`` as an Arrow table whose metadata restores it exactly (see the module doc).
 
-    Column names of mixed types are refused (Arrow stores names as text), naming
-    ``format_name`` in the error.
+    ``index=False`` stores the frame without its index (it reads back with a
+    ``RangeIndex``). What Arrow cannot hold exactly raises
+    :class:`~prefect_ds.UnsupportedFrameError` naming ``format_name``.
     """
-    check_column_names(df, format_name)
-    table = pa.Table.from_pandas(df, preserve_index=None)
-    index = df.index
-    index_dtypes = list(index.dtypes) if isinstance(index, pd.MultiIndex) else [index.dtype]
+    if not isinstance(df, pd.DataFrame):
+        raise UnsupportedFrameError(
+            f"the {format_name} format writes pandas DataFrames, not {type(df).__name__}")
+    if not index:
+        df = df.reset_index(drop=True)
+    labels = df.columns
+    fields = [str(label) for label in labels]
+    _check_fields(labels, fields, format_name)
+    label_record = encode_labels(labels, f"the {format_name} format's column labels")
+    plain = (not isinstance(labels, pd.MultiIndex) and labels.name is None and len(labels)
+             and (labels.dtype == object or isinstance(labels.dtype, pd.StringDtype))
+             and all(type(label) is str for label in labels))
+    work = df if plain else df.set_axis(pd.Index(fields, dtype=object), axis=1)
+    taken = set(fields)
+    if not all(name is None or (type(name) is str and name not in taken)
+               for name in df.index.names):
+        # names that are not text, or that a column's field has: the record keeps them,
+        # and pyarrow names the index fields __index_level_N__
+        unnamed: Any = [None] * df.index.nlevels
+        work = work.set_axis(df.index.set_names(unnamed), axis=0)
+    for position in range(len(fields)):
+        _check_values(df.iloc[:, position], f"column {labels[position]!r}", format_name)
+    levels = df.index.nlevels
+    for i in range(levels):
+        _check_values(level_values(df.index, i), f"index level {i} "
+                      f"({df.index.names[i]!r})", format_name)
+    names = encode_labels(pd.Index(list(df.index.names), dtype=object, tupleize_cols=False),
+                          "the index names")
+    table = _from_pandas(work, format_name)
+    index_dtypes = list(df.index.dtypes) if isinstance(df.index, pd.MultiIndex) else [
+        df.index.dtype]
     record = {
         "rows": len(df),
-        "columns": {name: describe(dtype) for name, dtype in df.dtypes.items()
-                    if isinstance(name, str)},
-        "index": None if isinstance(index, pd.RangeIndex) else
+        "columns": {field: describe(dtype) for field, dtype in zip(fields, df.dtypes,
+                                                                    strict=True)},
+        "index": None if isinstance(df.index, pd.RangeIndex) else
                  [describe(dtype) for dtype in index_dtypes],
+        "fields": fields,
+        "labels": label_record,
+        "index_names": names,
+        "freq": getattr(df.index, "freqstr", None),
     }
     metadata = {**(table.schema.metadata or {}), _DTYPES_KEY: json.dumps(record).encode()}
     return table.replace_schema_metadata(metadata)
 
 
+def _check_fields(labels: pd.Index, fields: list[str], fmt: str) -> None:
+    if len(set(fields)) == len(fields):
+        return
+    seen: set[str] = set()
+    dupes = [label for label, field in zip(labels, fields, strict=True)
+             if field in seen or seen.add(field)]  # type: ignore[func-returns-value]
+    raise UnsupportedFrameError(
+        f"the {fmt} format needs unique column names, and {dupes[:5]!r} occur more than once "
+        f"(as text); rename or drop the duplicates first, e.g. "
+        f"df = df.loc[:, ~df.columns.duplicated()]"
+    )
+
+
+def _check_values(values: pd.Series | pd.Index, what: str, fmt: str) -> None:
+    """Refuse values Arrow would store wrongly or fail on, naming ``what``."""
+    dtype = values.dtype
+    if getattr(dtype, "kind", "") == "c":
+        raise UnsupportedFrameError(
+            f"{what} holds complex numbers ({dtype}), which the {fmt} format cannot store; "
+            f"split them first, e.g. into .real and .imag columns"
+        )
+    if not (isinstance(dtype, np.dtype) and dtype.kind == "O"):
+        return
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind not in _OBJECT_KINDS:
+        raise UnsupportedFrameError(
+            f"{what} is an object column holding {kind} values, which the {fmt} format "
+            f"cannot store exactly (they would come back converted, or not at all); give it "
+            f"one type first, e.g. .astype(str), pd.to_numeric(...) or pd.to_datetime(...)"
+        )
+    if kind == "datetime":
+        zones = {json.dumps(zone_spec(v.tzinfo) or repr(v.tzinfo)) if v.tzinfo is not None
+                 else "naive"
+                 for v in values if v is not None and v is not pd.NaT
+                 and hasattr(v, "tzinfo")}
+        if len(zones) > 1:
+            raise UnsupportedFrameError(
+                f"{what} holds datetimes in different time zones (or naive and tz-aware "
+                f"ones together), which the {fmt} format cannot keep apart; convert them "
+                f"to one zone first, e.g. pd.to_datetime(values, utc=True)"
+            )
+
+
+def _from_pandas(df: pd.DataFrame, fmt: str) -> pa.Table:
+    try:
+        with warnings.catch_warnings():
+            # index names that are not text: the dtypes record keeps them
+            warnings.filterwarnings("ignore", "The DataFrame has non-str index name")
+            return pa.Table.from_pandas(df, preserve_index=None)
+    except (pa.ArrowException, UnicodeError, TypeError, ValueError) as exc:
+        culprit = _failing_column(df)
+        text = ("text that is not valid Unicode (a lone surrogate); replace those characters, "
+                "e.g. .str.encode('utf-8', 'replace').str.decode('utf-8')"
+                if isinstance(exc, UnicodeError) else f"values Arrow cannot convert ({exc})")
+        raise UnsupportedFrameError(
+            f"{culprit} holds {text}; the {fmt} format cannot store it"
+        ) from exc
+
+
+def _failing_column(df: pd.DataFrame) -> str:
+    """The first column or index level that Arrow cannot convert (on the error path only)."""
+    for i in range(df.index.nlevels):
+        try:
+            pa.array(level_values(df.index, i), from_pandas=True)
+        except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+            return f"index level {i} ({df.index.names[i]!r})"
+    for position, name in enumerate(df.columns):
+        try:
+            pa.array(df.iloc[:, position], from_pandas=True)
+        except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+            return f"column {name!r}"
+    return "the frame"
+
+
 def _exact(values: Any, column: pa.ChunkedArray | None, dtype: Any) -> Any:
     """``values`` as ``dtype``, rebuilt from the Arrow column when that is lossless."""
+    current = getattr(values, "dtype", None)
+    if (isinstance(dtype, pd.DatetimeTZDtype) and isinstance(current, pd.DatetimeTZDtype)
+            and current.unit == dtype.unit):
+        # the same instants with another zone object: a relabelling, no copy of the data
+        return values.dt.tz_convert(dtype.tz) if isinstance(values, pd.Series) else (
+            values.tz_convert(dtype.tz))
     if (column is not None and not isinstance(dtype, pd.CategoricalDtype)
             and hasattr(dtype, "__from_arrow__")):
         return dtype.__from_arrow__(column)
@@ -54,6 +187,8 @@ def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
     """The DataFrame :func:`frame_to_arrow` made ``table`` from, dtypes included.
 
     A table without a ``prefect_ds:dtypes`` record converts as ``table.to_pandas()``.
+    A table holding some of the columns (a read of selected columns) gives those columns,
+    and the index, exactly.
     """
     df: pd.DataFrame = table.to_pandas()
     metadata = table.schema.metadata or {}
@@ -77,7 +212,7 @@ def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
             df[name] = _exact(df[name], column, dtype)
     specs = record["index"]
     if specs and len(specs) == df.index.nlevels:
-        levels = [df.index.get_level_values(i) for i in range(df.index.nlevels)]
+        levels = [level_values(df.index, i) for i in range(df.index.nlevels)]
         changed = False
         for i, spec in enumerate(specs):
             if spec is None or same_dtype(levels[i].dtype, dtype := from_spec(spec)):
@@ -88,19 +223,58 @@ def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
             changed = True
         if changed:
             df.index = levels[0] if len(levels) == 1 else pd.MultiIndex.from_arrays(levels)
+    if "labels" in record:
+        _restore_labels(df, record)
     return df
 
 
-def check_column_names(df: pd.DataFrame, fmt: str) -> None:
-    """Refuse column names of mixed types: Arrow stores them all as text, so ``[0, "1"]``
-    would read back as ``["0", "1"]``. Names of one type (all text, all numbers) are fine."""
-    kinds = {type(name) for name in df.columns} if not isinstance(
-        df.columns, pd.MultiIndex) else set()
-    if len(kinds) > 1:
-        raise TypeError(
-            f"the {fmt} format cannot keep column names of mixed types "
-            f"({', '.join(sorted(k.__name__ for k in kinds))}): they would read back as "
-            f"strings. Make them one type first, e.g. df.columns = df.columns.map(str)"
-        )
+def _restore_labels(df: pd.DataFrame, record: dict[str, Any]) -> None:
+    """Column labels, index names and the index frequency, as recorded (in place)."""
+    fields: list[str] = record["fields"]
+    labels = decode_labels(record["labels"])
+    position = {field: i for i, field in enumerate(fields)}
+    try:
+        chosen = labels[[position[str(field)] for field in df.columns]]
+    except KeyError:
+        chosen = None  # columns the record does not describe: leave pyarrow's labels
+    if chosen is not None and not same_labels(df.columns, chosen):
+        df.columns = chosen
+    index_names = list(decode_labels(record["index_names"]))
+    if len(index_names) == df.index.nlevels and list(df.index.names) != index_names:
+        df.index = df.index.set_names(index_names)
+    freq = record.get("freq")
+    if freq and isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
+        # selected rows (filters=...) may no longer follow the frequency
+        with contextlib.suppress(ValueError):
+            df.index = type(df.index)(df.index, freq=freq)
 
 
+def arrow_columns(schema: pa.Schema, columns: Sequence[Any]) -> list[str]:
+    """The Arrow fields to read for the column labels ``columns``: their fields plus the
+    fields that hold the index, so a read of some columns keeps the index.
+
+    A label that names no column raises ``KeyError``.
+    """
+    metadata = schema.metadata or {}
+    fields = list(schema.names)
+    by_label: dict[Any, str] = {}
+    index_fields: list[str] = []
+    if _DTYPES_KEY in metadata:
+        record = json.loads(metadata[_DTYPES_KEY])
+        if "labels" in record:
+            labels = decode_labels(record["labels"])
+            by_label = {label: field for label, field in zip(labels, record["fields"],
+                                                             strict=True)}
+    if b"pandas" in metadata:
+        index_fields = [c for c in json.loads(metadata[b"pandas"]).get("index_columns", [])
+                        if isinstance(c, str)]
+    chosen: list[str] = []
+    for label in columns:
+        field = by_label.get(label, label if label in fields else None)
+        if field is None or field in index_fields:
+            raise KeyError(
+                f"no column {label!r}; the stored columns are "
+                f"{list(by_label) or [f for f in fields if f not in index_fields]}"
+            )
+        chosen.append(field)
+    return chosen + [f for f in index_fields if f not in chosen]

@@ -6,17 +6,29 @@ new complete file. On object stores, where a rename is a copy, the staged file i
 uploaded with one PUT instead: the object appears whole or not at all. Sidecars are
 committed before the data file, so a data file is never visible without its sidecar.
 
-A writer killed mid-write leaves its hidden temporary behind. The 12 hex digits of a
-temporary's name are the writer's process id (6 digits) and 6 random ones, so the next
+A writer killed mid-write leaves its hidden temporary behind. The 22 hex digits of a
+temporary's name are the writer's process id (6 digits) and 16 random ones (a name
+nobody can predict; the file is created exclusively, never through a link), so the next
 local write of the same target removes its stale temporaries (:func:`remove_stale_temps`):
 those whose writer process is gone, and any older than ``STALE_AFTER`` seconds whatever
 their writer (a pid reused by another process, a writer on another host sharing the
 directory). No reader ever looks at a temporary, so a stale one only wastes space.
+
+Commits are durable on local file systems: every staged file is flushed to disk
+(``fsync``) before it is renamed into place, and the directory after, so a target
+reported as written survives a power loss. ``PREFECT_DS_DURABLE=0`` turns this off
+(faster on slow disks, at the risk of an empty or old file after a power loss).
+
+A multi-file commit (data file plus sidecars) renames its files under the target's lock
+(:func:`prefect_ds._storage.locks.commit_lock`; on S3 it uploads them under the target's
+lease), so two writers never interleave their renames or uploads, and every sidecar
+records the binding of the data it describes (:mod:`prefect_ds._storage.binding`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import os
 import posixpath
@@ -24,15 +36,24 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from prefect_ds._storage import binding
+from prefect_ds._storage.durability import durable, fsync_path, makedirs
+from prefect_ds._storage.lease import S3Lease, supports_leases
+from prefect_ds._storage.locks import commit_lock
+
 TEMP_MARKER = ".prefect-ds-tmp"
 STALE_AFTER = 24 * 3600.0  # seconds: a temporary this old is stale whatever its writer
-_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9a-f]{6})[0-9a-f]{6}" + re.escape(TEMP_MARKER))
+_TEMP_NAME = re.compile(
+    r"\.(?P<name>.+)\.(?P<pid>[0-9a-f]{6})(?:[0-9a-f]{16}|[0-9a-f]{6})" + re.escape(TEMP_MARKER))
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def filesystem(location: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -48,8 +69,22 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
 def temp_sibling(path: str) -> str:
     """A hidden temporary name in the same directory as ``path``: writer pid + random."""
     head, name = posixpath.split(path)
-    tag = f"{os.getpid() & 0xFFFFFF:06x}{secrets.token_hex(3)}"
+    tag = f"{os.getpid() & 0xFFFFFF:06x}{secrets.token_hex(8)}"
     return posixpath.join(head, f".{name}.{tag}{TEMP_MARKER}")
+
+
+def create_temp(path: str) -> str:
+    """Create ``path``'s temporary sibling exclusively (never through a link); its name."""
+    for _ in range(100):
+        temp = temp_sibling(path)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
+                         0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return temp
+    raise FileExistsError(f"could not create a temporary file beside {path!r}")
 
 
 def _writer_alive(pid: int) -> bool:
@@ -95,25 +130,86 @@ def remove_stale_temps(path: str, *, max_age: float = STALE_AFTER) -> list[str]:
     return removed
 
 
+@dataclass(eq=False)
+class BoundSidecar:
+    """A sidecar that :func:`staged` writes for the data file ``data`` and commits with it.
+
+    ``render`` turns the data file's binding (:func:`prefect_ds._storage.binding.of_file`)
+    into the sidecar's bytes; ``taken`` says whether a commit has included it.
+    """
+
+    data: str
+    location: str
+    render: Callable[[dict[str, Any]], bytes]
+    taken: bool = False
+
+
+_bound: contextvars.ContextVar[tuple[BoundSidecar, ...]] = contextvars.ContextVar(
+    "prefect_ds_bound_sidecars", default=())
+
+
 @contextlib.contextmanager
-def staged(*locations: str, **storage_options: Any) -> Iterator[list[str]]:
+def bound_sidecar(sidecar: BoundSidecar) -> Iterator[BoundSidecar]:
+    """While the block runs, a :func:`staged` commit of ``sidecar.data`` adds the sidecar."""
+    token = _bound.set((*_bound.get(), sidecar))
+    try:
+        yield sidecar
+    finally:
+        _bound.reset(token)
+
+
+def _take_bound(data_location: str) -> BoundSidecar | None:
+    for sidecar in _bound.get():
+        if sidecar.data == data_location and not sidecar.taken:
+            sidecar.taken = True
+            return sidecar
+    return None
+
+
+@contextlib.contextmanager
+def staged(*locations: str, durable_commit: bool | None = None,
+           **storage_options: Any) -> Iterator[list[str]]:
     """Yield local paths to write ``locations`` to; commit them atomically on success.
 
     The last location is the data file and is committed last; the ones before it are
     sidecars. If the block raises, every staged file is removed and no target changes.
+    Locally the files are flushed to disk before their renames and the directory after
+    (unless ``durable_commit`` is False, or ``PREFECT_DS_DURABLE=0``), and a multi-file
+    commit renames under the target's lock.
     """
-    targets = [filesystem(loc, **storage_options) for loc in locations]
+    extra = _take_bound(locations[-1])
+    all_locations = [*locations[:-1], *([extra.location] if extra else []), locations[-1]]
+    targets = [filesystem(loc, **storage_options) for loc in all_locations]
     fs = targets[0][0]
+    sync = durable() if durable_commit is None else durable_commit
     if is_local(fs):
         paths = [path for _, path in targets]
+        created: list[str] = []
+        for directory in dict.fromkeys(os.path.dirname(path) for path in paths):
+            created += makedirs(directory)
         for path in paths:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             remove_stale_temps(path)
-        temps = [temp_sibling(path) for path in paths]
+        temps: list[str] = []
         try:
-            yield temps
-            for temp, path in zip(temps, paths, strict=True):
-                os.replace(temp, path)
+            for path in paths:
+                temps.append(create_temp(path))
+            yield [t for t, loc in zip(temps, all_locations, strict=True)
+                   if extra is None or loc != extra.location]
+            if extra is not None:
+                doc = extra.render(binding.of_file(temps[-1], local=True))
+                with open(temps[-2], "wb") as out:
+                    out.write(doc)
+            if sync:
+                for temp in temps:
+                    fsync_path(temp)
+            with commit_lock(paths[-1]) if len(paths) > 1 else contextlib.nullcontext():
+                for temp, path in zip(temps, paths, strict=True):
+                    os.replace(temp, path)
+            if sync:
+                for directory in dict.fromkeys(
+                        [*(os.path.dirname(p) for p in created), *(os.path.dirname(p)
+                                                                     for p in paths)]):
+                    fsync_path(directory, directory=True)
         finally:
             for temp in temps:
                 with contextlib.suppress(FileNotFoundError):
@@ -121,9 +217,17 @@ def staged(*locations: str, **storage_options: Any) -> Iterator[list[str]]:
         return
     with tempfile.TemporaryDirectory(prefix="prefect-ds-") as tmpdir:
         temps = [os.path.join(tmpdir, str(i)) for i in range(len(targets))]
-        yield temps
-        for temp, (target_fs, path) in zip(temps, targets, strict=True):
-            target_fs.put_file(temp, path)
+        yield [t for t, loc in zip(temps, all_locations, strict=True)
+               if extra is None or loc != extra.location]
+        if extra is not None:
+            doc = extra.render(binding.of_file(temps[-1], local=False))
+            with open(temps[-2], "wb") as out:
+                out.write(doc)
+        data_fs, data_path = targets[-1]
+        together = len(targets) > 1 and supports_leases(data_fs)
+        with S3Lease(data_fs, data_path) if together else contextlib.nullcontext():
+            for temp, (target_fs, path) in zip(temps, targets, strict=True):
+                target_fs.put_file(temp, path)
 
 
 @contextlib.contextmanager

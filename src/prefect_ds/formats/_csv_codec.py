@@ -1,8 +1,9 @@
 """The csv format's codec: a DataFrame to an Arrow table plus its schema record, and back.
 
-:func:`encode` checks the frame (string, unique, flat column labels; dtypes CSV can hold
-exactly) and returns the table pyarrow writes plus the JSON record of dtypes, index and
-column labels that goes into the sidecar. :func:`column_types` gives the types pyarrow
+:func:`encode` checks the frame (column labels whose text is unique; dtypes CSV can hold
+exactly; labels other than plain strings are recorded exactly, ``_storage/labels.py``)
+and returns the table pyarrow writes plus the JSON record of dtypes, index and column
+labels that goes into the sidecar. :func:`column_types` gives the types pyarrow
 parses each CSV column with, and :func:`decode` rebuilds the exact frame from the parsed
 table and the record, raising :class:`~prefect_ds.CorruptTargetError` on values the record
 rules out.
@@ -18,38 +19,42 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prefect_ds._errors import CorruptTargetError
+from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._storage.dtypes import describe, from_spec
+from prefect_ds._storage.labels import decode_labels, encode_labels, level_values
 
 _JSON_NAMES = (str, int, float, bool, type(None))
 
 
 def encode(df: pd.DataFrame, keep_index: bool) -> tuple[pa.Table | None, dict[str, Any]]:
     """The table to write (``None`` when there is no column at all) and its record."""
-    _check_columns(df)
-    index_entry, index_arrays = _index_layout(df, keep_index)
+    fields, labels = _header(df)
+    index_entry, index_arrays = _index_layout(df, keep_index, fields)
     names: list[str] = []
     arrays: list[pa.Array | pa.ChunkedArray] = []
     columns: list[dict[str, Any]] = []
     for column, level, entry in index_arrays:
         names.append(column)
         arrays.append(_arrow_column(level, entry, f"index level {column!r}"))
-    for name, dtype in df.dtypes.items():
-        what = f"column {name!r}"
-        spec = {"name": name, **_dtype_spec(dtype, what)}
+    for position, (field, dtype) in enumerate(zip(fields, df.dtypes, strict=True)):
+        what = f"column {df.columns[position]!r}"
+        spec = {"name": field, **_dtype_spec(dtype, what)}
         columns.append(spec)
-        names.append(str(name))
-        arrays.append(_arrow_column(df[name], spec, what))
+        names.append(field)
+        arrays.append(_arrow_column(df.iloc[:, position], spec, what))
     newlines = any(_has_newline(a) for a in arrays) or any("\n" in n or "\r" in n for n in names)
     record: dict[str, Any] = {
         "rows": len(df),
         "newlines_in_values": newlines,
         "csv_columns": names,
         "columns": columns,
-        "columns_index": {"name": _json_name(df.columns.name, "the columns' name"),
-                          **_dtype_spec(df.columns.dtype, "the column labels")},
+        "columns_index": {"name": None, "dtype": "object"} if labels else {
+            "name": _json_name(df.columns.name, "the columns' name"),
+            **_dtype_spec(df.columns.dtype, "the column labels")},
         "index": index_entry,
     }
+    if labels:
+        record["labels"] = labels
     return (pa.table(arrays, names=names) if arrays else None), record
 
 
@@ -69,7 +74,7 @@ def _dtype_spec(dtype: Any, what: str) -> dict[str, Any]:
     """The sidecar's record of ``dtype``; a dtype CSV cannot hold exactly is a TypeError."""
     spec = describe(dtype)
     if spec is None or _arrow_type(dtype) is None:
-        raise TypeError(
+        raise UnsupportedFrameError(
             f"{what} has dtype {dtype}, which the csv format cannot store exactly; "
             f"convert it (for example .astype(str)) or use the parquet format"
         )
@@ -126,37 +131,37 @@ def _to_pandas(column: pa.ChunkedArray, spec: Mapping[str, Any], what: str, loca
     return values if values.dtype == dtype else values.astype(dtype)
 
 
-def _check_columns(df: pd.DataFrame) -> None:
-    """Reject what a CSV header cannot hold, before anything is written."""
-    if isinstance(df.columns, pd.MultiIndex):
-        raise TypeError(
-            "the csv format cannot store MultiIndex columns; flatten them first, e.g. "
-            "df.columns = ['_'.join(map(str, c)) for c in df.columns], or use parquet"
+def _header(df: pd.DataFrame) -> tuple[list[str], dict[str, Any] | None]:
+    """The CSV header (each label as text) and, for labels that are not plain unique
+    strings, their exact record (``_storage/labels.py``); refuses labels whose text
+    repeats, before anything is written."""
+    labels = df.columns
+    fields = [str(label) for label in labels]
+    if len(set(fields)) != len(fields):
+        seen: set[str] = set()
+        dupes = [label for label, field in zip(labels, fields, strict=True)
+                 if field in seen or seen.add(field)]  # type: ignore[func-returns-value]
+        raise UnsupportedFrameError(
+            f"the csv format needs unique column names (as text); {dupes[:5]!r} occur more "
+            f"than once. Rename or drop the duplicates first"
         )
-    bad = [c for c in df.columns if not isinstance(c, str)]
-    if bad:
-        raise TypeError(
-            f"the csv format needs string column names; got {bad[:5]!r}. Rename them, "
-            f"e.g. df.columns = df.columns.map(str)"
-        )
-    if df.columns.has_duplicates:
-        dupes = sorted(set(df.columns[df.columns.duplicated()]))
-        raise ValueError(
-            f"the csv format needs unique column names; duplicated: {dupes[:5]!r}. "
-            f"Rename or drop the duplicates first"
-        )
+    plain = (not isinstance(labels, pd.MultiIndex)
+             and (labels.dtype == object or isinstance(labels.dtype, pd.StringDtype))
+             and all(type(label) is str for label in labels))
+    return fields, None if plain else encode_labels(labels, "the csv format's column labels")
 
 
 def _json_name(name: Any, what: str) -> Any:
     if not isinstance(name, _JSON_NAMES) or (isinstance(name, float) and not np.isfinite(name)):
-        raise TypeError(
-            f"the csv format records {what} as JSON; {name!r} cannot be. Use a string name"
+        raise UnsupportedFrameError(
+            f"the csv format records {what} as JSON; {name!r} cannot be. Use a str or int "
+            f"name"
         )
     return name
 
 
 def _index_layout(
-    df: pd.DataFrame, keep: bool
+    df: pd.DataFrame, keep: bool, fields: list[str]
 ) -> tuple[dict[str, Any], list[tuple[str, Any, dict[str, Any]]]]:
     """The sidecar's index entry and the (csv column name, values, level entry) to store."""
     index = df.index
@@ -165,11 +170,11 @@ def _index_layout(
     if isinstance(index, pd.RangeIndex):
         return {"kind": "range", "start": index.start, "stop": index.stop,
                 "step": index.step, "name": _json_name(index.name, "the index name")}, []
-    taken = set(df.columns)
+    taken = set(fields)
     levels: list[dict[str, Any]] = []
     arrays: list[tuple[str, Any, dict[str, Any]]] = []
     for i in range(index.nlevels):
-        level = index.get_level_values(i)
+        level = level_values(index, i)
         name = _json_name(index.names[i], "index names")
         column = name if isinstance(name, str) and name not in taken else f"__index_level_{i}__"
         while column in taken:
@@ -188,10 +193,23 @@ def _index_layout(
 def _arrow_column(values: Any, spec: dict[str, Any], what: str) -> pa.ChunkedArray | pa.Array:
     """The Arrow array written for one column; may mark ``spec`` as stored as integers."""
     dtype = values.dtype
+    if dtype == np.dtype("O"):
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind.startswith("mixed"):
+            raise UnsupportedFrameError(
+                f"{what} is an object column holding {kind} values; the csv format stores "
+                f"object columns of strings only. Give it one type first, e.g. .astype(str)"
+            )
     try:
         array = pa.array(values, from_pandas=True)
+    except UnicodeError as exc:
+        raise UnsupportedFrameError(
+            f"{what} holds text that is not valid Unicode (a lone surrogate); the csv "
+            f"format writes UTF-8. Replace those characters first, e.g. "
+            f".str.encode('utf-8', 'replace').str.decode('utf-8')"
+        ) from exc
     except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise TypeError(
+        raise UnsupportedFrameError(
             f"{what} (dtype {dtype}) cannot be written as CSV: {exc}. Convert it to a "
             f"string or numeric dtype first"
         ) from exc
@@ -201,7 +219,7 @@ def _arrow_column(values: Any, spec: dict[str, Any], what: str) -> pa.ChunkedArr
         pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
         or pa.types.is_null(array.type)
     ):
-        raise TypeError(
+        raise UnsupportedFrameError(
             f"{what} has object dtype holding {array.type} values; the csv format stores "
             f"object columns of strings only. Convert it with .astype(...) first"
         )
@@ -288,9 +306,12 @@ def decode(table: pa.Table, doc: Mapping[str, Any], location: str, sidecar: str)
                     index, pd.DatetimeIndex) else pd.TimedeltaIndex(index, freq=level)
         else:
             index = pd.MultiIndex.from_arrays(level_values)
+    specs: list[dict[str, Any]] = doc["columns"]
+    recorded = doc.get("labels")
+    all_labels = decode_labels(recorded) if recorded else None
     data = {}
     labels = []
-    for spec in doc["columns"]:
+    for spec in specs:
         name = spec["name"]
         values = _to_pandas(table.column(name), spec, f"column {name!r}", location)
         data[name] = values.set_axis(index) if isinstance(values, pd.Series) else values
@@ -298,6 +319,23 @@ def decode(table: pa.Table, doc: Mapping[str, Any], location: str, sidecar: str)
     frame: pd.DataFrame = (
         pd.DataFrame(data, index=index, copy=False) if data else pd.DataFrame(index=index)
     )
-    col_entry = doc["columns_index"]
-    frame.columns = pd.Index(labels, dtype=from_spec(col_entry), name=col_entry["name"])
+    if all_labels is not None:
+        frame.columns = all_labels
+    else:
+        col_entry = doc["columns_index"]
+        frame.columns = pd.Index(labels, dtype=from_spec(col_entry), name=col_entry["name"])
     return frame
+
+
+def select(frame: pd.DataFrame, columns: Any) -> pd.DataFrame:
+    """The columns labelled ``columns`` (all when ``None``), in that order; a ``KeyError``
+    names a label that is not stored."""
+    if columns is None:
+        return frame
+    stored = list(frame.columns)
+    where = {label: i for i, label in enumerate(stored)}
+    missing = [label for label in columns if label not in where]
+    if missing:
+        raise KeyError(f"no column(s) {missing!r}; the stored columns are {stored!r}")
+    chosen: pd.DataFrame = frame.iloc[:, [where[label] for label in columns]]
+    return chosen

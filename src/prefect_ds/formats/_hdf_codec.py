@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._storage.labels import level_values
 
 LAYOUT = "prefect-ds frame"
 LAYOUT_VERSION = 1
@@ -75,7 +76,7 @@ def encode_frame(df: pd.DataFrame) -> Node:
         "nrows": len(df),
         "columns": names,
         "columns_dtype": "object" if df.columns.dtype == object else (
-            "str" if len(names) else "range"),
+            "range" if isinstance(df.columns, pd.RangeIndex) else "str"),
     }
     if df.columns.name is not None:
         attrs["columns_name"] = _label(df.columns.name, "the column index's name")
@@ -86,6 +87,9 @@ def encode_frame(df: pd.DataFrame) -> Node:
     return Node(attrs, {"index": _encode_index(df.index), "columns": columns})
 
 
+_DEFAULT_STR = pd.Index(["text"]).dtype  # what pd.Index(names) makes of strings
+
+
 def _column_names(df: pd.DataFrame) -> list[str]:
     columns = df.columns
     if isinstance(columns, pd.MultiIndex):
@@ -93,7 +97,8 @@ def _column_names(df: pd.DataFrame) -> list[str]:
             "the hdf format cannot store MultiIndex columns; flatten them first, e.g. "
             "df.columns = ['_'.join(map(str, c)) for c in df.columns]"
         )
-    if len(columns) and columns.dtype != object and not isinstance(columns.dtype, pd.StringDtype):
+    empty_range = isinstance(columns, pd.RangeIndex) and not len(columns)
+    if not empty_range and columns.dtype != object and columns.dtype != _DEFAULT_STR:
         raise UnsupportedFrameError(
             f"the hdf format needs string column names, but the column index has dtype "
             f"{columns.dtype}; rename them first, e.g. df.columns = df.columns.astype(str)"
@@ -120,11 +125,15 @@ def _column_names(df: pd.DataFrame) -> list[str]:
     return names
 
 
-def _label(value: Any, what: str) -> str:
+def _label(value: Any, what: str) -> str | int:
+    """A name as an HDF5 attribute: text, or an integer (stored as an int64 attribute)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and (
+            -(2**63) <= int(value) < 2**63):
+        return int(value)
     if not isinstance(value, str):
         raise UnsupportedFrameError(
-            f"{what} is {value!r}; the hdf format stores only string names (or None). "
-            f"Rename it to a string first."
+            f"{what} is {value!r}; the hdf format stores only string or integer names (or "
+            f"None). Rename it to a string first."
         )
     return value
 
@@ -139,7 +148,7 @@ def _encode_index(index: pd.Index) -> Node:
         return Node(attrs)
     node = Node({"kind": "levels", "nlevels": index.nlevels})
     for level in range(index.nlevels):
-        values = index.get_level_values(level) if isinstance(index, pd.MultiIndex) else index
+        values = level_values(index, level)
         what = f"index level {level} ({values.name!r})"
         column = encode_column(pd.Series(values, copy=False), what)
         if values.name is not None:
@@ -153,6 +162,17 @@ def _encode_index(index: pd.Index) -> Node:
 
 def encode_column(series: pd.Series, what: str) -> Tree:
     """One column (or index level) as a :class:`Leaf` or :class:`Node` tagged by ``kind``."""
+    try:
+        return _encode_column(series, what)
+    except UnicodeError:
+        raise UnsupportedFrameError(
+            f"{what} holds text that is not valid Unicode (a lone surrogate); the hdf format "
+            f"stores UTF-8. Replace those characters first, e.g. "
+            f".str.encode('utf-8', 'replace').str.decode('utf-8')"
+        ) from None
+
+
+def _encode_column(series: pd.Series, what: str) -> Tree:
     dtype = series.dtype
     label = str(dtype)
     if isinstance(dtype, pd.CategoricalDtype):
@@ -302,7 +322,8 @@ def decode_frame(root: Node, columns: Iterable[str]) -> pd.DataFrame:
     column_name = _name_attr(root.attrs, "columns_name")
     column_index: pd.Index = (
         pd.RangeIndex(0, name=column_name) if column_kind == "range" and not names
-        else pd.Index(names, dtype=object if column_kind == "object" else None, name=column_name))
+        else pd.Index(names, dtype=object if column_kind == "object" else _DEFAULT_STR,
+                      name=column_name))
     df: pd.DataFrame = pd.DataFrame(data, index=index, copy=False)
     df.columns = column_index
     return df
@@ -446,10 +467,14 @@ def _int(attrs: Mapping[str, Any], name: str) -> int:
     return int(value)
 
 
-def _name(attrs: Mapping[str, Any]) -> str | None:
+def _name(attrs: Mapping[str, Any]) -> str | int | None:
     return _name_attr(attrs, "name")
 
 
-def _name_attr(attrs: Mapping[str, Any], attr: str) -> str | None:
+def _name_attr(attrs: Mapping[str, Any], attr: str) -> str | int | None:
     name = attrs.get(attr)
-    return None if name is None else str(name)
+    if name is None:
+        return None
+    if isinstance(name, (int, np.integer)) and not isinstance(name, (bool, np.bool_)):
+        return int(name)  # an integer name such as 0
+    return str(name)

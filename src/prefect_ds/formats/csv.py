@@ -9,6 +9,14 @@ recorded column types (nothing is inferred) and restores the dtypes, so
 ``read(write(df)) == df``. A size or row count that disagrees with the sidecar raises
 :class:`~prefect_ds.CorruptTargetError` instead of returning a wrong frame.
 
+The sidecar is bound to the exact data file it describes (``binding``: the file's sha256,
+plus its inode, ``mtime_ns`` and size locally, taken from the staged file before the
+commit) and sealed with a digest of its own content (``check``), and the two files are
+committed in one step (``prefect_ds._storage.files.staged``). A reader compares the
+binding with the file it opened; a mismatch is waited out while a writer holds the
+target's lock (between its two renames), else it is a ``CorruptTargetError``: the data of
+one version is never parsed with another version's sidecar.
+
 Missing values: a null is an empty, unquoted field; an empty string is ``""``. Every
 string value is quoted, so the two never mix. Tz-aware datetimes are written in UTC
 (``...Z``). Timedeltas, and datetimes outside what pyarrow's parser reads (years 1..9999),
@@ -29,16 +37,20 @@ Options, merged over the class-level ``default_read_kwargs`` / ``default_write_k
   unless given). Such a file still gets a sidecar with its size, but no dtypes: it reads
   back with ``pandas.read_csv(**read_kwargs)``.
 * read: ``sep`` / ``delimiter`` / ``header`` that agree with the sidecar keep the exact
-  path. Any other option means "parse this with pandas": the file is read with
+  path, and so does ``columns=[...]`` (column labels: those columns, with the index).
+  Any other option means "parse this with pandas": the file is read with
   ``pandas.read_csv(**read_kwargs)`` (after the size check) and dtypes are not restored.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
 
 import pandas as pd
@@ -47,15 +59,18 @@ import pyarrow.csv as pcsv
 
 from prefect_ds._errors import CorruptTargetError
 from prefect_ds._format import FileFormat, TargetInfo
-from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
-from prefect_ds.formats._csv_codec import column_types, decode, encode
+from prefect_ds._storage import binding
+from prefect_ds._storage.files import filesystem, is_local, modified_time, open_for_read, staged
+from prefect_ds._storage.locks import is_locked
+from prefect_ds.formats._csv_codec import column_types, decode, encode, select
 from prefect_ds.hookspecs import Register, hookimpl
 
 SIDECAR_SUFFIX = ".schema.json"
 SCHEMA_VERSION = 1
 _WRITE_ARROW_KEYS = frozenset({"sep", "header", "index"})
-_READ_ARROW_KEYS = frozenset({"sep", "delimiter", "header"})
+_READ_ARROW_KEYS = frozenset({"sep", "delimiter", "header", "columns"})
 _FORBIDDEN_DELIMITERS = frozenset({'"', "\n", "\r"})
+SETTLE_SECONDS = 2.0  # how long a reader waits out a writer between its two renames
 
 
 class CsvFormat(FileFormat):
@@ -104,8 +119,7 @@ class CsvFormat(FileFormat):
             else:
                 open(data_temp, "wb").close()
             doc["bytes"] = os.path.getsize(data_temp)
-            with open(sidecar_temp, "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, ensure_ascii=False, indent=1)
+            self._dump_sidecar(doc, sidecar_temp, data_temp, location)
 
     def _write_pandas(self, df: pd.DataFrame, location: str, options: Mapping[str, Any],
                       extra: Mapping[str, Any]) -> None:
@@ -121,8 +135,15 @@ class CsvFormat(FileFormat):
                 "write_kwargs": {k: repr(v) for k, v in options.items()},
                 **extra,
             }
-            with open(sidecar_temp, "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, ensure_ascii=False, indent=1)
+            self._dump_sidecar(doc, sidecar_temp, data_temp, location)
+
+    def _dump_sidecar(self, doc: dict[str, Any], sidecar_temp: str, data_temp: str,
+                      location: str) -> None:
+        """Write the sidecar, bound to the staged data file and sealed (module doc)."""
+        fs, _ = filesystem(location, **self.storage_options)
+        doc["binding"] = binding.of_file(data_temp, local=is_local(fs))
+        with open(sidecar_temp, "w", encoding="utf-8") as handle:
+            json.dump(binding.seal(doc), handle, ensure_ascii=False, indent=1)
 
     # ---- read
 
@@ -133,31 +154,74 @@ class CsvFormat(FileFormat):
             with open_for_read(location, **self.storage_options) as source:
                 foreign: pd.DataFrame = pd.read_csv(source, **options)
             return foreign
-        with open_for_read(location, **self.storage_options) as source:
-            stream = pa.OSFile(source) if isinstance(source, str) else source
+        with self._bound_data(location, doc) as (doc, stream):
+            size = stream.size() if isinstance(stream, pa.NativeFile) else _size(stream)
+            if size != doc["bytes"]:
+                raise CorruptTargetError(
+                    f"{location}: the data file is {size} bytes but its schema sidecar "
+                    f"{self.sidecars(location)[0]} records {doc['bytes']}; the file was "
+                    f"changed or an overwrite was interrupted. Delete the target and "
+                    f"write it again."
+                )
+            if doc.get("mode") != "exact" or not _sidecar_answers(doc, options):
+                parsed: pd.DataFrame = pd.read_csv(stream, **options)
+                return parsed
             try:
-                size = stream.size() if isinstance(stream, pa.NativeFile) else _size(stream)
-                if size != doc["bytes"]:
-                    raise CorruptTargetError(
-                        f"{location}: the data file is {size} bytes but its schema sidecar "
-                        f"{self.sidecars(location)[0]} records {doc['bytes']}; the file was "
-                        f"changed or an overwrite was interrupted. Delete the target and "
-                        f"write it again."
-                    )
-                if doc.get("mode") != "exact" or not _sidecar_answers(doc, options):
-                    parsed: pd.DataFrame = pd.read_csv(source, **options)
-                    return parsed
-                try:
-                    table = _parse(stream, doc, location)
-                except _INCONSISTENT as exc:
-                    raise _inconsistent(location, self.sidecars(location)[0], exc) from None
-            finally:
-                if isinstance(stream, pa.NativeFile):
-                    stream.close()
+                table = _parse(stream, doc, location)
+            except _INCONSISTENT as exc:
+                raise _inconsistent(location, self.sidecars(location)[0], exc) from None
+        if table.num_columns and table.num_rows != doc["rows"]:
+            raise _inconsistent(location, self.sidecars(location)[0], ValueError(
+                f"{table.num_rows} rows parsed, {doc['rows']} recorded"))
         try:
-            return decode(table, doc, location, self.sidecars(location)[0])
+            frame = decode(table, doc, location, self.sidecars(location)[0])
         except _INCONSISTENT as exc:
             raise _inconsistent(location, self.sidecars(location)[0], exc) from None
+        return select(frame, options.get("columns"))
+
+    @contextlib.contextmanager
+    def _bound_data(self, location: str, doc: dict[str, Any]
+                    ) -> Iterator[tuple[dict[str, Any], pa.NativeFile | IO[bytes]]]:
+        """The sidecar and an open data file it is bound to (module doc: one commit).
+
+        A sidecar that does not describe the data file beside it is re-read until the
+        two agree - a writer between its two renames, or one that replaced both after
+        the sidecar was read - for at most ``SETTLE_SECONDS``; then the target is
+        :class:`CorruptTargetError` (an overwrite interrupted between its renames).
+        """
+        fs, path = filesystem(location, **self.storage_options)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        pause = 0.005
+        quiet = 0  # checks in a row that found no writer holding the target's lock
+        while True:
+            if "binding" not in doc:  # written before sidecars were bound: size check only
+                stream = _open_stream(fs, path)
+                break
+            stream = _open_if_bound(fs, path, doc["binding"])
+            if stream is not None:
+                break
+            # Local commits rename under the target's lock: no holder, no commit under way.
+            quiet = quiet + 1 if is_local(fs) and not is_locked(path) else 0
+            if quiet >= 2 or time.monotonic() >= deadline:
+                size = _data_size(fs, path)
+                raise CorruptTargetError(
+                    f"{location}: the data file ({size} bytes) is not the one its schema "
+                    f"sidecar {self.sidecars(location)[0]} records {doc['bytes']} bytes "
+                    f"of: an overwrite was interrupted between its two renames, or one "
+                    f"of the files was changed or replaced. Delete the target and write it "
+                    f"again."
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+            fresh = self._load_sidecar(location)
+            if fresh is None:
+                raise FileNotFoundError(f"{location}: its schema sidecar disappeared while "
+                                        f"reading (the target was deleted)")
+            doc = fresh
+        try:
+            yield doc, stream
+        finally:
+            stream.close()
 
     # ---- cheap facts (optional capabilities, see prefect_ds._capabilities)
 
@@ -168,7 +232,7 @@ class CsvFormat(FileFormat):
         sidecar: a sidecar never vouches for data it did not describe.
         """
         doc = self._load_sidecar(location)
-        if doc is None or self._data_size(location) != doc["bytes"]:
+        if doc is None or not self._vouches(location, doc):
             return {}
         return {str(k): str(v) for k, v in (doc.get("metadata") or {}).items()}
 
@@ -177,15 +241,28 @@ class CsvFormat(FileFormat):
         fs, path = filesystem(location, **self.storage_options)
         info = fs.info(path)
         doc = self._load_sidecar(location)
-        rows = doc["rows"] if doc is not None and doc["bytes"] == info.get("size") else None
+        rows = doc["rows"] if doc is not None and self._vouches(location, doc) else None
         return TargetInfo(rows=rows, bytes=info.get("size"), modified=modified_time(info))
 
-    def _data_size(self, location: str) -> int | None:
+    def _vouches(self, location: str, doc: Mapping[str, Any]) -> bool:
+        """Whether the sidecar ``doc`` describes the data file now at ``location``."""
         fs, path = filesystem(location, **self.storage_options)
         try:
-            return int(fs.size(path))
+            if "binding" not in doc:
+                return bool(int(fs.size(path)) == doc["bytes"])
+            bound = doc["binding"]
+            if is_local(fs):
+                if binding.identity_matches(bound, os.stat(path)):
+                    return True
+            elif binding.etag_matches(bound, fs.info(path)):
+                return True
+            stream = _open_if_bound(fs, path, bound)
         except FileNotFoundError:
-            return None
+            return False
+        if stream is None:
+            return False
+        stream.close()
+        return True
 
     def _load_sidecar(self, location: str) -> dict[str, Any] | None:
         sidecar = self.sidecars(location)[0]
@@ -197,6 +274,15 @@ class CsvFormat(FileFormat):
             return None
         try:
             doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise TypeError(f"a JSON {type(doc).__name__}, not an object")
+            sealed = binding.sealed(doc)
+            if sealed is False or (sealed is None and "binding" in doc):
+                raise CorruptTargetError(
+                    f"{location}: its schema sidecar {sidecar} was edited after it was "
+                    f"written (its check does not match its content). Delete the target "
+                    f"and write it again."
+                )
             version = doc["prefect_ds_csv"]
             doc["bytes"] = int(doc["bytes"])
             doc["rows"] = int(doc["rows"])
@@ -236,7 +322,7 @@ def _arrow_can_write(options: Mapping[str, Any]) -> bool:
 
 
 def _sidecar_answers(doc: Mapping[str, Any], options: Mapping[str, Any]) -> bool:
-    """Whether the read options only restate what the sidecar records."""
+    """Whether the read options only restate what the sidecar records (or pick columns)."""
     if not set(options) <= _READ_ARROW_KEYS:
         return False
     for key in ("sep", "delimiter"):
@@ -247,6 +333,49 @@ def _sidecar_answers(doc: Mapping[str, Any], options: Mapping[str, Any]) -> bool
         given = options["header"]
         return (given in (0, "infer") and given is not False) if wanted else given is None
     return True
+
+
+def _data_size(fs: Any, path: str) -> int | None:
+    try:
+        return int(fs.size(path))
+    except (FileNotFoundError, TypeError, ValueError):
+        return None
+
+
+def _open_stream(fs: Any, path: str) -> pa.NativeFile | IO[bytes]:
+    """The data file, open for reading (a native file locally: fastest for pyarrow)."""
+    if is_local(fs):
+        return pa.OSFile(path)
+    handle: IO[bytes] = fs.open(path, "rb")
+    return handle
+
+
+def _open_if_bound(fs: Any, path: str, bound: Mapping[str, Any]
+                   ) -> pa.NativeFile | IO[bytes] | None:
+    """The data file open for reading if it is the one ``bound`` describes, else None.
+
+    Locally the file's identity is compared before and after opening it (a rename
+    keeps it, any rewrite changes it), so the open file is the bound one without
+    reading it. A file with another identity (a copy) is read whole and hashed, as is
+    an object on an object store; the bytes that were hashed are the bytes parsed.
+    """
+    if is_local(fs):
+        before = os.stat(path)
+        if binding.identity_matches(bound, before):
+            stream = pa.OSFile(path)
+            if binding.identity(os.stat(path)) == binding.identity(before):
+                return stream
+            stream.close()
+            return None
+        with open(path, "rb") as handle:
+            data = handle.read()
+    else:
+        with fs.open(path, "rb") as handle:  # s3fs reads every range with If-Match: ETag
+            data = handle.read()
+    if len(data) != bound.get("size") or \
+            hashlib.sha256(data).hexdigest() != bound.get("sha256"):
+        return None
+    return pa.BufferReader(data)
 
 
 def _size(handle: IO[bytes]) -> int:

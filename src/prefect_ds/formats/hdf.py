@@ -8,9 +8,11 @@ Writes are atomic: a new file is built in a temporary sibling (the other keys of
 existing file are copied into it with HDF5's own object copy) and renamed into place,
 so a reader or a crash sees the old file or the new one, never a half-written key.
 Writers of one local file take turns through a lock file beside it (threads and
-processes alike), so no writer drops another's key. Object stores have no such lock:
-there, writers of different keys of one object at the same moment can lose one of the
-two keys (the last PUT wins), so give concurrent writers separate objects.
+processes alike), so no writer drops another's key; on S3 they take turns through a
+lease object (an exclusive write, see ``prefect_ds._storage.lease``). Other object stores
+have no such lock: there, writers of different keys of one object at the same moment
+can lose one of the two keys (the last PUT wins), so give concurrent writers separate
+objects.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from prefect_ds._errors import CorruptTargetError, MissingDependencyError, Unsup
 from prefect_ds._format import FileFormat, TargetInfo
 from prefect_ds._locations import split_fragment
 from prefect_ds._storage.files import filesystem, is_local, modified_time, staged
+from prefect_ds._storage.lease import S3Lease, supports_leases
 from prefect_ds._storage.locks import FileLock
 from prefect_ds.formats._hdf_codec import (
     LayoutError,
@@ -68,10 +71,13 @@ def _writers_lock(fs: Any, path: str) -> AbstractContextManager[Any]:
 
     Local files: a lock file beside the data file (``.name.h5.keys.prefect-ds-lock``),
     distinct from the checkpoint's target lock, which may already be held around this
-    write. Elsewhere: a lock per object within this process only.
+    write. S3: a lease object (``.name.h5.keys.prefect-ds-lease``, taken with an
+    exclusive write). Elsewhere: a lock per object within this process only.
     """
     if is_local(fs):
         return FileLock(f"{path}.keys")
+    if supports_leases(fs):
+        return S3Lease(fs, f"{path}.keys")
     name = f"{fs.protocol}:{path}"
     with _locks_guard:
         return _locks.setdefault(name, threading.Lock())
@@ -82,7 +88,8 @@ class HdfFormat(FileFormat):
 
     ``write`` accepts h5py dataset options (``compression="gzip"``, ``compression_opts``,
     ``shuffle``, ``fletcher32``, ``scaleoffset``, ``chunks``), applied to every non-empty
-    dataset; by default nothing is compressed (fastest). ``read`` accepts ``columns=[...]``
+    dataset, and ``index=False`` (leave the index out); by default nothing is compressed
+    (fastest). ``read`` accepts ``columns=[...]``
     to load only some columns.
     """
 
@@ -183,6 +190,12 @@ class HdfFormat(FileFormat):
         """Write ``df`` under the location's key; ``metadata`` (``{str: str}``) becomes the
         frame group's ``prefect_ds_metadata`` attribute (JSON), written with it."""
         options = self.write_options(kwargs)
+        index = options.pop("index", True)
+        if index is not None and not isinstance(index, bool):
+            raise UnsupportedFrameError(
+                f"the hdf format's index option is True, False or None, not {index!r}")
+        if index is False and isinstance(df, pd.DataFrame):
+            df = df.reset_index(drop=True)
         unknown = sorted(set(options) - _DATASET_OPTIONS)
         if unknown:
             raise TypeError(

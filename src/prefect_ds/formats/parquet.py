@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefect_ds._errors import CorruptTargetError
+from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
-from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds._storage.arrow import arrow_columns, arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
 from prefect_ds.hookspecs import Register, hookimpl
 
@@ -28,9 +28,16 @@ class ParquetFormat(FileFormat):
     default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "snappy"}
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+        """Read the frame; ``columns=[...]`` (column labels) reads those columns and the
+        whole index. Other options go to :func:`pyarrow.parquet.read_table`."""
         options = self.read_options(kwargs)
         try:
             with open_for_read(location, **self.storage_options) as source:
+                if options.get("columns") is not None:
+                    options["columns"] = arrow_columns(pq.read_schema(source),
+                                                       options["columns"])
+                    if not isinstance(source, str):
+                        source.seek(0)
                 table = pq.read_table(source, **options)
         except FileNotFoundError:
             raise
@@ -45,9 +52,19 @@ class ParquetFormat(FileFormat):
 
     def write(self, df: pd.DataFrame, location: str, *,
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
-        """Write ``df``; ``metadata`` goes into the file's key-value metadata with it."""
+        """Write ``df``; ``metadata`` goes into the file's key-value metadata with it.
+
+        ``index=False`` (as for ``DataFrame.to_parquet``) leaves the index out; other
+        options go to :func:`pyarrow.parquet.write_table`. A frame Parquet cannot hold
+        exactly raises :class:`~prefect_ds.UnsupportedFrameError` before any file is
+        touched.
+        """
         options = self.write_options(kwargs)
-        table = frame_to_arrow(df, "parquet")
+        index = options.pop("index", True)
+        if index is not None and not isinstance(index, bool):
+            raise UnsupportedFrameError(
+                f"the parquet format's index option is True, False or None, not {index!r}")
+        table = frame_to_arrow(df, "parquet", index=index is not False)
         if metadata:
             table = table.replace_schema_metadata({
                 **(table.schema.metadata or {}),

@@ -27,8 +27,9 @@ class FeatherFormat(prefect_ds.FileFormat):
     """One Feather v2 file; dtypes and the index come back exactly (``prefect_ds.arrow_to_frame``).
 
     ``write`` accepts :func:`pyarrow.feather.write_feather` options (``compression``,
-    ``compression_level``, ``chunksize``); ``read`` accepts
-    :func:`pyarrow.feather.read_table` options (``columns``, ``memory_map``).
+    ``compression_level``, ``chunksize``) and ``index=False`` (leave the index out);
+    ``read`` accepts :func:`pyarrow.feather.read_table` options (``columns``: column
+    labels, read with the whole index; ``memory_map``).
     """
 
     name = "feather"
@@ -37,9 +38,12 @@ class FeatherFormat(prefect_ds.FileFormat):
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
         kwargs = self.read_options(kwargs)
+        columns = kwargs.pop("columns", None)
         try:
             with prefect_ds.open_for_read(location, **self.storage_options) as source:
                 table = feather.read_table(source, **kwargs)
+            if columns is not None:
+                table = table.select(prefect_ds.arrow_columns(table.schema, columns))
         except FileNotFoundError:
             raise
         except (pa.ArrowException, OSError) as exc:
@@ -68,8 +72,12 @@ class FeatherFormat(prefect_ds.FileFormat):
         inside the file instead of in a sidecar.
         """
         options = self.write_options(kwargs)
+        index = options.pop("index", True)
+        if index is not None and not isinstance(index, bool):
+            raise prefect_ds.UnsupportedFrameError(
+                f"the feather format's index option is True, False or None, not {index!r}")
         # Convert before staging: a frame Arrow cannot represent fails with no file touched.
-        table = prefect_ds.frame_to_arrow(df, self.name)
+        table = prefect_ds.frame_to_arrow(df, self.name, index=index is not False)
         if metadata:
             table = table.replace_schema_metadata({
                 **(table.schema.metadata or {}),

@@ -2,38 +2,38 @@
 
 A location is a SQLAlchemy URL, ``#``, then a table, optionally ``schema.table``. Table
 and schema names must be plain identifiers (checked before any SQL is sent) and are
-always quoted by the dialect. SQLite and PostgreSQL go through ADBC (bulk ingest, Arrow
-reads) when its driver is installed; every other dialect through ``DataFrame.to_sql`` and
-``read_sql``. Replacing a table is atomic, and the frame's exact pandas dtypes are
-recorded in a ``_prefect_ds_tables`` row beside it and restored on read (see
-``_sql_schema`` for what the databases change). A table prefect-ds did not write reads
-as ``pandas.read_sql`` reads it. Passwords never appear in messages or logs.
+always quoted by the dialect. Two engines implement one interface
+(:class:`~prefect_ds.formats.sql.backend.Backend`): ADBC (bulk ingest, Arrow reads) when
+its driver serves the URL, SQLAlchemy (``to_sql`` / ``read_sql``) otherwise or when asked;
+:func:`get_backend` picks one, once per call. Replacing a table is atomic; the frame's
+exact pandas dtypes are recorded in a ``_prefect_ds_tables`` row bound to the table and
+restored on read (see ``schema`` for what the databases change). A table prefect-ds did
+not write, or one changed since, reads as ``pandas.read_sql`` reads it. Passwords never
+appear in messages or logs. SQLite and PostgreSQL are the databases supported (and
+tested); other dialects are refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import logging
 import os
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from prefect_ds._errors import CorruptTargetError, TemplateError
+from prefect_ds._errors import CorruptTargetError, TemplateError, UnsupportedFrameError
 from prefect_ds._format import Format, TargetInfo, safe_asset_key
-from prefect_ds.formats.sql import adbc as _sql_adbc
-from prefect_ds.formats.sql import alchemy as _sql_alchemy
+from prefect_ds.formats.sql import adbc as _adbc
+from prefect_ds.formats.sql.alchemy import AlchemyBackend
+from prefect_ds.formats.sql.backend import Backend
 from prefect_ds.formats.sql.meta import META_TABLE
 from prefect_ds.formats.sql.names import RESERVED_PREFIX, SqlLocation, parse_location, safe_location
-from prefect_ds.formats.sql.schema import TableMeta, matches, prepare, restore
+from prefect_ds.formats.sql.schema import StaleMetadata, TableMeta, prepare, restore
 from prefect_ds.hookspecs import Register, hookimpl
-
-log = logging.getLogger("prefect_ds.sql")
 
 Engine = Literal["auto", "adbc", "sqlalchemy"]
 _ENGINES = ("auto", "adbc", "sqlalchemy")
@@ -41,6 +41,48 @@ _ADBC_DRIVERS = {
     "sqlite": {"pysqlite", "aiosqlite"},
     "postgresql": {"psycopg", "psycopg2", "psycopg_async", "asyncpg", "pg8000", "psycopg2cffi"},
 }
+_BACKENDS: dict[str, Backend] = {"adbc": _adbc.AdbcBackend(), "sqlalchemy": AlchemyBackend()}
+
+# What to do instead of a pandas to_sql / read_sql option the format does not take.
+_INSTEAD = {
+    "if_exists": "a write always replaces the whole table, atomically; leave it out",
+    "dtype": "column types follow the frame's dtypes; cast the frame (df.astype) first",
+    "method": "the engine decides how rows are sent; pass engine='sqlalchemy' for to_sql",
+    "schema": "put the schema in the location: postgresql://host/db#schema.table",
+    "con": "the database is the location's URL",
+    "name": "the table is the part of the location after '#'",
+    "index_label": "name the index (df.index.name = ...) before writing",
+    "index_col": "the index is restored as it was written",
+    "parse_dates": "dtypes, time zones included, are restored as they were written",
+    "columns": "select columns after reading: df[[...]]",
+    "dtype_backend": "dtypes are restored as they were written",
+}
+
+
+def get_backend(loc: SqlLocation, engine: str) -> Backend:
+    """The backend serving ``loc`` for ``engine`` (``auto``, ``adbc`` or ``sqlalchemy``).
+
+    ``auto`` is ADBC where its driver serves the URL (a ``sqlite:///file`` without query
+    options, or ``postgresql://`` through a libpq-speaking driver), else SQLAlchemy.
+    """
+    chosen = _check_engine(engine)
+    if chosen == "sqlalchemy":
+        return _BACKENDS["sqlalchemy"]
+    drivers = _ADBC_DRIVERS.get(loc.backend)
+    usable = (
+        drivers is not None
+        and loc.url.get_driver_name() in drivers
+        and not (loc.backend == "sqlite" and loc.url.query)
+        and _adbc.available(loc.backend)
+    )
+    if chosen == "adbc" and not usable:
+        extra = "postgres" if loc.backend == "postgresql" else "sql"
+        raise ValueError(
+            f"engine='adbc' was asked for, but {loc.shown} has no usable ADBC driver "
+            f"(ADBC covers sqlite:///file and postgresql:// URLs; install "
+            f"'prefect-ds[{extra}]'), or pass engine='sqlalchemy'"
+        )
+    return _BACKENDS["adbc" if usable else "sqlalchemy"]
 
 
 class SQLFormat(Format):
@@ -52,73 +94,59 @@ class SQLFormat(Format):
     """
 
     name = "sql"
-    schemes = ("sqlite", "postgresql", "mysql", "mssql", "oracle")
+    schemes = ("sqlite", "postgresql")
+    default_read_kwargs: ClassVar[Mapping[str, Any]] = {"engine": None}
+    default_write_kwargs: ClassVar[Mapping[str, Any]] = {
+        "engine": None, "chunksize": None, "index": None,
+    }
 
     def __init__(self, engine: Engine = "auto") -> None:
         self.engine = _check_engine(engine)
 
-    def _adbc(self, loc: SqlLocation, engine: str | None) -> bool:
-        chosen = _check_engine(engine or self.engine)
-        if chosen == "sqlalchemy":
-            return False
-        drivers = _ADBC_DRIVERS.get(loc.backend)
-        usable = (
-            drivers is not None
-            and loc.url.get_driver_name() in drivers
-            and not (loc.backend == "sqlite" and loc.url.query)
-            and _sql_adbc.available(loc.backend)
-        )
-        if chosen == "adbc" and not usable:
-            extra = "postgres" if loc.backend == "postgresql" else "sql"
-            raise ValueError(
-                f"engine='adbc' was asked for, but {loc.shown} has no usable ADBC driver "
-                f"(ADBC covers sqlite:///file and postgresql:// URLs; install "
-                f"'prefect-ds[{extra}]'), or pass engine='sqlalchemy'"
-            )
-        return usable
+    def _backend(self, loc: SqlLocation, engine: str | None = None) -> Backend:
+        return get_backend(loc, engine or self.engine)
 
     def write(self, df: pd.DataFrame, location: str, *,
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         """Replace the table at ``location`` with ``df`` in one transaction.
 
-        Options: ``engine`` (see the class), ``chunksize`` (rows per ``to_sql`` batch on the
-        SQLAlchemy path). ``metadata`` (``{str: str}``) is recorded in the table's
-        ``_prefect_ds_tables`` row in the same transaction; :meth:`read_metadata` returns it.
+        Options: ``engine`` (see the class); ``chunksize`` (rows per ``to_sql`` batch on
+        the SQLAlchemy path); ``index`` (kedro's and ``to_sql``'s: ``False`` stores the
+        frame without its index, which then reads back as a RangeIndex; ``True`` or
+        unset stores it). ``metadata`` (``{str: str}``) is recorded in the table's
+        ``_prefect_ds_tables`` row in the same transaction; :meth:`read_metadata`
+        returns it.
         """
-        engine, chunksize = _options(kwargs, engine=None, chunksize=None)
+        options = _checked(self.write_options(kwargs), self.default_write_kwargs, "write")
         loc = parse_location(location)
-        if df.shape[1] == 0 and not _has_stored_index(df):
-            raise ValueError(
+        index = options["index"]
+        if index not in (None, True, False):
+            raise TypeError(f"index must be True or False (as in DataFrame.to_sql); got {index!r}")
+        if index is False:
+            df = df.reset_index(drop=True)
+        if df.shape[1] == 0 and isinstance(df.index, pd.RangeIndex):
+            raise UnsupportedFrameError(
                 f"a DataFrame with no columns cannot be stored as table {loc.qualified!r}; "
                 f"add a column or store it in a file format"
             )
-        _check_storable(df, loc)
-        use_adbc = self._adbc(loc, engine)
-        prepared = prepare(df, loc.backend)
-        if use_adbc:
-            _sql_adbc.write(loc, prepared, metadata)
-        else:
-            _sql_alchemy.write(loc, prepared, chunksize=chunksize, metadata=metadata)
+        backend = self._backend(loc, options["engine"])
+        backend.write(loc, prepare(df, loc), metadata, chunksize=options["chunksize"])
 
     def read_metadata(self, location: str) -> dict[str, str]:
         """The ``metadata`` recorded by :meth:`write`; ``{}`` for a table without any."""
         loc = parse_location(location)
-        if self._adbc(loc, None):
-            return _sql_adbc.read_metadata(loc)
-        return _sql_alchemy.read_metadata(loc)
+        return self._backend(loc).read_metadata(loc)
 
     def target_info(self, location: str) -> TargetInfo:
         """Rows from ``_prefect_ds_tables`` (tables prefect-ds wrote); no size or time."""
         loc = parse_location(location)
-        if self._adbc(loc, None):
-            return TargetInfo(rows=_sql_adbc.stored_rows(loc))
-        return TargetInfo(rows=_sql_alchemy.stored_rows(loc))
+        return TargetInfo(rows=self._backend(loc).stored_rows(loc))
 
     def list_locations(self, location: str) -> list[str]:
         """The stored tables matching ``location``, whose table part may hold ``*``.
 
-        Tables are listed with SQLAlchemy's inspector; prefect-ds's own bookkeeping
-        tables are left out. The database URL itself cannot hold ``*``.
+        prefect-ds's own bookkeeping tables are left out. The database URL itself cannot
+        hold ``*``.
         """
         url_part, sep, pattern = location.rpartition("#")
         if not sep or "*" in url_part:
@@ -129,7 +157,7 @@ class SQLFormat(Format):
         schema, _, table_pattern = pattern.rpartition(".")
         probe = parse_location(f"{url_part}#{schema + '.' if schema else ''}x")
         found = []
-        for name in sorted(_sql_alchemy.list_tables(probe)):
+        for name in sorted(self._backend(probe).list_tables(probe)):
             if name.startswith(RESERVED_PREFIX) or name == META_TABLE:
                 continue
             if fnmatch.fnmatchcase(name, table_pattern):
@@ -149,71 +177,31 @@ class SQLFormat(Format):
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
         """The table at ``location``, with its exact dtypes if prefect-ds wrote it.
 
-        Option: ``engine`` (see the class).
+        Option: ``engine`` (see the class). A table changed since prefect-ds wrote it
+        reads as ``pandas.read_sql`` would, with a warning saying why.
         """
-        (engine,) = _options(kwargs, engine=None)
+        options = _checked(self.read_options(kwargs), self.default_read_kwargs, "read")
         loc = parse_location(location)
-        data: pa.Table | pd.DataFrame
         with _naming(loc):
-            if self._adbc(loc, engine):
-                data, found = _sql_adbc.read(loc)
-                columns, n_rows = list(data.column_names), data.num_rows
-            else:
-                data, found = _sql_alchemy.read(loc)
-                columns, n_rows = [str(c) for c in data.columns], len(data)
-        if found is not None and not matches(columns, n_rows, found):
-            _warn_changed(loc, "columns or row count differ from what was written")
-            found = None
+            stored = self._backend(loc, options["engine"]).read(loc)
+        if stored.stale is not None:
+            _warn_changed(loc, stored.stale)
         try:
-            return _to_frame(data, found)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            if found is None:
-                raise
-            _warn_changed(loc, f"a column no longer casts to its recorded dtype: {exc}")
-            return _to_frame(data, None)
+            return _to_frame(stored.data, stored.meta)
+        except StaleMetadata as exc:
+            _warn_changed(loc, str(exc))
+            return _to_frame(stored.data, None)
 
     def exists(self, location: str) -> bool:
         """The table exists and, if prefect-ds wrote it, the write completed."""
         loc = parse_location(location)
         with _naming(loc):
-            if self._adbc(loc, None):
-                return _sql_adbc.exists(loc)
-            return _sql_alchemy.exists(loc)
+            return self._backend(loc).exists(loc)
 
     def delete(self, location: str) -> None:
         """Drop the table and forget its metadata; no error if it is absent."""
         loc = parse_location(location)
-        backend = _sql_adbc if self._adbc(loc, None) else _sql_alchemy
-        backend.delete(loc)
-
-
-def _check_storable(df: pd.DataFrame, loc: SqlLocation) -> None:
-    """Refuse, before any SQL, what a table would silently turn into text.
-
-    Column names must be of one type (``[0, "1"]`` would read back as ``["0", "1"]``),
-    and object columns must hold strings (or missing values) only: mixed values would be
-    stored as their text and read back as strings, lists not at all.
-    """
-    kinds = {type(c) for c in df.columns} if not isinstance(df.columns, pd.MultiIndex) else set()
-    if len(kinds) > 1:
-        raise TypeError(
-            f"table {loc.qualified!r}: the sql format cannot keep column names of mixed "
-            f"types ({', '.join(sorted(k.__name__ for k in kinds))}); they would read back "
-            f"as strings. Make them one type, e.g. df.columns = df.columns.map(str)"
-        )
-    for i, dtype in enumerate(df.dtypes):
-        if dtype.kind != "O" or not isinstance(dtype, np.dtype):
-            continue
-        name = df.columns[i]
-        values = df.iloc[:, i].dropna()
-        odd = values[[not isinstance(v, str) for v in values]]
-        if len(odd):
-            raise TypeError(
-                f"table {loc.qualified!r}: column {name!r} is an object column holding "
-                f"{type(odd.iloc[0]).__name__} values such as {odd.iloc[0]!r}; the sql format "
-                f"stores object columns of strings only. Convert it first, e.g. "
-                f"df[{name!r}] = df[{name!r}].astype(str), or use the parquet format"
-            )
+        self._backend(loc).delete(loc)
 
 
 @contextlib.contextmanager
@@ -236,25 +224,22 @@ def _warn_changed(loc: SqlLocation, why: str) -> None:
     )
 
 
-def _options(given: dict[str, Any], **defaults: Any) -> list[Any]:
-    """The values of ``defaults``' keys in ``given``; any other key is an error."""
-    unknown = sorted(set(given) - set(defaults))
+def _checked(options: dict[str, Any], known: Mapping[str, Any], op: str) -> dict[str, Any]:
+    """``options`` if every key is one of ``known``'s, else a TypeError saying what to do."""
+    unknown = sorted(set(options) - set(known))
     if unknown:
+        hints = "".join(f"; {key}: {_INSTEAD[key]}" for key in unknown if key in _INSTEAD)
         raise TypeError(
-            f"the sql format takes no option {', '.join(map(repr, unknown))}; its options are "
-            f"{', '.join(defaults)}"
+            f"the sql format takes no {op} option {', '.join(map(repr, unknown))}; its "
+            f"{op} options are {', '.join(known)}{hints}"
         )
-    return [given.get(key, default) for key, default in defaults.items()]
+    return options
 
 
 def _check_engine(engine: str) -> str:
     if engine not in _ENGINES:
         raise ValueError(f"engine must be one of {', '.join(_ENGINES)}; got {engine!r}")
     return engine
-
-
-def _has_stored_index(df: pd.DataFrame) -> bool:
-    return not isinstance(df.index, pd.RangeIndex)
 
 
 def _to_frame(data: pa.Table | pd.DataFrame, found: TableMeta | None) -> pd.DataFrame:

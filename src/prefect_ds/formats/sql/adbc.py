@@ -1,11 +1,8 @@
-"""The fast path: SQLite and PostgreSQL through ADBC (Arrow in, Arrow out, bulk COPY).
+"""The fast engine: SQLite and PostgreSQL through ADBC (Arrow in, Arrow out, bulk COPY).
 
-A write ingests into a uniquely named table, drops the old table, renames the new one
-into place and records its metadata, all in one transaction: a reader, a failure or a
-killed writer sees the old table or the new one, never a part. A PostgreSQL read locks
-the table (ACCESS SHARE) before reading its metadata and rows, so a concurrent swap
-cannot slip between them, and turns off parallel and synchronized scans so rows come
-back in the order they were written.
+Only the :class:`~prefect_ds.formats.sql.backend.Session` is here: connections (pooled
+per database and process, one user at a time, safe across ``fork``), statements, bulk
+ingest and Arrow fetches. What a write or read does is ``backend.Backend``'s.
 """
 
 from __future__ import annotations
@@ -16,15 +13,13 @@ import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
-from prefect_ds.formats.sql import meta as meta
+from prefect_ds.formats.sql.backend import Backend, DbapiSession, Session
 from prefect_ds.formats.sql.names import SqlLocation
-from prefect_ds.formats.sql.schema import Prepared, TableMeta
 
 log = logging.getLogger("prefect_ds.sql")
 
@@ -171,218 +166,59 @@ if hasattr(os, "register_at_fork"):
 atexit.register(close_all)
 
 
-# -- SQL helpers ---------------------------------------------------------------------------
+# -- the engine ----------------------------------------------------------------------------
 
 
-def _param(loc: SqlLocation, i: int) -> str:
-    return "?" if loc.backend == "sqlite" else f"${i}"
+class AdbcSession(DbapiSession):
+    """A :class:`~prefect_ds.formats.sql.backend.Session` on one pooled ADBC connection."""
 
+    def __init__(self, conn: Any, loc: SqlLocation) -> None:
+        super().__init__(conn, loc)
+        self.cur = conn.cursor()
 
-def _rows(cur: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    cur.execute(sql, parameters=params) if params else cur.execute(sql)
-    return list(cur.fetchall())
+    def _sql(self, sql: str) -> str:
+        if self.loc.backend == "sqlite":
+            return sql
+        parts = sql.split("?")
+        return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
 
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        self.run(sql, *params)
+        return list(self.cur.fetchall())
 
-def _table_exists(cur: Any, loc: SqlLocation, table: str | None = None) -> bool:
-    name = table or loc.table
-    if loc.backend == "sqlite":
-        return bool(_rows(
-            cur, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
-            name,
-        ))
-    # One catalog query under one snapshot: during a concurrent swap it sees the old table
-    # or the renamed new one, never neither (to_regclass() could, between its two lookups).
-    query = (
-        "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = c.relnamespace WHERE c.relname = $1 AND n.nspname = "
-    )
-    if loc.schema is None:
-        found = _rows(cur, query + "current_schema()", name)
-    else:
-        found = _rows(cur, query + "$2", name, loc.schema)
-    return bool(found) and found[0][0] in ("r", "p")
+    def run(self, sql: str, *params: Any) -> None:
+        if params:
+            self.cur.execute(self._sql(sql), parameters=params)
+        else:
+            self.cur.execute(sql)
 
+    def create(self, name: str, table: pa.Table) -> None:
+        self.cur.adbc_ingest(name, table, mode="create", db_schema_name=self.loc.schema)
 
-def _read_meta(cur: Any, loc: SqlLocation) -> tuple[str, TableMeta] | None:
-    if not _table_exists(cur, loc, meta.META_TABLE):
-        return None
-    found = _rows(
-        cur,
-        f"SELECT state, columns, n_rows, arrow_schema FROM {meta.meta_table(loc)} "
-        f"WHERE table_name = {_param(loc, 1)}",
-        meta.meta_key(loc),
-    )
-    if not found:
-        return None
-    state, columns, n_rows, schema = found[0]
-    return str(state), TableMeta.decode(str(columns), int(n_rows), str(schema))
+    def append(self, name: str, table: pa.Table) -> None:
+        self.cur.adbc_ingest(name, table, mode="append", db_schema_name=self.loc.schema)
 
-
-def _has_metadata_column(cur: Any, loc: SqlLocation) -> bool:
-    if loc.backend == "sqlite":
-        return bool(_rows(
-            cur, f"SELECT 1 FROM pragma_table_info('{meta.META_TABLE}') WHERE name = ?",
-            meta.METADATA_COLUMN,
-        ))
-    query = (
-        "SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2 "
-        "AND table_schema = "
-    )
-    if loc.schema is None:
-        return bool(_rows(cur, query + "current_schema()", meta.META_TABLE,
-                          meta.METADATA_COLUMN))
-    return bool(_rows(cur, query + "$3", meta.META_TABLE, meta.METADATA_COLUMN, loc.schema))
-
-
-def _ensure_meta_table(conn: Any, loc: SqlLocation) -> None:
-    cur = conn.cursor()
-    for attempt in range(3):
-        try:
-            if not _table_exists(cur, loc, meta.META_TABLE):
-                cur.execute(meta.create_sql(loc))
-            elif not _has_metadata_column(cur, loc):  # a table from before the column
-                cur.execute(meta.add_metadata_column_sql(loc))
-            conn.commit()
-            return
-        except Exception:  # two first writers racing to create it: one wins, retry
-            conn.rollback()
-            if attempt == 2:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
-def _sqlite_file_missing(loc: SqlLocation) -> bool:
-    return loc.backend == "sqlite" and not os.path.exists(str(loc.url.database))
-
-
-# -- operations ----------------------------------------------------------------------------
-
-
-def write(loc: SqlLocation, prepared: Prepared,
-          metadata: Mapping[str, str] | None = None) -> None:
-    """Replace ``loc``'s table with ``prepared`` (and its metadata row) in one transaction."""
-    if loc.backend == "sqlite":
-        folder = os.path.dirname(os.path.abspath(str(loc.url.database)))
-        os.makedirs(folder, exist_ok=True)
-    with _pool(loc).connection() as conn:
-        cur = conn.cursor()
-        if loc.schema is not None and not _rows(
-            cur, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", loc.schema
-        ):
-            raise LookupError(
-                f"schema {loc.schema!r} does not exist in {loc.shown}; create it first "
-                f"(CREATE SCHEMA {loc.quote(loc.schema)}) or drop the schema from the location"
-            )
-        conn.rollback()
-        _ensure_meta_table(conn, loc)
-        temp = f"{meta.META_TABLE}_tmp_{uuid.uuid4().hex[:12]}"
-        cur.adbc_ingest(temp, prepared.table, mode="create", db_schema_name=loc.schema)
-        cur.execute(f"DROP TABLE IF EXISTS {loc.quoted()}")
-        cur.execute(f"ALTER TABLE {loc.quoted(temp)} RENAME TO {loc.quote(loc.table)}")
-        p = [_param(loc, i) for i in range(1, len(meta.COLUMNS) + 1)]
-        cur.execute(
-            f"INSERT INTO {meta.meta_table(loc)} ({', '.join(meta.COLUMNS)}) "
-            f"VALUES ({', '.join(p)}) ON CONFLICT (table_name) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in meta.COLUMNS[1:]),
-            parameters=(
-                meta.meta_key(loc), meta.COMPLETE, prepared.meta.n_rows,
-                prepared.meta.encode_columns(), prepared.meta.encode_schema(),
-                1, meta.now(), meta.encode_metadata(metadata),
-            ),
-        )
-        conn.commit()
-    log.debug("wrote %d rows to %s through ADBC", prepared.meta.n_rows, loc.shown)
-
-
-def read(loc: SqlLocation) -> tuple[pa.Table, TableMeta | None]:
-    """The table's rows (in stored order) and, if prefect-ds wrote it, its metadata."""
-    if _sqlite_file_missing(loc):
-        raise FileNotFoundError(_missing(loc))
-    with _pool(loc).connection() as conn:
-        cur = conn.cursor()
-        if loc.backend == "postgresql":
-            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            cur.execute("SET LOCAL synchronize_seqscans = off")
-        if loc.backend == "postgresql":
-            # Lock first: it waits out a concurrent swap and then holds the table still.
-            try:
-                cur.execute(f"LOCK TABLE {loc.quoted()} IN ACCESS SHARE MODE")
-            except Exception as exc:
-                if getattr(exc, "sqlstate", None) in ("42P01", "3F000"):  # no table/schema
-                    raise FileNotFoundError(_missing(loc)) from None
-                raise
-        if not _table_exists(cur, loc):
-            raise FileNotFoundError(_missing(loc))
-        found = _read_meta(cur, loc)
-        if loc.backend == "sqlite":
-            cur.adbc_statement.set_options(
+    def fetch(self, sql: str) -> pa.Table:
+        if self.loc.backend == "sqlite":
+            self.cur.adbc_statement.set_options(
                 **{"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)}
             )
-        cur.execute(f"SELECT * FROM {loc.quoted()}")
-        table = cur.fetch_arrow_table()
-    if found is None or found[0] != meta.COMPLETE:
-        return table, None
-    return table, found[1]
+        self.cur.execute(sql)
+        table: pa.Table = self.cur.fetch_arrow_table()
+        return table
 
 
-def read_metadata(loc: SqlLocation) -> dict[str, str]:
-    """The caller's metadata recorded with the table; ``{}`` when there is none."""
-    if _sqlite_file_missing(loc):
-        return {}
-    with _pool(loc).connection() as conn:
-        cur = conn.cursor()
-        if not _table_exists(cur, loc, meta.META_TABLE) or not _has_metadata_column(cur, loc):
-            return {}
-        found = _rows(
-            cur,
-            f"SELECT state, {meta.METADATA_COLUMN} FROM {meta.meta_table(loc)} "
-            f"WHERE table_name = {_param(loc, 1)}",
-            meta.meta_key(loc),
-        )
-    if not found or found[0][0] != meta.COMPLETE:
-        return {}
-    return meta.decode_metadata(found[0][1])
+class AdbcBackend(Backend):
+    """SQLite files and PostgreSQL through their ADBC drivers."""
 
+    name = "adbc"
 
-def stored_rows(loc: SqlLocation) -> int | None:
-    """The row count recorded when prefect-ds wrote the table; None for other tables."""
-    if _sqlite_file_missing(loc):
-        return None
-    with _pool(loc).connection() as conn:
-        found = _read_meta(conn.cursor(), loc)
-    return found[1].n_rows if found is not None and found[0] == meta.COMPLETE else None
-
-
-def exists(loc: SqlLocation) -> bool:
-    """The table is there and, if prefect-ds wrote it, its write completed."""
-    if _sqlite_file_missing(loc):
-        return False
-    with _pool(loc).connection() as conn:
-        cur = conn.cursor()
-        if not _table_exists(cur, loc):
-            return False
-        found = _read_meta(cur, loc)
-        return found is None or found[0] == meta.COMPLETE
-
-
-def delete(loc: SqlLocation) -> None:
-    """Drop the table and its metadata row in one transaction; nothing if absent."""
-    if _sqlite_file_missing(loc):
-        return
-    with _pool(loc).connection() as conn:
-        cur = conn.cursor()
-        cur.execute(f"DROP TABLE IF EXISTS {loc.quoted()}")
-        if _table_exists(cur, loc, meta.META_TABLE):
-            cur.execute(
-                f"DELETE FROM {meta.meta_table(loc)} WHERE table_name = {_param(loc, 1)}",
-                parameters=(meta.meta_key(loc),),
-            )
-        conn.commit()
-
-
-def _missing(loc: SqlLocation) -> str:
-    return (
-        f"no table {loc.qualified!r} in {loc.shown.rpartition('#')[0]}; write it first, or "
-        f"check the database URL and table name"
-    )
-
+    @contextlib.contextmanager
+    def session(self, loc: SqlLocation, chunksize: int | None = None) -> Iterator[Session]:
+        with _pool(loc).connection() as conn:
+            session = AdbcSession(conn, loc)
+            try:
+                yield session
+            finally:
+                with contextlib.suppress(Exception):
+                    session.cur.close()

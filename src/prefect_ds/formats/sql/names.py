@@ -22,6 +22,7 @@ from prefect_ds._errors import TemplateError, UnsafeLocationError
 
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; we refuse them instead
 RESERVED_PREFIX = "_prefect_ds"
+SUPPORTED = ("sqlite", "postgresql")  # tested for real; other dialects are refused
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXAMPLE = "sqlite:///results.db#sales_eu or postgresql://user@host/db#features.sales_eu"
 
@@ -141,6 +142,12 @@ def parse_location(location: str) -> SqlLocation:
     schema = check_identifier(parts[0], "schema", location) if len(parts) == 2 else None
     table = check_identifier(parts[-1], "table", location)
     parsed = SqlLocation(location, url, schema, table)
+    if parsed.backend not in SUPPORTED:
+        raise TemplateError(
+            f"{parsed.shown!r} is a {parsed.backend} database; the sql format stores tables "
+            f"in SQLite and PostgreSQL only, the databases it is tested against. Use one of "
+            f"them (e.g. {_EXAMPLE}), or a file format such as parquet."
+        )
     if parsed.backend == "sqlite":
         if schema is not None:
             raise UnsafeLocationError(

@@ -7,14 +7,17 @@ dtypes, time zones, units) and every categorical's categories in a metadata row,
 read casts each column back to it. Conversions applied before storing:
 
 * categoricals are stored as their values; the categories (and ``ordered``) are restored;
-* timestamps: SQLite stores ISO-8601 text (UTC with ``Z`` when tz-aware) with all nine
-  fractional digits, so it is exact; PostgreSQL (and other servers) store microseconds,
-  so nanoseconds are floored to the microsecond; the unit and time zone are restored;
+* timestamps: SQLite stores ISO-8601 text (UTC with ``Z`` when tz-aware) written in the
+  column's own unit (all nine fractional digits for ``ns``), so it is exact, also outside
+  the years 1678-2261 for ``s``/``ms``/``us`` columns; PostgreSQL stores microseconds, so
+  nanoseconds are floored to the microsecond (in UTC, so an ambiguous or missing local
+  wall time never matters); the unit and time zone are restored;
 * timedeltas are stored as integer nanoseconds; unsigned integers as BIGINT; strings as
   TEXT; dates and times as ISO text on SQLite.
 
 A frame's index is stored as ordinary columns (``index``, or its names; ``level_N`` for
 unnamed levels of a MultiIndex) unless it is a RangeIndex, which lives in the metadata only.
+A DatetimeIndex's or TimedeltaIndex's ``freq`` is recorded in the metadata and restored.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prefect_ds._errors import CorruptTargetError
+from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds.formats.sql.checks import check_frame, check_table
+from prefect_ds.formats.sql.names import SqlLocation
 
 FORMAT_VERSION = 1
+_FREQ_KEY = b"prefect_ds:freq"
 _INDEX_FIELD = "__index_level_{}__"
 
 
@@ -110,18 +116,18 @@ def _check_names(names: list[str], max_bytes: int | None) -> None:
     seen: dict[str, str] = {}
     for name in names:
         if not name or "\x00" in name:
-            raise ValueError(
+            raise UnsupportedFrameError(
                 f"column name {name!r} cannot be stored in SQL (empty or contains NUL); "
                 f"rename the column"
             )
         if max_bytes is not None and len(name.encode()) > max_bytes:
-            raise ValueError(
+            raise UnsupportedFrameError(
                 f"column name {name[:40]!r}… is {len(name.encode())} bytes, but this database "
                 f"keeps at most {max_bytes}; rename the column"
             )
         key = name.lower()  # SQLite (and some servers) compare names case-insensitively
         if key in seen:
-            raise ValueError(
+            raise UnsupportedFrameError(
                 f"columns {seen[key]!r} and {name!r} collide in SQL (names compare without "
                 f"case, and the index is stored as columns); rename one of them, or "
                 f"reset_index(drop=True) if the index is not needed"
@@ -144,7 +150,7 @@ def _store_array(arr: pa.ChunkedArray, backend: str) -> pa.ChunkedArray:
         try:
             return arr.cast(pa.int64())
         except pa.ArrowInvalid:
-            raise ValueError(
+            raise UnsupportedFrameError(
                 "an unsigned integer column holds values above 2**63-1, which no SQL BIGINT "
                 "keeps; store it as a string column (df[col].astype(str))"
             ) from None
@@ -154,10 +160,10 @@ def _store_array(arr: pa.ChunkedArray, backend: str) -> pa.ChunkedArray:
         return arr.cast(pa.duration("ns")).cast(pa.int64())
     if pa.types.is_timestamp(t):
         if backend == "sqlite":
-            utc = arr.cast(pa.timestamp("ns", "UTC" if t.tz else None))
-            return utc.cast(pa.string())
-        if t.unit == "ns":
-            arr = pc.floor_temporal(arr, unit="microsecond")
+            return arr.cast(pa.timestamp(t.unit, "UTC" if t.tz else None)).cast(pa.string())
+        if t.unit == "ns":  # floor the UTC instants: local wall times may be ambiguous
+            utc = pc.floor_temporal(arr.cast(pa.timestamp("ns")), unit="microsecond")
+            return utc.cast(pa.timestamp("us")).cast(pa.timestamp("us", t.tz))
         return arr.cast(pa.timestamp("us", t.tz))
     if backend == "sqlite" and (pa.types.is_date(t) or pa.types.is_time(t)):
         return arr.cast(pa.string())
@@ -171,28 +177,51 @@ def _categories(col: pa.ChunkedArray) -> pa.Array:
     return col.unify_dictionaries().chunk(0).dictionary
 
 
-def prepare(df: pd.DataFrame, backend: str) -> Prepared:
-    """Turn ``df`` into a database-ready Arrow table and the metadata that restores it."""
-    if isinstance(df.columns, pd.MultiIndex):
-        raise ValueError(
-            "a DataFrame with MultiIndex columns cannot be a SQL table; flatten the columns "
-            "first, e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]"
-        )
-    if df.columns.has_duplicates:
-        dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
-        raise ValueError(f"duplicate column names {dupes} cannot be a SQL table; rename them")
-    source = frame_to_arrow(df, "sql")
+def prepare(df: pd.DataFrame, loc: SqlLocation) -> Prepared:
+    """Turn ``df`` into a database-ready Arrow table and the metadata that restores it.
+
+    Refuses (``checks``), before anything is sent, what the table could not hold exactly.
+    """
+    check_frame(df, loc)
+    try:
+        source = frame_to_arrow(df, "sql")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+            UnicodeError) as exc:
+        raise UnsupportedFrameError(
+            f"table {loc.qualified!r}: pyarrow cannot convert the frame ({exc}). Nothing "
+            f"was written. Convert the column it names to numbers, strings or timestamps, "
+            f"or use the parquet format"
+        ) from None
     names = _db_names(source.schema)
-    _check_names(names, 63 if backend == "postgresql" else None)
+    _check_names(names, 63 if loc.backend == "postgresql" else None)
     dictionaries = {
         i: _categories(col)
         for i, (field, col) in enumerate(zip(source.schema, source.columns, strict=True))
         if pa.types.is_dictionary(field.type)
     }
-    columns = [_store_array(col, backend) for col in source.columns]
+    columns = [_store_array(col, loc.backend) for col in source.columns]
     table = pa.Table.from_arrays(columns, names=names)
-    meta = TableMeta(names, source.num_rows, source.schema, dictionaries)
+    check_table(table, loc)
+    schema = source.schema
+    freq = getattr(df.index, "freqstr", None)
+    if freq is not None:  # a DatetimeIndex's / TimedeltaIndex's freq: restored on read
+        schema = schema.with_metadata({**(schema.metadata or {}), _FREQ_KEY: freq.encode()})
+    meta = TableMeta(names, source.num_rows, schema, dictionaries)
     return Prepared(table, meta)
+
+
+class StaleMetadata(Exception):
+    """The table's values no longer fit the recorded schema: it was changed elsewhere."""
+
+
+def _parse_timestamps(arr: pa.ChunkedArray, target: pa.TimestampType) -> pa.ChunkedArray:
+    """ISO text (SQLite) to timestamps in the target's unit; older tables wrote ``ns`` text."""
+    text = arr.cast(pa.string())
+    zone = "UTC" if target.tz else None
+    try:
+        return text.cast(pa.timestamp(target.unit, zone))
+    except pa.ArrowInvalid:
+        return text.cast(pa.timestamp("ns", zone))
 
 
 def _restore_array(arr: pa.ChunkedArray, target: pa.DataType, categories: pa.Array | None,
@@ -201,11 +230,10 @@ def _restore_array(arr: pa.ChunkedArray, target: pa.DataType, categories: pa.Arr
         values = _restore_array(arr, target.value_type, None, column)
         indices = pc.index_in(values, value_set=categories)
         if indices.null_count != values.null_count:
-            raise CorruptTargetError(
-                f"column {column!r} holds values that are not among its recorded categories; "
-                f"the table was changed outside prefect-ds. Rewrite it or delete it."
-            )
+            raise StaleMetadata(f"column {column!r} holds values that are not among its "
+                                f"recorded categories")
         chunks = indices.chunks if isinstance(indices, pa.ChunkedArray) else [indices]
+        chunks = chunks or [pa.array([], target.index_type)]  # an empty table: one chunk
         return pa.chunked_array(
             [
                 pa.DictionaryArray.from_arrays(
@@ -219,8 +247,13 @@ def _restore_array(arr: pa.ChunkedArray, target: pa.DataType, categories: pa.Arr
         return arr
     if pa.types.is_null(target):
         return pa.nulls(len(arr), target)
+    if pa.types.is_boolean(target) and pa.types.is_integer(arr.type):
+        low, high = pc.min_max(arr).values()
+        if (low.as_py() or 0) < 0 or (high.as_py() or 0) > 1:
+            raise StaleMetadata(f"column {column!r} was written as bool but holds "
+                                f"{low.as_py()}..{high.as_py()}")
     if pa.types.is_timestamp(target) and not pa.types.is_timestamp(arr.type):
-        arr = arr.cast(pa.string()).cast(pa.timestamp("ns", "UTC" if target.tz else None))
+        arr = _parse_timestamps(arr, target)
     elif pa.types.is_timestamp(target) and (arr.type.tz is None) != (target.tz is None):
         arr = arr.cast(pa.timestamp(arr.type.unit, target.tz))
     elif pa.types.is_duration(target) and not pa.types.is_duration(arr.type):
@@ -231,12 +264,25 @@ def _restore_array(arr: pa.ChunkedArray, target: pa.DataType, categories: pa.Arr
 
 
 def restore(table: pa.Table, meta: TableMeta) -> pd.DataFrame:
-    """Cast the database's columns back to the recorded schema and build the frame."""
-    arrays = [
-        _restore_array(col, field.type, meta.dictionaries.get(i), meta.columns[i])
-        for i, (field, col) in enumerate(zip(meta.schema, table.columns, strict=True))
-    ]
-    return arrow_to_frame(pa.Table.from_arrays(arrays, schema=meta.schema))
+    """Cast the database's columns back to the recorded schema and build the frame.
+
+    Raises :class:`StaleMetadata` when a column no longer fits its recorded dtype.
+    """
+    try:
+        arrays = [
+            _restore_array(col, field.type, meta.dictionaries.get(i), meta.columns[i])
+            for i, (field, col) in enumerate(zip(meta.schema, table.columns, strict=True))
+        ]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise StaleMetadata(f"a column no longer casts to its recorded dtype: {exc}") from None
+    frame = arrow_to_frame(pa.Table.from_arrays(arrays, schema=meta.schema))
+    freq = (meta.schema.metadata or {}).get(_FREQ_KEY)
+    if freq is not None and isinstance(frame.index, pd.DatetimeIndex | pd.TimedeltaIndex):
+        try:
+            frame.index = type(frame.index)(frame.index, freq=freq.decode())
+        except ValueError as exc:  # the values no longer follow it
+            raise StaleMetadata(f"the index no longer has its recorded freq: {exc}") from None
+    return frame
 
 
 def matches(table_columns: list[str], n_rows: int, meta: TableMeta) -> bool:
