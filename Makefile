@@ -1,10 +1,12 @@
-# `make demo` runs the example pipeline; `make test` runs lint, types and the whole suite.
-# Both create .venv on first use and reinstall when pyproject.toml changes.
+# `make demo` runs the example pipeline; `make test` runs lint, types, the whole suite, the
+# planted mutants (scripts/planted-mutants) and the published-figures check.
+# `make mutate` is the full mutation run (slow; see docs/mutation.md).
+# All create .venv on first use and reinstall when pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean mutate mutate-fast docs-check
 
 $(BIN)/.installed: pyproject.toml plugins/prefect-ds-feather/pyproject.toml \
 		$(wildcard plugins/prefect-ds-feather/src/prefect_ds_feather/*)
@@ -24,6 +26,20 @@ lint: $(BIN)/.installed
 test: $(BIN)/.installed lint
 	scripts/ensure-postgres
 	$(BIN)/python -m pytest
+	$(MAKE) mutate-fast docs-check
+
+# Each planted bug of a fixed list must be killed by the suite (about 4 minutes).
+mutate-fast: $(BIN)/.installed
+	$(BIN)/python scripts/planted-mutants
+
+# Every mutant cosmic-ray makes of the modules that carry promises (hours on 2 cores);
+# MODULES=name,... runs some of them (see scripts/mutate --list).
+mutate: $(BIN)/.installed
+	$(BIN)/python scripts/mutate $(if $(MODULES),--modules $(MODULES))
+
+# Every figure in README.md and docs/ against the benchmark and test outputs it quotes.
+docs-check: $(BIN)/.installed
+	$(BIN)/python scripts/docs-check
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/io.py

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,3 +65,44 @@ def interleaved(
             fn()
             out.append(time.perf_counter() - start)
     return statistics.median(a), statistics.median(b)
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KEEP_RUNS = 10
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: cores, load, CPU model, Python, platform."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def record(script: str, figures: dict[str, Any], **settings: Any) -> Path:
+    """Append this run's figures to ``benchmarks/results/<script>.json`` (last 10 runs).
+
+    ``make docs-check`` (scripts/docs-check) reads these files: every figure quoted in
+    README.md and docs/ is checked against the runs recorded here.
+    """
+    path = RESULTS / f"{script}.json"
+    runs: list[dict[str, Any]] = json.loads(path.read_text())["runs"] if path.exists() else []
+    runs.append({
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": settings,
+        "machine": machine(),
+        "figures": figures,
+    })
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"runs": runs[-KEEP_RUNS:]}, indent=1) + "\n")
+    print(f"recorded in {path.relative_to(RESULTS.parent.parent)}")
+    return path

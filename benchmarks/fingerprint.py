@@ -31,7 +31,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
 import pandas as pd
-from common import interleaved
+from common import interleaved, record
 from common import small_mixed_frame as frame
 
 from prefect_ds import checkpoint, get_format
@@ -89,6 +89,18 @@ def main() -> None:
     print(f"  inputs digest alone                     {t_hash * 1e3:8.1f} ms")
     print(f"pandas.util.hash_pandas_object (for scale) {t_pandas * 1e3:7.1f} ms")
     print(f"lineage check outside a run, per call     {t_lineage * 1e6:8.2f} us")
+    record("fingerprint", {
+        "read_ms": round(t_read * 1e3, 1),
+        "plain_hit_ms": round(t_plain * 1e3, 1),
+        "checked_hit_ms": round(t_checked * 1e3, 1),
+        "overhead_vs_read": round(overhead / t_read, 3),
+        "digest_ms": round(t_hash * 1e3, 1),
+        "digest_vs_read": round(t_hash / t_read, 3),
+        "hash_pandas_object_ms": round(t_pandas * 1e3, 1),
+        "hash_pandas_object_vs_digest": round(t_pandas / t_hash, 1),
+        "frame_mb": round(float(big.memory_usage(deep=True).sum()) / 1e6, 1),
+        "lineage_us": round(t_lineage * 1e6, 2),
+    }, rows=args.rows, repeat=args.repeat)
 
 
 def _timed(fn: Callable[[], Any]) -> float:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from common import record
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
@@ -101,6 +102,10 @@ def main() -> None:
         verdict = "" if target is None else f">= {target:.0f}x " + (
             "met" if theirs / ours >= target else "MISSED")
         print(f"{backend:<11} {op:<6} {ours:8.2f} {theirs:9.2f} {theirs / ours:6.1f}x  {verdict}")
+    record("io_sql", {f"{backend} {op}": {"ours_s": round(ours, 2), "pandas_s": round(theirs, 2),
+                                          "ratio": round(theirs / ours, 2)}
+                      for backend, op, ours, theirs in results},
+           rows=args.rows, repeat=args.repeat)
 
 
 if __name__ == "__main__":

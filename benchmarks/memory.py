@@ -218,6 +218,15 @@ def main() -> None:
             f"(target: no higher)"
         )
     peaks = [r["peak_mb"] for r in repeats]
+    from common import record  # here, not at the top: a child's baseline excludes pandas
+
+    record("memory", {
+        f"{mode} {steps}": {"peak_mb": round(r["peak_mb"]), "baseline_mb": round(r["baseline_mb"]),
+                            "vs_plain": round(r["peak_mb"]
+                                              / results[("plain", steps)]["peak_mb"], 2)}
+        for (mode, steps), r in results.items()
+    } | {"ds repeats peak_mb": [round(p) for p in peaks]},
+        mb=args.mb, steps=steps_list, repeat=args.repeat)
     print(
         f"DSTaskRunner {longest} steps over {len(peaks)} runs: "
         f"{', '.join(f'{p:.0f}' for p in peaks)} MB (spread {max(peaks) - min(peaks):.0f} MB)"

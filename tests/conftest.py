@@ -26,6 +26,12 @@ settings.load_profile("prefect-ds-full" if os.environ.get("PREFECT_DS_FULL") == 
                       else "prefect-ds")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from support.skips import NoSilentSkips
+
+    config.pluginmanager.register(NoSilentSkips(), "prefect-ds-no-silent-skips")
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A private Prefect server for the whole session (started once, ~6 s)."""

@@ -98,3 +98,22 @@ def test_the_plugin_needs_only_the_public_api() -> None:
     assert "from prefect_ds._" not in source
     for name in ("FileFormat", "staged", "open_for_read", "hookimpl"):
         assert name in prefect_ds.__all__
+
+
+def test_contributing_example_is_a_working_format(tmp_path: Path) -> None:
+    """CONTRIBUTING.md's shortened plugin round-trips exactly, like the real one."""
+    text = (Path(__file__).resolve().parent.parent / "CONTRIBUTING.md").read_text()
+    start = text.index("```python", text.index("**2. The format.**"))
+    source = text[start + len("```python"):text.index("```", start + 3)]
+    namespace: dict[str, object] = {}
+    exec(compile(source, "CONTRIBUTING.md", "exec"), namespace)
+    fmt = namespace["FeatherFormat"]()  # type: ignore[operator]
+    df = pd.DataFrame({
+        "x": [1.5, None, 3.0], "n": pd.array([1, None, 3], dtype="Int64"),
+        "s": pd.array(["a", None, "ü"], dtype="str"),
+        "t": pd.to_datetime(["2024-01-01", None, "2024-03-01"]).tz_localize("UTC"),
+    }, index=pd.Index([10, 20, 30], name="id"))
+    location = str(tmp_path / "x.feather")
+    fmt.write(df, location)
+    assert_frame_equal(fmt.read(location), df)
+    assert fmt.exists(location)

@@ -42,7 +42,10 @@ def test_fields_are_the_argument_names_used() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["north", "2024-01-01", "a=b,c=d", "v1.2.3", "x+y@z", "région_東京", "a..b", "x" * 200]
+    "value", ["north", "2024-01-01", "a=b,c=d", "v1.2.3", "x+y@z", "région_東京", "a..b", "x" * 200,
+              # already in NFKC form, though Unicode's quick check says only "maybe": the
+              # check compares the normalized text, not the object normalize returns
+              "\u1161"]
 )
 def test_safe_values_render_unchanged(value: str) -> None:
     assert render("out/{v}.parquet", v=value) == f"out/{value}.parquet"
@@ -108,6 +111,14 @@ def test_check_fields_names_the_unknown_field_and_the_parameters() -> None:
         template.check_fields([], "f")
 
 
+def test_check_fields_accepts_arguments_the_template_does_not_use() -> None:
+    template = LocationTemplate("{region}/{year}.parquet")
+    template.check_fields(["region", "year", "df", "verbose"], "load_sales")
+    with pytest.raises(TemplateError) as caught:  # only the unknown field is named
+        template.check_fields(["region", "df"], "load_sales")
+    assert "uses {year}," in str(caught.value)
+
+
 def test_split_fragment() -> None:
     assert split_fragment("f.h5#group/key") == ("f.h5", "group/key")
     assert split_fragment("f.h5") == ("f.h5", "")
@@ -155,6 +166,9 @@ HOSTILE = {
     "zero width space": "a\u200bb",
     "right-to-left override": "a\u202eb",
     "combining dot": "a\u0307",
+    # letters only, but not in NFKC form, and its NFKC form sorts after it (so a check
+    # that compared with < instead of != would let it through)
+    "decomposed hangul": "\u1100\u1161",
 }
 # '--' is made only of allowed characters: a value is one plain name, and SQL formats
 # quote identifiers, so it is accepted. Every other entry must be rejected.
@@ -200,3 +214,39 @@ def test_hostile_values_through_the_handler_write_nothing(tmp_path: Path) -> Non
         with pytest.raises(UnsafeLocationError):
             handler.delete(name=value)
     assert list(tmp_path.rglob("*")) == [base]
+
+
+# --- every field, not only the first -----------------------------------------------------
+
+MULTI = "base/{a}/{b}_{c}/{d}.parquet"
+SAFE_ARGS = {"a": "north", "b": "2024", "c": "x", "d": "final"}
+
+
+@pytest.mark.parametrize("field", sorted(SAFE_ARGS))
+@pytest.mark.parametrize("label", ["parent path", "absolute", "slash", "nul", "leading dot"])
+def test_a_hostile_value_in_any_field_is_rejected(field: str, label: str) -> None:
+    arguments = {**SAFE_ARGS, field: HOSTILE[label]}
+    with pytest.raises(UnsafeLocationError, match=r"\{" + field + r"\}"):
+        LocationTemplate(MULTI).render(arguments)
+
+
+def test_second_field_cannot_escape_through_the_handler(tmp_path: Path) -> None:
+    """``base/{a}/{b}.parquet`` with ``b="../../x"`` would land beside ``base``."""
+    base = tmp_path / "base"
+    base.mkdir()
+    handler = PandasResultHandler(str(base / "{a}" / "{b}.parquet"))
+    df = pd.DataFrame({"x": [1]})
+    with pytest.raises(UnsafeLocationError, match=r"\{b\}"):
+        handler.write(df, a="ok", b="../../x")
+    with pytest.raises(UnsafeLocationError, match=r"\{b\}"):
+        handler.write(df, a="ok", b="/etc/x")
+    assert list(tmp_path.rglob("*")) == [base]
+
+
+@pytest.mark.parametrize(("value", "named"), [("a/b", "'/'"), ("x;DROP TABLE t", "' ', ';'"),
+                                              ("ok\x00", "'\\x00'")])
+def test_the_error_names_exactly_the_offending_characters(value: str, named: str) -> None:
+    with pytest.raises(UnsafeLocationError) as caught:
+        render("data/{v}.parquet", v=value)
+    message = str(caught.value)
+    assert f"which contains {named}." in message, message

@@ -111,3 +111,23 @@ def test_recompute_in_a_prefect_flow(tmp_path: Path, prefect_harness: None) -> N
 def test_unknown_policy_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="on_corrupt must be one of 'error', 'recompute'"):
         checkpoint(str(tmp_path / "x.parquet"), on_corrupt="ignore")  # type: ignore[arg-type]
+
+
+def test_recompute_keeps_a_target_repaired_meanwhile(target: Target) -> None:
+    """Right before replacing a corrupt target, ``recompute`` reads it again: one that
+    another process repaired while the body ran is kept, not overwritten."""
+    repaired = GOOD.assign(x=[10.5, 20.5, 30.5])
+
+    @checkpoint(target.location, target.fmt.name, on_corrupt="recompute")
+    def make(repair: bool) -> pd.DataFrame:
+        if repair:  # another process repairs the target while this body runs
+            if not target.is_sql:
+                target.path.unlink()  # an HDF5 file too damaged to write into
+            target.fmt.write(repaired, target.location)
+        return GOOD
+
+    make(False)
+    corrupt(target)
+    pd.testing.assert_frame_equal(make(True), GOOD)  # the call returns its own result
+    pd.testing.assert_frame_equal(target.fmt.read(target.location), target.expect(repaired))
+    tally(target.key, corrupt_cases=1, wrong_frames=0)

@@ -9,8 +9,8 @@ and with timestamps floored to microseconds on PostgreSQL (docs/sql.md).
 Unsupported inputs (duplicate column names, non-string column names, MultiIndex columns,
 object columns of mixed or non-text values) must either round-trip exactly (a format
 that can hold them) or raise before anything is written: no file, no table, and the
-previous target unchanged. Fast run: 20 frames per format (tests/test_properties.py
-runs 50 more); PREFECT_DS_FULL=1: 500.
+previous target unchanged. Fast run: 10 frames per format (``EXAMPLES``;
+tests/test_properties.py runs 50 more); PREFECT_DS_FULL=1: 500.
 """
 
 from __future__ import annotations
