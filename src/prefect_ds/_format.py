@@ -10,7 +10,8 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
     mapping with the data, and ``read_metadata(location)`` returns it (``{}`` when there
     is none). Staleness fingerprints live there.
 ``SupportsTargetInfo``
-    ``target_info(location)``: what is cheap to know about a stored target.
+    ``target_info(location)``: what is cheap to know about a stored target (rows, bytes,
+    modification time; partitions and whether it was committed, for datasets).
 ``SupportsListing``
     ``list_locations(pattern)``: the stored locations matching a glob in which ``*``
     stands for the parts a template fills.
@@ -103,11 +104,17 @@ class Format(abc.ABC):
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """What is cheap to know about a stored target; None where it is not."""
+    """What is cheap to know about a stored target; None where it is not.
+
+    ``partitions`` counts the directories of a multi-file target; ``committed`` is False
+    for a multi-file target that no prefect-ds commit made (files another tool wrote).
+    """
 
     rows: int | None = None
     bytes: int | None = None
     modified: dt.datetime | None = None
+    partitions: int | None = None
+    committed: bool | None = None
 
 
 @runtime_checkable

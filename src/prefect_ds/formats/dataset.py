@@ -1,0 +1,520 @@
+"""Partitioned Parquet datasets: many files under one directory or prefix, committed whole.
+
+A location ending in ``/`` (``"sales/{year}/"``, ``"s3://bucket/sales/"``) or
+``format="dataset"`` selects this format. ``write_kwargs={"partition_cols": [...]}``
+splits the frame into hive-style directories (``region=north/part-0.parquet``).
+
+Layout of a committed dataset at ``root/``::
+
+    root/_prefect_ds_manifest.json         the commit marker: files, schema, row order
+    root/_prefect-ds-<time>-<writer>/...   one generation: the files the manifest names
+
+A write stages every file of a new generation under its own hidden prefix, then commits
+by replacing the manifest in one step (``os.replace`` locally, one PUT on object stores,
+where directories cannot be renamed). Readers open only what the manifest names, so a
+reader sees the previous dataset or the new one, never a mix; a writer killed before the
+commit leaves the previous dataset as it was, and its staged generation is swept by a
+later write (see :meth:`DatasetFormat.sweep`). ``exists`` is true only for a committed
+dataset.
+
+The manifest keeps the frame's Arrow schema (with the exact dtype record of
+:mod:`prefect_ds._storage.arrow`), the partition columns' types and, when the partition
+groups were not contiguous, a row-number column in the files, so a pandas frame reads
+back exactly as written: dtypes, index, column and row order.
+
+A directory of Parquet files written by another tool (pandas, pyarrow, Spark, Dask) has
+no manifest: it still reads (hive partitions inferred), with a warning that prefect-ds did
+not commit it, and ``target_info`` reports ``committed=False``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import posixpath
+import re
+import secrets
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
+from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds._storage.files import STALE_AFTER, filesystem, is_local, staged
+from prefect_ds.hookspecs import Register, hookimpl
+
+MANIFEST = "_prefect_ds_manifest.json"
+GENERATION_PREFIX = "_prefect-ds-"
+ROW_COLUMN = "__prefect_ds_row__"
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+_MANIFEST_KIND = "prefect-ds dataset"
+_GENERATION = re.compile(
+    re.escape(GENERATION_PREFIX) + r"(?P<time>[0-9]{10})-(?P<pid>[0-9a-f]{6})[0-9a-f]{6}")
+_SAFE_KEY = re.compile(r"[A-Za-z_][\w\-.]*")
+_WRITE_OPTIONS = {"partition_cols", "compression", "row_group_size", "max_rows_per_file",
+                  "compression_level", "use_dictionary", "write_statistics", "data_page_size"}
+_READ_OPTIONS = {"filters", "columns"}
+
+log = logging.getLogger("prefect_ds.dataset")
+
+
+def root_of(location: str) -> str:
+    """``location`` without its trailing separators (the dataset's directory or prefix)."""
+    return location.rstrip("/") or location
+
+
+def new_generation() -> str:
+    """A fresh generation name: commit time (seconds), writer pid and 6 random hex digits."""
+    return (f"{GENERATION_PREFIX}{int(time.time()):010d}-"
+            f"{os.getpid() & 0xFFFFFF:06x}{secrets.token_hex(3)}")
+
+
+def _writer_gone(pid: int) -> bool:
+    if pid == os.getpid() & 0xFFFFFF:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _encode_schema(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def _decode_schema(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def _plain(field_type: pa.DataType) -> pa.DataType:
+    """The type a hive path value parses to (a dictionary's value type)."""
+    return field_type.value_type if pa.types.is_dictionary(field_type) else field_type
+
+
+class DatasetFormat(FileFormat):
+    """A directory (or object-store prefix) of Parquet files, committed by a manifest."""
+
+    name = "dataset"
+    suffixes = ("/",)
+    default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "snappy"}
+
+    # -- locations -------------------------------------------------------------------------
+
+    def _fs(self, location: str) -> tuple[Any, str]:
+        fs, path = filesystem(root_of(location), **self.storage_options)
+        return fs, path.rstrip("/")
+
+    def manifest_location(self, location: str) -> str:
+        """Where the commit marker of the dataset at ``location`` lives."""
+        return f"{root_of(location)}/{MANIFEST}"
+
+    def manifest(self, location: str) -> dict[str, Any] | None:
+        """The committed manifest, or None when no dataset is committed at ``location``."""
+        fs, root = self._fs(location)
+        try:
+            with fs.open(f"{root}/{MANIFEST}", "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(raw)
+            if manifest.get("kind") != _MANIFEST_KIND:
+                raise ValueError("not a prefect-ds dataset manifest")
+        except ValueError as exc:
+            raise CorruptTargetError(
+                f"{location}: the dataset manifest {MANIFEST} is unreadable ({exc}); delete "
+                f"the dataset and write it again"
+            ) from None
+        return dict(manifest)
+
+    def exists(self, location: str) -> bool:
+        """Whether a committed dataset is at ``location`` (a manifest is stored there)."""
+        fs, root = self._fs(location)
+        return bool(fs.isfile(f"{root}/{MANIFEST}"))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, df: pd.DataFrame, location: str, *,
+              metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        """Stage ``df`` as a new generation of Parquet files, then commit it in one step."""
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"the dataset format writes pandas DataFrames, got {type(df)!r}")
+        options = self.write_options(kwargs)
+        unknown = sorted(set(options) - _WRITE_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"unknown write option(s) {', '.join(unknown)} for the dataset format at "
+                f"{location!r}; it takes {', '.join(sorted(_WRITE_OPTIONS))}"
+            )
+        partition_cols = _partition_columns(df, options.pop("partition_cols", None), location)
+        max_rows = options.pop("max_rows_per_file", None)
+        table = frame_to_arrow(df, "dataset")
+        pieces, ordered = _split(df, table, partition_cols, max_rows)
+        fs, root = self._fs(location)
+        self.sweep(location)
+        generation = new_generation()
+        base = f"{root}/{generation}"
+        files: list[dict[str, Any]] = []
+        try:
+            for i, (segments, piece) in enumerate(pieces):
+                rel = "/".join([*segments, f"part-{i}.parquet"])
+                path = f"{base}/{rel}"
+                fs.makedirs(posixpath.dirname(path), exist_ok=True)
+                with fs.open(path, "wb") as handle:
+                    pq.write_table(piece, handle, **options)
+                files.append({"path": rel, "rows": piece.num_rows, "bytes": fs.size(path)})
+            part_schema = pa.schema([table.schema.field(c) for c in partition_cols])
+            manifest = {
+                "kind": _MANIFEST_KIND,
+                "version": 1,
+                "generation": generation,
+                "engine": "pandas",
+                "files": files,
+                "partition_cols": partition_cols,
+                "partition_schema": _encode_schema(part_schema),
+                "schema": _encode_schema(table.schema),
+                "row_column": None if ordered else ROW_COLUMN,
+                "rows": table.num_rows,
+                "bytes": sum(f["bytes"] for f in files),
+                "partitions": len({posixpath.dirname(f["path"]) for f in files}),
+                "metadata": dict(metadata or {}),
+            }
+            self.commit(location, manifest)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm(base, recursive=True)
+            raise
+
+    def commit(self, location: str, manifest: dict[str, Any]) -> None:
+        """Make ``manifest``'s generation the dataset at ``location``, in one atomic step,
+        then remove the generation it replaced."""
+        fs, root = self._fs(location)
+        previous = self.manifest(location) if fs.isfile(f"{root}/{MANIFEST}") else None
+        manifest = {**manifest, "committed_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        with staged(self.manifest_location(location), **self.storage_options) as (temp,):
+            with open(temp, "w", encoding="utf-8") as handle:
+                json.dump(manifest, handle)
+        old = previous.get("generation") if previous else None
+        if old and old != manifest["generation"]:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(f"{root}/{old}", recursive=True)
+
+    def sweep(self, location: str, *, max_age: float = STALE_AFTER) -> list[str]:
+        """Remove staged generations that no committed manifest names and whose writer is
+        gone: on a local disk a writer process that no longer runs, anywhere a generation
+        older than ``max_age`` seconds. Returns the removed prefixes."""
+        fs, root = self._fs(location)
+        try:
+            children = fs.ls(root, detail=False)
+        except FileNotFoundError:
+            return []
+        try:
+            current = (self.manifest(location) or {}).get("generation")
+        except CorruptTargetError:
+            current = None
+        removed = []
+        now = time.time()
+        for child in children:
+            name = posixpath.basename(str(child).rstrip("/"))
+            match = _GENERATION.fullmatch(name)
+            if match is None or name == current:
+                continue
+            stale = now - int(match["time"]) >= max_age
+            if not stale and is_local(fs):
+                stale = _writer_gone(int(match["pid"], 16))
+            if stale:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm(f"{root}/{name}", recursive=True)
+                    removed.append(f"{root}/{name}")
+        return removed
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def dataset(self, location: str, **kwargs: Any) -> pads.Dataset:
+        """The dataset at ``location`` as a lazy :class:`pyarrow.dataset.Dataset`.
+
+        Nothing is read until it is scanned. ``filters`` (a pyarrow expression or
+        pandas-style ``[(column, op, value), ...]``) are applied lazily and pushed into the
+        scan, so whole partitions and row groups are skipped.
+        """
+        options = self.read_options(kwargs)
+        _check_read_options(options, location)
+        dataset = self._dataset(location, hide_row_column=True)
+        expression = _expression(options.get("filters"), location)
+        return dataset if expression is None else dataset.filter(expression)
+
+    def _dataset(self, location: str, *, hide_row_column: bool) -> pads.Dataset:
+        fs, root = self._fs(location)
+        manifest = self.manifest(location)
+        if manifest is None:
+            return self._foreign(location, fs, root)
+        base = f"{root}/{manifest['generation']}"
+        schema = _decode_schema(manifest["schema"]).remove_metadata()
+        parts = _decode_schema(manifest["partition_schema"])
+        fields = [f for f in schema if f.name not in parts.names]
+        if manifest.get("row_column") and not hide_row_column:
+            fields.append(pa.field(manifest["row_column"], pa.int64()))
+        fields += [pa.field(f.name, _plain(f.type)) for f in parts]
+        return pads.dataset(
+            [f"{base}/{f['path']}" for f in manifest["files"]],
+            schema=pa.schema(fields),
+            format="parquet",
+            filesystem=fs,
+            partitioning=pads.partitioning(
+                pa.schema([pa.field(f.name, _plain(f.type)) for f in parts]), flavor="hive"),
+            partition_base_dir=base,
+        )
+
+    def _foreign(self, location: str, fs: Any, root: str) -> pads.Dataset:
+        if not fs.isdir(root):
+            raise FileNotFoundError(f"no dataset is stored at {location!r}")
+        log.warning(
+            "%s was not committed by prefect-ds (it has no %s): reading the Parquet files "
+            "it holds now, which another writer may be changing", location, MANIFEST,
+        )
+        return pads.dataset(root, format="parquet", filesystem=fs, partitioning="hive",
+                            exclude_invalid_files=False)
+
+    def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+        """The frame stored at ``location``; ``filters`` and ``columns`` are pushed down.
+
+        A committed dataset read whole comes back exactly as written.
+        """
+        options = self.read_options(kwargs)
+        _check_read_options(options, location)
+        manifest = self.manifest(location)
+        dataset = self._dataset(location, hide_row_column=False)
+        expression = _expression(options.get("filters"), location)
+        columns = options.get("columns")
+        if manifest is None:
+            return dataset.to_table(columns=columns, filter=expression).to_pandas()
+        schema = _decode_schema(manifest["schema"])
+        row_column = manifest.get("row_column")
+        names = _selected(schema, columns, location)
+        scan = [*names, row_column] if row_column else names
+        try:
+            table = dataset.to_table(columns=scan, filter=expression)
+        except FileNotFoundError as exc:
+            raise CorruptTargetError(
+                f"{location}: a file of the committed dataset is missing ({exc}); delete "
+                f"the dataset and write it again"
+            ) from None
+        if row_column:
+            order = pc.sort_indices(table.column(row_column))
+            table = table.drop_columns([row_column]).take(order)
+        # Categoricals come back as their values: the dtype record then rebuilds them with
+        # the written categories in their order (files may each hold other dictionaries).
+        target = pa.schema([pa.field(n, _plain(schema.field(n).type)) for n in names])
+        table = table.select(names).cast(target)
+        return arrow_to_frame(table.replace_schema_metadata(schema.metadata))
+
+    def read_metadata(self, location: str) -> dict[str, str]:
+        """The ``metadata`` committed with the dataset (``{}`` if none or not ours)."""
+        manifest = self.manifest(location)
+        return dict((manifest or {}).get("metadata") or {})
+
+    # -- describing, listing, removing -----------------------------------------------------
+
+    def target_info(self, location: str) -> TargetInfo:
+        """Rows, bytes and partitions from the manifest (one read); a foreign directory
+        is described from its files' footers and marked ``committed=False``."""
+        manifest = self.manifest(location)
+        if manifest is not None:
+            return TargetInfo(
+                rows=manifest.get("rows"),
+                bytes=manifest.get("bytes"),
+                modified=dt.datetime.fromisoformat(manifest["committed_at"]),
+                partitions=manifest.get("partitions"),
+                committed=True,
+            )
+        dataset = self._foreign(location, *self._fs(location))
+        fs, _ = self._fs(location)
+        files = list(dataset.files)
+        return TargetInfo(
+            rows=dataset.count_rows(),
+            bytes=sum(int(fs.size(f)) for f in files),
+            partitions=len({posixpath.dirname(f) for f in files}),
+            committed=False,
+        )
+
+    def list_locations(self, pattern: str) -> list[str]:
+        """The committed datasets whose directory matches ``pattern`` (ending in ``/``)."""
+        found = super().list_locations(f"{root_of(pattern)}/{MANIFEST}")
+        return [f[: -len(MANIFEST)] for f in found]
+
+    def delete(self, location: str) -> None:
+        """Uncommit (remove the manifest), then remove every generation; files another
+        tool put in the directory are left, and the directory goes when it is empty."""
+        fs, root = self._fs(location)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(f"{root}/{MANIFEST}")
+        try:
+            children = fs.ls(root, detail=False)
+        except FileNotFoundError:
+            return
+        for child in children:
+            if _GENERATION.fullmatch(posixpath.basename(str(child).rstrip("/"))):
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm(str(child), recursive=True)
+        with contextlib.suppress(OSError):
+            if not fs.ls(root, detail=False):
+                fs.rmdir(root)
+
+    def discard(self, location: str) -> None:
+        """A damaged dataset holds nothing worth keeping: delete it."""
+        self.delete(location)
+
+    def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
+        """The file lock of the dataset's directory (none on object stores)."""
+        return super().lock(root_of(location), timeout)
+
+    def asset_key(self, location: str) -> str:
+        return super().asset_key(root_of(location))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"partition_cols for {location!r} must be a list of column names, got {value!r}; "
+            f"e.g. write_kwargs={{'partition_cols': ['region']}}"
+        )
+    cols = list(value)
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise UnsupportedFrameError(
+            f"partition_cols names {missing!r}, which the frame written to {location!r} does "
+            f"not have; its columns are {list(df.columns)!r}"
+        )
+    if len(set(cols)) != len(cols) or len(cols) >= df.shape[1]:
+        raise UnsupportedFrameError(
+            f"partition_cols {cols!r} for {location!r} must name distinct columns and leave "
+            f"at least one column to store in the files"
+        )
+    bad = [c for c in cols if not isinstance(c, str) or not _SAFE_KEY.fullmatch(c)]
+    if bad:
+        raise UnsupportedFrameError(
+            f"partition column names {bad!r} cannot be directory names in {location!r}: use "
+            f"letters, digits and '_-.' (rename them before writing)"
+        )
+    for c in cols:
+        dtype = df[c].dtype
+        if not (pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
+                or pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
+                or pd.api.types.is_datetime64_any_dtype(dtype)):
+            raise UnsupportedFrameError(
+                f"partition column {c!r} has dtype {dtype}, which cannot be a directory name "
+                f"that reads back exactly; partition by a number, string, bool, category or "
+                f"datetime column"
+            )
+        if dtype == object and not df[c].map(lambda v: v is None or isinstance(v, str)).all():
+            raise UnsupportedFrameError(
+                f"partition column {c!r} holds objects that are not strings; convert it "
+                f"(e.g. df[{c!r}].astype('string')) before writing"
+            )
+    return cols
+
+
+def _segments(table: pa.Table, cols: list[str], firsts: np.ndarray) -> list[list[str]]:
+    """The hive path segments ``col=value`` of each group, from its first row."""
+    keys = table.select(cols).take(pa.array(firsts, pa.int64()))
+    texts = []
+    for name in cols:
+        column = keys.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        texts.append(column.cast(pa.string()).to_pylist())
+    return [
+        [f"{name}={HIVE_NULL if text is None else urllib.parse.quote(text, safe='')}"
+         for name, text in zip(cols, row, strict=True)]
+        for row in zip(*texts, strict=True)
+    ]
+
+
+def _split(df: pd.DataFrame, table: pa.Table, cols: list[str],
+           max_rows: int | None) -> tuple[list[tuple[list[str], pa.Table]], bool]:
+    """The files to write (path segments, table) and whether their order is the rows'."""
+    pieces: list[tuple[list[str], pa.Table]] = []
+    if not cols:
+        step = max_rows or max(table.num_rows, 1)
+        for start in range(0, max(table.num_rows, 1), step):
+            pieces.append(([], table.slice(start, step)))
+        return pieces, True
+    codes = df.groupby(cols, sort=False, dropna=False, observed=True).ngroup().to_numpy()
+    ordered = bool(np.all(codes[1:] >= codes[:-1]))
+    if not ordered:
+        perm = np.argsort(codes, kind="stable")
+        rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
+        table = table.append_column(ROW_COLUMN, rows).take(pa.array(perm))
+        codes = codes[perm]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate([[0], bounds]).astype(np.int64) if len(codes) else np.array([])
+    ends = np.concatenate([bounds, [len(codes)]]).astype(np.int64) if len(codes) else starts
+    stored = table.drop_columns(cols)
+    for segments, start, end in zip(_segments(table, cols, starts), starts, ends, strict=True):
+        step = max_rows or int(end - start)
+        for s in range(int(start), int(end), step):
+            pieces.append((segments, stored.slice(s, min(step, int(end) - s))))
+    if not pieces:  # an empty frame: one file keeps the schema
+        pieces.append(([], stored))
+    return pieces, ordered
+
+
+def _check_read_options(options: Mapping[str, Any], location: str) -> None:
+    unknown = sorted(set(options) - _READ_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unknown read option(s) {', '.join(unknown)} for the dataset at {location!r}; "
+            f"it takes filters=[(column, op, value), ...] and columns=[...]"
+        )
+
+
+def _expression(filters: Any, location: str) -> pc.Expression | None:
+    if filters is None or isinstance(filters, pc.Expression):
+        return filters
+    try:
+        return pq.filters_to_expression(filters)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"filters for {location!r} must be a pyarrow expression or a list of "
+            f"(column, op, value) tuples, e.g. [('year', '>=', 2020)] ({exc})"
+        ) from None
+
+
+def _selected(schema: pa.Schema, columns: Any, location: str) -> list[str]:
+    """The stored fields to read: ``columns`` plus the index columns, in stored order."""
+    if columns is None:
+        return list(schema.names)
+    pandas_meta = json.loads((schema.metadata or {}).get(b"pandas", b"{}"))
+    index = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise KeyError(f"columns {missing!r} are not in the dataset at {location!r}")
+    wanted = set(columns) | set(index)
+    return [n for n in schema.names if n in wanted]
+
+
+@hookimpl
+def register_formats(register: Register) -> None:
+    register(DatasetFormat())
