@@ -119,7 +119,9 @@ class DatasetFormat(FileFormat):
 
     def _fs(self, location: str) -> tuple[Any, str]:
         fs, path = filesystem(root_of(location), **self.storage_options)
-        return fs, path.rstrip("/")
+        path = path.rstrip("/")
+        fs.invalidate_cache(path)  # another process may have committed since we listed
+        return fs, path
 
     def manifest_location(self, location: str) -> str:
         """Where the commit marker of the dataset at ``location`` lives."""
@@ -208,9 +210,9 @@ class DatasetFormat(FileFormat):
         fs, root = self._fs(location)
         previous = self.manifest(location) if fs.isfile(f"{root}/{MANIFEST}") else None
         manifest = {**manifest, "committed_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-        with staged(self.manifest_location(location), **self.storage_options) as (temp,):
-            with open(temp, "w", encoding="utf-8") as handle:
-                json.dump(manifest, handle)
+        with (staged(self.manifest_location(location), **self.storage_options) as (temp,),
+              open(temp, "w", encoding="utf-8") as handle):
+            json.dump(manifest, handle)
         old = previous.get("generation") if previous else None
         if old and old != manifest["generation"]:
             with contextlib.suppress(FileNotFoundError):
@@ -283,14 +285,15 @@ class DatasetFormat(FileFormat):
         )
 
     def _foreign(self, location: str, fs: Any, root: str) -> pads.Dataset:
-        if not fs.isdir(root):
+        dataset = (pads.dataset(root, format="parquet", filesystem=fs, partitioning="hive")
+                   if fs.isdir(root) else None)
+        if dataset is None or not dataset.files:  # nothing, or only uncommitted generations
             raise FileNotFoundError(f"no dataset is stored at {location!r}")
         log.warning(
             "%s was not committed by prefect-ds (it has no %s): reading the Parquet files "
             "it holds now, which another writer may be changing", location, MANIFEST,
         )
-        return pads.dataset(root, format="parquet", filesystem=fs, partitioning="hive",
-                            exclude_invalid_files=False)
+        return dataset
 
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
         """The frame stored at ``location``; ``filters`` and ``columns`` are pushed down.
@@ -304,7 +307,9 @@ class DatasetFormat(FileFormat):
         expression = _expression(options.get("filters"), location)
         columns = options.get("columns")
         if manifest is None:
-            return dataset.to_table(columns=columns, filter=expression).to_pandas()
+            foreign: pd.DataFrame = dataset.to_table(columns=columns,
+                                                     filter=expression).to_pandas()
+            return foreign
         schema = _decode_schema(manifest["schema"])
         row_column = manifest.get("row_column")
         names = _selected(schema, columns, location)
@@ -428,7 +433,7 @@ def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]
                 f"that reads back exactly; partition by a number, string, bool, category or "
                 f"datetime column"
             )
-        if dtype == object and not df[c].map(lambda v: v is None or isinstance(v, str)).all():
+        if pd.api.types.is_object_dtype(dtype) and not df[c].map(lambda v: v is None or isinstance(v, str)).all():
             raise UnsupportedFrameError(
                 f"partition column {c!r} holds objects that are not strings; convert it "
                 f"(e.g. df[{c!r}].astype('string')) before writing"
