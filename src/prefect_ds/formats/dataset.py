@@ -433,7 +433,8 @@ def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]
                 f"that reads back exactly; partition by a number, string, bool, category or "
                 f"datetime column"
             )
-        if pd.api.types.is_object_dtype(dtype) and not df[c].map(lambda v: v is None or isinstance(v, str)).all():
+        texts = df[c].map(lambda v: v is None or isinstance(v, str))
+        if pd.api.types.is_object_dtype(dtype) and not texts.all():
             raise UnsupportedFrameError(
                 f"partition column {c!r} holds objects that are not strings; convert it "
                 f"(e.g. df[{c!r}].astype('string')) before writing"
