@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 from hypothesis import given
-from support.datasets import frame, register
+from support.datasets import frame, register, unregister
 
 import prefect_ds
 from prefect_ds import Format, UnsupportedFrameError, resolve_format
@@ -32,7 +33,13 @@ TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 MANIFEST = "_prefect_ds_manifest.json"
 
-register()
+
+@pytest.fixture(autouse=True, scope="module")
+def _dataset_format() -> Iterator[None]:
+    registered = register()
+    yield
+    if registered:
+        unregister()
 
 
 def fmt() -> Any:

@@ -24,6 +24,10 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
     ``discard(location)``: remove a damaged target's data so it can be written afresh.
 ``SupportsStorageOptions``
     ``with_storage_options(**options)``: a copy that passes ``options`` to its storage.
+``SupportsLazyFrames``
+    ``accepts_frame(result)``: whether ``write`` also stores ``result``, a frame that is
+    not a pandas one (a Dask DataFrame, written where its partitions live); ``read``
+    then gives such a lazy frame back.
 
 :class:`FileFormat` implements all of them for anything stored as files through fsspec, so
 a third-party file format gets them by subclassing it.
@@ -170,6 +174,13 @@ class SupportsStorageOptions(Protocol):
     def with_storage_options(self, **storage_options: Any) -> Any: ...
 
 
+@runtime_checkable
+class SupportsLazyFrames(Protocol):
+    """A format that stores lazy frames (Dask DataFrames) besides pandas ones."""
+
+    def accepts_frame(self, result: object) -> bool: ...
+
+
 _UNSAFE_IN_KEYS = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`\x00]")
 
 
@@ -303,6 +314,10 @@ class FileFormat(Format):
             key = fs.unstrip_protocol(path)
         _, _, fragment = location.partition("#")
         return f"{key.rstrip('/')}/{fragment}" if fragment else key
+
+    def accepts_frame(self, result: object) -> bool:
+        """A file holds one pandas frame: no lazy frames."""
+        return False
 
     def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
         """A lock file beside a local data file; none on object stores (module doc of

@@ -35,13 +35,24 @@ def frame(seed: int, n: int = 3000) -> pd.DataFrame:
     )
 
 
-def register() -> None:
-    """Make the dataset format available when the installed entry points lack it."""
+def register() -> bool:
+    """Make the dataset format available when the installed entry points lack it (a
+    source checkout on the path of an older install); True if this registered it."""
     import prefect_ds
     import prefect_ds.formats.dataset as module
 
-    if "dataset" not in prefect_ds.available_formats():
-        prefect_ds.register_plugin(module, name="prefect-ds:dataset")
+    if "dataset" in prefect_ds.available_formats():
+        return False
+    prefect_ds.register_plugin(module, name="prefect-ds:dataset")
+    return True
+
+
+def unregister() -> None:
+    """Undo :func:`register`, so later tests see the installed formats only."""
+    from prefect_ds import _registry
+
+    _registry.pm.unregister(name="prefect-ds:dataset")
+    _registry._registry = None
 
 
 def _pause(marker: str) -> None:

@@ -55,6 +55,7 @@ from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
 from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.files import STALE_AFTER, filesystem, is_local, staged
+from prefect_ds.formats import _dataset_dask as _dask
 from prefect_ds.hookspecs import Register, hookimpl
 
 MANIFEST = "_prefect_ds_manifest.json"
@@ -67,7 +68,7 @@ _GENERATION = re.compile(
 _SAFE_KEY = re.compile(r"[A-Za-z_][\w\-.]*")
 _WRITE_OPTIONS = {"partition_cols", "compression", "row_group_size", "max_rows_per_file",
                   "compression_level", "use_dictionary", "write_statistics", "data_page_size"}
-_READ_OPTIONS = {"filters", "columns"}
+_READ_OPTIONS = {"filters", "columns", "engine"}
 
 log = logging.getLogger("prefect_ds.dataset")
 
@@ -156,14 +157,20 @@ class DatasetFormat(FileFormat):
     def write(self, df: pd.DataFrame, location: str, *,
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         """Stage ``df`` as a new generation of Parquet files, then commit it in one step."""
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"the dataset format writes pandas DataFrames, got {type(df)!r}")
         options = self.write_options(kwargs)
         unknown = sorted(set(options) - _WRITE_OPTIONS)
         if unknown:
             raise TypeError(
                 f"unknown write option(s) {', '.join(unknown)} for the dataset format at "
                 f"{location!r}; it takes {', '.join(sorted(_WRITE_OPTIONS))}"
+            )
+        if _dask.is_dask_frame(df):
+            self._write_dask(df, location, metadata, options)
+            return
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(
+                f"the dataset format stores pandas or Dask DataFrames; got a "
+                f"{type(df).__module__}.{type(df).__qualname__} for {location!r}"
             )
         partition_cols = _partition_columns(df, options.pop("partition_cols", None), location)
         max_rows = options.pop("max_rows_per_file", None)
@@ -203,6 +210,37 @@ class DatasetFormat(FileFormat):
             with contextlib.suppress(Exception):
                 fs.rm(base, recursive=True)
             raise
+
+    def _write_dask(self, ddf: Any, location: str, metadata: Mapping[str, str] | None,
+                    options: dict[str, Any]) -> None:
+        """Have the cluster write ``ddf`` into a new generation, then commit it."""
+        partition_cols = _partition_columns(ddf._meta, options.pop("partition_cols", None),
+                                            location)
+        options.pop("max_rows_per_file", None)  # a Dask partition is one file per directory
+        fs, root = self._fs(location)
+        self.sweep(location)
+        generation = new_generation()
+        base = f"{root}/{generation}"
+        try:
+            described = _dask.write(ddf, fs, base, partition_cols, options,
+                                    self.storage_options)
+            self.commit(location, {
+                **described,
+                "kind": _MANIFEST_KIND,
+                "version": 1,
+                "generation": generation,
+                "partition_schema": _encode_schema(described["partition_schema"]),
+                "schema": _encode_schema(described["schema"]),
+                "metadata": dict(metadata or {}),
+            })
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm(base, recursive=True)
+            raise
+
+    def accepts_frame(self, result: object) -> bool:
+        """Dask DataFrames are stored too: written by the cluster, read back lazily."""
+        return _dask.is_dask_frame(result)
 
     def commit(self, location: str, manifest: dict[str, Any]) -> None:
         """Make ``manifest``'s generation the dataset at ``location``, in one atomic step,
@@ -303,9 +341,17 @@ class DatasetFormat(FileFormat):
         options = self.read_options(kwargs)
         _check_read_options(options, location)
         manifest = self.manifest(location)
+        engine = options.get("engine") or (manifest or {}).get("engine", "pandas")
+        if engine not in ("pandas", "dask"):
+            raise TypeError(f"engine for {location!r} must be 'pandas' or 'dask', "
+                            f"got {engine!r}")
+        columns = options.get("columns")
+        if engine == "dask":
+            lazy: pd.DataFrame = self._read_dask(location, manifest, columns,
+                                                 options.get("filters"))
+            return lazy  # a dask.dataframe.DataFrame, which computes like one
         dataset = self._dataset(location, hide_row_column=False)
         expression = _expression(options.get("filters"), location)
-        columns = options.get("columns")
         if manifest is None:
             foreign: pd.DataFrame = dataset.to_table(columns=columns,
                                                      filter=expression).to_pandas()
@@ -329,6 +375,24 @@ class DatasetFormat(FileFormat):
         target = pa.schema([pa.field(n, _plain(schema.field(n).type)) for n in names])
         table = table.select(names).cast(target)
         return arrow_to_frame(table.replace_schema_metadata(schema.metadata))
+
+    def _read_dask(self, location: str, manifest: dict[str, Any] | None,
+                   columns: list[str] | None, filters: Any) -> Any:
+        """A lazy Dask DataFrame over the committed generation (or a foreign directory)."""
+        fs, root = self._fs(location)
+        if manifest is None:
+            self._foreign(location, fs, root)  # raises when nothing is there, warns if so
+            base = root
+        else:
+            base = f"{root}/{manifest['generation']}"
+        hidden = [manifest["row_column"]] if manifest and manifest.get("row_column") else []
+        if hidden and columns is None:
+            schema = _decode_schema(manifest["schema"]) if manifest else pa.schema([])
+            pandas_meta = json.loads((schema.metadata or {}).get(b"pandas", b"{}"))
+            index = set(pandas_meta.get("index_columns", []) if pandas_meta else [])
+            columns = [n for n in schema.names if n not in index]
+        return _dask.read(fs, base, columns=columns, filters=filters,
+                          storage_options=self.storage_options)
 
     def read_metadata(self, location: str) -> dict[str, str]:
         """The ``metadata`` committed with the dataset (``{}`` if none or not ours)."""
@@ -433,8 +497,8 @@ def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]
                 f"that reads back exactly; partition by a number, string, bool, category or "
                 f"datetime column"
             )
-        texts = df[c].map(lambda v: v is None or isinstance(v, str))
-        if pd.api.types.is_object_dtype(dtype) and not texts.all():
+        if pd.api.types.is_object_dtype(dtype) and not df[c].map(
+                lambda v: v is None or isinstance(v, str)).all():
             raise UnsupportedFrameError(
                 f"partition column {c!r} holds objects that are not strings; convert it "
                 f"(e.g. df[{c!r}].astype('string')) before writing"
@@ -492,7 +556,8 @@ def _check_read_options(options: Mapping[str, Any], location: str) -> None:
     if unknown:
         raise TypeError(
             f"unknown read option(s) {', '.join(unknown)} for the dataset at {location!r}; "
-            f"it takes filters=[(column, op, value), ...] and columns=[...]"
+            f"it takes filters=[(column, op, value), ...], columns=[...] and "
+            f"engine='pandas' or 'dask'"
         )
 
 
