@@ -33,8 +33,10 @@ dd = pytest.importorskip("dask.dataframe")
 
 WORKERS = 2
 LIMIT_MB = 400
-DATASET_MB = 4 * WORKERS * LIMIT_MB  # the dataset is 4x the sum of the workers' limits
-PART_MB = 16
+# The dataset is 4x the sum of the workers' limits; PREFECT_DS_DATASET_TIMES changes that.
+TIMES = float(os.environ.get("PREFECT_DS_DATASET_TIMES", "4"))
+DATASET_MB = int(TIMES * WORKERS * LIMIT_MB)
+PART_MB = 8
 PARTS = DATASET_MB // PART_MB
 ROWS = PART_MB * 2**20 // 24  # three 8-byte columns
 KEYS = 4
@@ -85,7 +87,7 @@ def _stop_sampler(dask_worker: Any) -> dict[str, float]:
     return {"peak_mb": dask_worker._ds_peak / 2**20, "spilled_keys": dask_worker._ds_spilled}
 
 
-@pytest.mark.slow  # writes and reads back a 3.2 GB (in memory) dataset
+@pytest.mark.slow  # writes and reads back a 3.2 GB (in memory) dataset: minutes
 def test_larger_than_memory_dataset_on_s3(prefect_harness: None, s3_server: Any,
                                           s3_bucket: str, tmp_path: Path) -> None:
     markers = tmp_path / "markers"
@@ -135,6 +137,7 @@ def test_larger_than_memory_dataset_on_s3(prefect_harness: None, s3_server: Any,
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps({
         "workers": WORKERS, "memory_limit_mb": LIMIT_MB, "dataset_mb_in_memory": DATASET_MB,
+        "partitions": PARTS,
         "stored_mb": round((info.bytes or 0) / 2**20, 1),
         "per_worker": {addr: {k: round(v, 1) for k, v in m.items()}
                        for addr, m in memory.items()},

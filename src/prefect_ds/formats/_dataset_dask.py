@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,11 +29,10 @@ _PART = re.compile(r"part\.(\d+)\.parquet")
 
 
 def is_dask_frame(obj: object) -> bool:
-    """Whether ``obj`` is a Dask DataFrame (checked without importing dask)."""
-    module = type(obj).__module__
-    return (module.startswith(("dask.dataframe", "dask_expr"))
-            and hasattr(obj, "to_parquet") and hasattr(obj, "npartitions")
-            and hasattr(obj, "columns") and not hasattr(obj, "name"))
+    """Whether ``obj`` is a Dask DataFrame (without importing dask: a process that made
+    one has imported it already)."""
+    dd = sys.modules.get("dask.dataframe")
+    return dd is not None and isinstance(obj, dd.DataFrame)
 
 
 def _compute(graph: Any) -> None:

@@ -41,6 +41,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
@@ -54,6 +55,7 @@ import pyarrow.parquet as pq
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
 from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds._storage.dtypes import from_spec, same_dtype
 from prefect_ds._storage.files import STALE_AFTER, filesystem, is_local, staged
 from prefect_ds.formats import _dataset_dask as _dask
 from prefect_ds.hookspecs import Register, hookimpl
@@ -61,6 +63,7 @@ from prefect_ds.hookspecs import Register, hookimpl
 MANIFEST = "_prefect_ds_manifest.json"
 GENERATION_PREFIX = "_prefect-ds-"
 ROW_COLUMN = "__prefect_ds_row__"
+_DTYPES_KEY = b"prefect_ds:dtypes"  # the exact dtype record of prefect_ds._storage.arrow
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 _MANIFEST_KIND = "prefect-ds dataset"
 _GENERATION = re.compile(
@@ -180,15 +183,8 @@ class DatasetFormat(FileFormat):
         self.sweep(location)
         generation = new_generation()
         base = f"{root}/{generation}"
-        files: list[dict[str, Any]] = []
         try:
-            for i, (segments, piece) in enumerate(pieces):
-                rel = "/".join([*segments, f"part-{i}.parquet"])
-                path = f"{base}/{rel}"
-                fs.makedirs(posixpath.dirname(path), exist_ok=True)
-                with fs.open(path, "wb") as handle:
-                    pq.write_table(piece, handle, **options)
-                files.append({"path": rel, "rows": piece.num_rows, "bytes": fs.size(path)})
+            files = _write_pieces(fs, base, pieces, options)
             part_schema = pa.schema([table.schema.field(c) for c in partition_cols])
             manifest = {
                 "kind": _MANIFEST_KIND,
@@ -368,13 +364,12 @@ class DatasetFormat(FileFormat):
                 f"the dataset and write it again"
             ) from None
         if row_column:
-            order = pc.sort_indices(table.column(row_column))
-            table = table.drop_columns([row_column]).take(order)
-        # Categoricals come back as their values: the dtype record then rebuilds them with
-        # the written categories in their order (files may each hold other dictionaries).
-        target = pa.schema([pa.field(n, _plain(schema.field(n).type)) for n in names])
+            table = table.drop_columns([row_column]).take(
+                _restoring_order(table.column(row_column), manifest.get("rows")))
+        target = pa.schema([schema.field(n) for n in names])
         table = table.select(names).cast(target)
-        return arrow_to_frame(table.replace_schema_metadata(schema.metadata))
+        return _categories_in_order(arrow_to_frame(table.replace_schema_metadata(
+            schema.metadata)), schema)
 
     def _read_dask(self, location: str, manifest: dict[str, Any] | None,
                    columns: list[str] | None, filters: Any) -> Any:
@@ -522,6 +517,18 @@ def _segments(table: pa.Table, cols: list[str], firsts: np.ndarray) -> list[list
     ]
 
 
+def _group_codes(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Each row's partition group, numbered in order of first appearance (nulls too)."""
+    codes: np.ndarray | None = None
+    for name in cols:
+        found, uniques = pd.factorize(df[name], use_na_sentinel=False)
+        codes = found if codes is None else codes * len(uniques) + found
+    assert codes is not None
+    if len(cols) > 1:
+        codes, _ = pd.factorize(codes)
+    return np.asarray(codes, dtype=np.int64)
+
+
 def _split(df: pd.DataFrame, table: pa.Table, cols: list[str],
            max_rows: int | None) -> tuple[list[tuple[list[str], pa.Table]], bool]:
     """The files to write (path segments, table) and whether their order is the rows'."""
@@ -531,10 +538,11 @@ def _split(df: pd.DataFrame, table: pa.Table, cols: list[str],
         for start in range(0, max(table.num_rows, 1), step):
             pieces.append(([], table.slice(start, step)))
         return pieces, True
-    codes = df.groupby(cols, sort=False, dropna=False, observed=True).ngroup().to_numpy()
+    codes = _group_codes(df, cols)
     ordered = bool(np.all(codes[1:] >= codes[:-1]))
     if not ordered:
-        perm = np.argsort(codes, kind="stable")
+        small = codes.astype(np.uint16) if codes.max(initial=0) < 2**16 else codes
+        perm = np.argsort(small, kind="stable")  # a radix sort for 16-bit codes
         rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
         table = table.append_column(ROW_COLUMN, rows).take(pa.array(perm))
         codes = codes[perm]
@@ -549,6 +557,69 @@ def _split(df: pd.DataFrame, table: pa.Table, cols: list[str],
     if not pieces:  # an empty frame: one file keeps the schema
         pieces.append(([], stored))
     return pieces, ordered
+
+
+def _write_pieces(fs: Any, base: str, pieces: list[tuple[list[str], pa.Table]],
+                  options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Write every piece to its file under ``base``, several at a time (pyarrow encodes
+    without the GIL; object stores upload in parallel); their manifest entries, in order."""
+    local = is_local(fs)
+    rels = ["/".join([*segments, f"part-{i}.parquet"]) for i, (segments, _) in enumerate(pieces)]
+    for folder in sorted({posixpath.dirname(f"{base}/{rel}") for rel in rels}):
+        fs.makedirs(folder, exist_ok=True)
+
+    if ROW_COLUMN in pieces[0][1].column_names:
+        # Row numbers rise within a file: delta encoding stores them in a few bits a row,
+        # where a dictionary of unique numbers would be tried and thrown away.
+        chosen = options.get("use_dictionary", True)
+        others = [n for n in pieces[0][1].column_names if n != ROW_COLUMN
+                  and (chosen is True or (not isinstance(chosen, bool) and n in chosen))]
+        options = {**options, "use_dictionary": others,
+                   "column_encoding": {ROW_COLUMN: "DELTA_BINARY_PACKED"}}
+
+    def one(rel: str, piece: pa.Table) -> dict[str, Any]:
+        path = f"{base}/{rel}"
+        if local:
+            pq.write_table(piece, path, **options)
+        else:
+            with fs.open(path, "wb") as handle:
+                pq.write_table(piece, handle, **options)
+        return {"path": rel, "rows": piece.num_rows, "bytes": int(fs.size(path))}
+
+    if len(pieces) == 1:
+        return [one(rels[0], pieces[0][1])]
+    workers = min(len(pieces), (os.cpu_count() or 2) * (1 if local else 4), 32)
+    with ThreadPoolExecutor(workers, thread_name_prefix="prefect-ds-dataset") as pool:
+        return list(pool.map(one, rels, [piece for _, piece in pieces]))
+
+
+def _restoring_order(rows: pa.ChunkedArray, total: int | None) -> pa.Array:
+    """The indices that put rows read in file order back in the written order."""
+    numbers = rows.to_numpy()
+    if total is not None and len(numbers) == total:  # all rows: invert the permutation
+        inverse = np.empty_like(numbers)
+        inverse[numbers] = np.arange(len(numbers), dtype=numbers.dtype)
+        return pa.array(inverse)
+    return pa.array(np.argsort(numbers, kind="stable"))
+
+
+def _categories_in_order(df: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """Give categorical columns their written categories in the written order.
+
+    A column read from several files gets the union of their dictionaries in the order
+    they were met, which pandas counts equal to the written dtype when unordered; the
+    dtype record says the written order, and ``set_categories`` recodes to it cheaply.
+    """
+    raw = (schema.metadata or {}).get(_DTYPES_KEY)
+    if raw is None:
+        return df
+    for name, spec in json.loads(raw).get("columns", {}).items():
+        if not spec or spec.get("dtype") != "category" or name not in df.columns:
+            continue
+        want = from_spec(spec)
+        if not same_dtype(df[name].dtype, want):
+            df[name] = df[name].cat.set_categories(want.categories, ordered=want.ordered)
+    return df
 
 
 def _check_read_options(options: Mapping[str, Any], location: str) -> None:
