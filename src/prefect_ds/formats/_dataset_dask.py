@@ -35,17 +35,19 @@ def is_dask_frame(obj: object) -> bool:
     return dd is not None and isinstance(obj, dd.DataFrame)
 
 
-def _compute(graph: Any) -> None:
-    """Run ``graph`` on the cluster this code runs on (see the module doc)."""
+def _compute(graph: Any, rows: Any) -> int:
+    """Run the write ``graph`` and count ``rows`` in one pass, on the cluster this code
+    runs on (see the module doc)."""
     try:
         from distributed import get_worker, worker_client
 
         get_worker()
     except (ImportError, ValueError):
-        graph.compute()
-        return
+        import dask
+
+        return int(dask.compute(graph, rows)[1])  # type: ignore[attr-defined, no-untyped-call]
     with worker_client() as client:
-        client.compute(graph).result()
+        return int(client.gather(client.compute([graph, rows]))[1])
 
 
 def write(ddf: Any, fs: Any, base: str, partition_cols: list[str],
@@ -61,20 +63,19 @@ def write(ddf: Any, fs: Any, base: str, partition_cols: list[str],
         storage_options=dict(storage_options) or None,
         **options,
     )
-    _compute(graph)
-    found = [str(p) for p in fs.find(base)]
-    files = [p[len(base) + 1:] for p in found if p.endswith(".parquet")]
-    files.sort(key=lambda rel: (_number(rel), rel))
+    lengths = ddf.map_partitions(len).sum()  # one pass: shares the partitions' keys
+    rows = _compute(graph, lengths)
+    found = {str(p): int(info.get("size") or 0)
+             for p, info in fs.find(base, detail=True).items() if str(p).endswith(".parquet")}
+    files = sorted((p[len(base) + 1:] for p in found), key=lambda rel: (_number(rel), rel))
     part_types = {c: ddf._meta[c].dtype for c in partition_cols}
     part_schema = pa.schema([
         pa.field(c, pa.from_numpy_dtype(t) if t.kind in "iufb" else pa.string())
         for c, t in part_types.items()
     ])
-    dataset = pads.dataset([f"{base}/{f}" for f in files], format="parquet", filesystem=fs,
-                           partitioning=pads.partitioning(part_schema, flavor="hive"),
-                           partition_base_dir=base)
-    fragments = list(dataset.get_fragments())
-    rows = sum(frag.count_rows() for frag in fragments)
+    dataset = pads.dataset([f"{base}/{f}" for f in files[:1]], format="parquet",
+                           filesystem=fs, partition_base_dir=base,
+                           partitioning=pads.partitioning(part_schema, flavor="hive"))
     return {
         "engine": "dask",
         "files": [{"path": f, "rows": None, "bytes": None} for f in files],
@@ -83,7 +84,7 @@ def write(ddf: Any, fs: Any, base: str, partition_cols: list[str],
         "schema": dataset.schema,
         "row_column": None,
         "rows": rows,
-        "bytes": sum(int(fs.size(p)) for p in found if p.endswith(".parquet")),
+        "bytes": sum(found.values()),
         "partitions": len({posixpath.dirname(f) for f in files}),
     }
 
