@@ -201,11 +201,11 @@ class DatasetFormat(FileFormat):
                 "partitions": len({posixpath.dirname(f["path"]) for f in files}),
                 "metadata": dict(metadata or {}),
             }
-            self.commit(location, manifest)
         except BaseException:
             with contextlib.suppress(Exception):
                 fs.rm(base, recursive=True)
             raise
+        self.commit(location, manifest)
 
     def _write_dask(self, ddf: Any, location: str, metadata: Mapping[str, str] | None,
                     options: dict[str, Any]) -> None:
@@ -220,19 +220,19 @@ class DatasetFormat(FileFormat):
         try:
             described = _dask.write(ddf, fs, base, partition_cols, options,
                                     self.storage_options)
-            self.commit(location, {
-                **described,
-                "kind": _MANIFEST_KIND,
-                "version": 1,
-                "generation": generation,
-                "partition_schema": _encode_schema(described["partition_schema"]),
-                "schema": _encode_schema(described["schema"]),
-                "metadata": dict(metadata or {}),
-            })
         except BaseException:
             with contextlib.suppress(Exception):
                 fs.rm(base, recursive=True)
             raise
+        self.commit(location, {
+            **described,
+            "kind": _MANIFEST_KIND,
+            "version": 1,
+            "generation": generation,
+            "partition_schema": _encode_schema(described["partition_schema"]),
+            "schema": _encode_schema(described["schema"]),
+            "metadata": dict(metadata or {}),
+        })
 
     def accepts_frame(self, result: object) -> bool:
         """Dask DataFrames are stored too: written by the cluster, read back lazily."""
@@ -242,14 +242,22 @@ class DatasetFormat(FileFormat):
         """Make ``manifest``'s generation the dataset at ``location``, in one atomic step,
         then remove the generation it replaced."""
         fs, root = self._fs(location)
-        previous = self.manifest(location) if fs.isfile(f"{root}/{MANIFEST}") else None
+        try:
+            previous = self.manifest(location)
+        except CorruptTargetError:  # replaced now; its files go with the next sweep
+            previous = None
         manifest = {**manifest, "committed_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-        with (staged(self.manifest_location(location), **self.storage_options) as (temp,),
-              open(temp, "w", encoding="utf-8") as handle):
-            json.dump(manifest, handle)
+        try:
+            with (staged(self.manifest_location(location), **self.storage_options) as (temp,),
+                  open(temp, "w", encoding="utf-8") as handle):
+                json.dump(manifest, handle)
+        except BaseException:  # not committed: the previous manifest is still in place
+            with contextlib.suppress(Exception):
+                fs.rm(f"{root}/{manifest['generation']}", recursive=True)
+            raise
         old = previous.get("generation") if previous else None
         if old and old != manifest["generation"]:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # else a later sweep removes it
                 fs.rm(f"{root}/{old}", recursive=True)
 
     def sweep(self, location: str, *, max_age: float = STALE_AFTER) -> list[str]:
