@@ -2,8 +2,9 @@
 
 ``python -m support.datasets LOCATION PHASE MARKER SEED`` writes ``frame(SEED)`` to the
 dataset at LOCATION, but first creates MARKER and sleeps for ever at PHASE: ``staging``
-(after its third data file) or ``commit`` (with the new manifest written to its temporary,
-right before it is put in place). The test kills it there with SIGKILL.
+(in its third data file, once some staged file is complete) or ``commit`` (with the new
+manifest written to its temporary, right before it is put in place). The test kills it
+there with SIGKILL.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ def _pause(marker: str) -> None:
     time.sleep(600)
 
 
+def _wait_for_staged_files(location: str) -> None:
+    """Until another writing thread has finished a staged file (an S3 object appears when
+    its upload ends, after ``write_table`` returns)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(location.rstrip("/"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        fs.invalidate_cache()
+        if any(p.endswith(".parquet") for p in fs.find(root)):
+            return
+        time.sleep(0.05)
+
+
 def main(location: str, phase: str, marker: str, seed: int) -> None:
     import prefect_ds
     import prefect_ds.formats.dataset as module
@@ -75,6 +90,7 @@ def main(location: str, phase: str, marker: str, seed: int) -> None:
             real_write(*args, **kwargs)
             count += 1
             if count == 3:
+                _wait_for_staged_files(location)
                 _pause(marker)
 
         module.pq.write_table = write_table
