@@ -35,19 +35,17 @@ def is_dask_frame(obj: object) -> bool:
     return dd is not None and isinstance(obj, dd.DataFrame)
 
 
-def _compute(graph: Any, rows: Any) -> int:
-    """Run the write ``graph`` and count ``rows`` in one pass, on the cluster this code
-    runs on (see the module doc)."""
+def _compute(graph: Any) -> None:
+    """Run the write ``graph`` on the cluster this code runs on (see the module doc)."""
     try:
         from distributed import get_worker, worker_client
 
         get_worker()
     except (ImportError, ValueError):
-        import dask
-
-        return int(dask.compute(graph, rows)[1])  # type: ignore[attr-defined, no-untyped-call]
+        graph.compute()
+        return
     with worker_client() as client:
-        return int(client.gather(client.compute([graph, rows]))[1])
+        client.compute(graph).result()
 
 
 def write(ddf: Any, fs: Any, base: str, partition_cols: list[str],
@@ -63,8 +61,7 @@ def write(ddf: Any, fs: Any, base: str, partition_cols: list[str],
         storage_options=dict(storage_options) or None,
         **options,
     )
-    lengths = ddf.map_partitions(len).sum()  # one pass: shares the partitions' keys
-    rows = _compute(graph, lengths)
+    _compute(graph)
     found = {str(p): int(info.get("size") or 0)
              for p, info in fs.find(base, detail=True).items() if str(p).endswith(".parquet")}
     files = sorted((p[len(base) + 1:] for p in found), key=lambda rel: (_number(rel), rel))
@@ -73,9 +70,12 @@ def write(ddf: Any, fs: Any, base: str, partition_cols: list[str],
         pa.field(c, pa.from_numpy_dtype(t) if t.kind in "iufb" else pa.string())
         for c, t in part_types.items()
     ])
-    dataset = pads.dataset([f"{base}/{f}" for f in files[:1]], format="parquet",
+    # Rows from the files' footers (read in parallel), not a len() over the partitions:
+    # that would keep every partition in memory until both the write and len have run.
+    dataset = pads.dataset([f"{base}/{f}" for f in files], format="parquet",
                            filesystem=fs, partition_base_dir=base,
                            partitioning=pads.partitioning(part_schema, flavor="hive"))
+    rows = dataset.count_rows()
     return {
         "engine": "dask",
         "files": [{"path": f, "rows": None, "bytes": None} for f in files],
