@@ -10,7 +10,8 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
     mapping with the data, and ``read_metadata(location)`` returns it (``{}`` when there
     is none). Staleness fingerprints live there.
 ``SupportsTargetInfo``
-    ``target_info(location)``: what is cheap to know about a stored target.
+    ``target_info(location)``: what is cheap to know about a stored target (rows, bytes,
+    modification time; partitions and whether it was committed, for datasets).
 ``SupportsListing``
     ``list_locations(pattern)``: the stored locations matching a glob in which ``*``
     stands for the parts a template fills.
@@ -26,6 +27,10 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
 ``SupportsSidecarNames``
     ``sidecar_suffixes()``: the endings of the files kept beside a data file
     (``".schema.json"``), so a rendered location never names another target's sidecar.
+``SupportsLazyFrames``
+    ``accepts_frame(result)``: whether ``write`` also stores ``result``, a frame that is
+    not a pandas one (a Dask DataFrame, written where its partitions live); ``read``
+    then gives such a lazy frame back.
 
 :class:`FileFormat` implements all of them for anything stored as files through fsspec, so
 a third-party file format gets them by subclassing it.
@@ -107,11 +112,17 @@ class Format(abc.ABC):
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """What is cheap to know about a stored target; None where it is not."""
+    """What is cheap to know about a stored target; None where it is not.
+
+    ``partitions`` counts the directories of a multi-file target; ``committed`` is False
+    for a multi-file target that no prefect-ds commit made (files another tool wrote).
+    """
 
     rows: int | None = None
     bytes: int | None = None
     modified: dt.datetime | None = None
+    partitions: int | None = None
+    committed: bool | None = None
 
 
 @runtime_checkable
@@ -172,6 +183,13 @@ class SupportsSidecarNames(Protocol):
     """A format that keeps files beside a data file, named by appending a suffix."""
 
     def sidecar_suffixes(self) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class SupportsLazyFrames(Protocol):
+    """A format that stores lazy frames (Dask DataFrames) besides pandas ones."""
+
+    def accepts_frame(self, result: object) -> bool: ...
 
 
 _UNSAFE_IN_KEYS = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`\x00]")
@@ -326,6 +344,10 @@ class FileFormat(Format):
             key = fs.unstrip_protocol(path)
         _, _, fragment = location.partition("#")
         return f"{key.rstrip('/')}/{fragment}" if fragment else key
+
+    def accepts_frame(self, result: object) -> bool:
+        """A file holds one pandas frame: no lazy frames."""
+        return False
 
     def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
         """A lock file beside a local data file, a lease object beside an S3 one, none on

@@ -93,13 +93,14 @@ def _report(kind: str, fmt: Format, location: str, df: pd.DataFrame,
 
     key = asset_key(fmt, location)
     shown = redact(location)
-    payload: dict[str, Any] = {
-        "rows": int(df.shape[0]),
-        "columns": int(df.shape[1]),
+    info = stored_info(fmt, location)
+    payload: dict[str, Any] = {  # a lazy (Dask) frame's length would compute it: stored rows
+        "rows": int(df.shape[0]) if isinstance(df, pd.DataFrame) else info.rows,
+        "columns": len(df.columns),
         "format": fmt.name,
         "location": shown,
     }
-    size = stored_info(fmt, location).bytes
+    size = info.bytes
     if size is not None:
         payload["bytes"] = size
     if fingerprint:

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 
@@ -35,7 +35,7 @@ from prefect_ds._errors import (
     CheckpointResultError,
     CorruptTargetError,
 )
-from prefect_ds._format import SupportsDiscard
+from prefect_ds._format import SupportsDiscard, SupportsLazyFrames
 from prefect_ds._handler import PandasResultHandler
 from prefect_ds._redact import redact, scrub
 from prefect_ds._release import targets as _targets
@@ -234,6 +234,9 @@ class Checkpointed:
     def check_result(self, result: object, location: str, call: Call) -> pd.DataFrame:
         if isinstance(result, pd.DataFrame):
             return result
+        fmt = self.handler.format
+        if isinstance(fmt, SupportsLazyFrames) and fmt.accepts_frame(result):
+            return cast(pd.DataFrame, result)  # a Dask DataFrame, which the format writes
         who = f"task {call.context.task.name!r}" if call.context else f"function {self.name!r}"
         kind = type(result)
         raise CheckpointResultError(
@@ -304,7 +307,9 @@ class Checkpointed:
                         result = await fn(*args, **kwargs)
                         df = self.check_result(result, location, call)
                         await asyncio.to_thread(self.save, df, location, call, claim)
-                        return result
+                        if isinstance(result, pd.DataFrame):
+                            return result
+                        return await asyncio.to_thread(self.load, location)  # lazy: stored
 
             wrapper: Callable[..., Any] = async_wrapper
         else:
@@ -323,7 +328,8 @@ class Checkpointed:
                     result = fn(*args, **kwargs)
                     df = self.check_result(result, location, call)
                     self.save(df, location, call, claim)
-                    return result
+                    # A lazy frame's graph would compute it again: hand on the stored one.
+                    return result if isinstance(result, pd.DataFrame) else self.load(location)
 
             wrapper = sync_wrapper
 

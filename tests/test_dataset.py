@@ -1,0 +1,416 @@
+"""The dataset format: partitioned Parquet directories and prefixes, committed whole.
+
+Every promise on real parts: local directories and moto's S3 server, real writer
+processes killed with SIGKILL, directories written by pandas, pyarrow and Dask.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pytest
+from hypothesis import given
+from support.datasets import frame, register, unregister
+
+import prefect_ds
+from prefect_ds import Format, UnsupportedFrameError, resolve_format
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+MANIFEST = "_prefect_ds_manifest.json"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _dataset_format() -> Iterator[None]:
+    registered = register()
+    yield
+    if registered:
+        unregister()
+
+
+def fmt() -> Any:
+    return prefect_ds.get_format("dataset")
+
+
+def generations(fs_root: Path) -> list[str]:
+    return sorted(p.name for p in fs_root.iterdir() if p.name.startswith("_prefect-ds-"))
+
+
+# -- selection -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("location", ["sales/{year}/", "sales/2020/", "s3://bucket/sales/",
+                                      "memory://x/"])
+def test_a_trailing_slash_selects_the_dataset_format(location: str) -> None:
+    assert resolve_format(location).name == "dataset"
+
+
+def test_format_dataset_is_selectable_by_name() -> None:
+    assert resolve_format("anything", "dataset").name == "dataset"
+    assert resolve_format("sales/x.parquet").name == "parquet"  # files keep their format
+
+
+def test_it_declares_the_capabilities_the_cli_and_checkpoints_use() -> None:
+    f = fmt()
+    for protocol in (prefect_ds.SupportsMetadata, prefect_ds.SupportsTargetInfo,
+                     prefect_ds.SupportsListing, prefect_ds.SupportsAssetKey,
+                     prefect_ds.SupportsLock, prefect_ds.SupportsDiscard,
+                     prefect_ds.SupportsStorageOptions):
+        assert isinstance(f, protocol), protocol
+
+
+# -- exact round trip ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("partition_cols", [None, ["part"], ["region"], ["part", "region"],
+                                            ["when"], ["label"]])
+def test_round_trip_is_exact(tmp_path: Path, partition_cols: list[str] | None) -> None:
+    df = frame(1)
+    location = f"{tmp_path}/sales/"
+    kwargs = {"partition_cols": partition_cols} if partition_cols else {}
+    fmt().write(df, location, **kwargs)
+    pd.testing.assert_frame_equal(fmt().read(location), df, check_exact=True)
+
+
+def test_partitioned_files_are_hive_directories(tmp_path: Path) -> None:
+    df = frame(2)
+    location = f"{tmp_path}/d/"
+    fmt().write(df, location, partition_cols=["part"])
+    (generation,) = generations(tmp_path / "d")
+    dirs = sorted(p.name for p in (tmp_path / "d" / generation).iterdir())
+    assert dirs == sorted(f"part={v}" for v in df["part"].unique())
+    # each file holds only its partition's rows, without the partition column
+    sample = next((tmp_path / "d" / generation / "part=3").glob("*.parquet"))
+    table = pa.parquet.read_table(sample)
+    assert "part" not in table.column_names
+    assert table.num_rows == int((df["part"] == 3).sum())
+
+
+def test_rows_already_grouped_need_no_row_column(tmp_path: Path) -> None:
+    df = frame(3).sort_values(["part"], kind="stable")
+    fmt().write(df, f"{tmp_path}/d/", partition_cols=["part"])
+    assert fmt().manifest(f"{tmp_path}/d/")["row_column"] is None
+    pd.testing.assert_frame_equal(fmt().read(f"{tmp_path}/d/"), df, check_exact=True)
+    fmt().write(frame(3), f"{tmp_path}/e/", partition_cols=["part"])
+    assert fmt().manifest(f"{tmp_path}/e/")["row_column"] == "__prefect_ds_row__"
+
+
+_partition_values = st.sampled_from([
+    ("int", lambda r, n: r.integers(-3, 3, n)),
+    ("str", lambda r, n: r.choice(["a", "b c", "d/e", "f%g", "é"], n)),
+    ("cat", lambda r, n: pd.Categorical(r.choice(["x", "y"], n), categories=["z", "y", "x"],
+                                        ordered=True)),
+    ("bool", lambda r, n: r.integers(0, 2, n).astype(bool)),
+    ("nint", lambda r, n: pd.array(np.where(r.integers(0, 3, n) == 0, None,
+                                            r.integers(0, 3, n)), dtype="Int64")),
+    ("date", lambda r, n: pd.Timestamp("2020-01-01") + pd.to_timedelta(r.integers(0, 3, n),
+                                                                         unit="D")),
+    ("float", lambda r, n: r.choice([0.1, 2.5, -1e-3], n)),
+])
+
+
+@given(
+    n=st.integers(0, 60),
+    key=_partition_values,
+    index=st.sampled_from(["range", "permuted", "str", "multi"]),
+    max_rows=st.sampled_from([None, 1, 7]),
+    seed=st.integers(0, 2**16),
+)
+def test_any_partitioned_frame_reads_back_exactly(
+        tmp_path_factory: pytest.TempPathFactory, n: int, key: Any, index: str,
+        max_rows: int | None, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    name, make = key
+    df = pd.DataFrame({"k": make(rng, n), "v": rng.normal(size=n),
+                       "s": pd.array(rng.choice(["p", None], n), dtype="string")})
+    if index == "permuted":
+        df.index = pd.Index(rng.permutation(n), name="i")
+    elif index == "str":
+        df.index = pd.Index([f"r{i}" for i in range(n)], dtype="string", name="lbl")
+    elif index == "multi":
+        df.index = pd.MultiIndex.from_arrays([np.arange(n) % 3, rng.permutation(n)],
+                                             names=["a", "b"])
+    location = f"{tmp_path_factory.mktemp(name)}/ds/"
+    fmt().write(df, location, partition_cols=["k"], max_rows_per_file=max_rows)
+    pd.testing.assert_frame_equal(fmt().read(location), df, check_exact=True)
+
+
+def test_filters_and_columns_match_pandas(tmp_path: Path) -> None:
+    """Differential: a filtered, projected read equals the same selection in pandas."""
+    df = frame(4)
+    location = f"{tmp_path}/d/"
+    fmt().write(df, location, partition_cols=["part", "region"])
+    got = fmt().read(location, filters=[("part", ">=", 9), ("x", ">", 0)], columns=["x"])
+    want = df.loc[(df["part"] >= 9) & (df["x"] > 0), ["x"]]
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+# -- lazy readers --------------------------------------------------------------------------
+
+
+def test_lazy_pyarrow_dataset_pushes_filters_down(tmp_path: Path) -> None:
+    df = frame(5)
+    location = f"{tmp_path}/d/"
+    fmt().write(df, location, partition_cols=["part"])
+    lazy = fmt().dataset(location, filters=[("part", "==", 4)])
+    assert isinstance(lazy, pads.Dataset)
+    assert "__prefect_ds_row__" not in lazy.schema.names
+    # pruned by partition: only part=4's files are scanned at all
+    fragments = list(fmt().dataset(location).get_fragments(filter=pc.field("part") == 4))
+    assert fragments and all("/part=4/" in f.path for f in fragments)
+    assert lazy.count_rows() == int((df["part"] == 4).sum())
+    whole = fmt().dataset(location)
+    assert whole.count_rows() == len(df)
+    assert sorted(whole.to_table(columns=["x"]).column("x").to_pylist()) == sorted(df["x"])
+
+
+# -- commit: exists only when committed, interrupted writes --------------------------------
+
+
+def test_exists_only_when_committed(tmp_path: Path) -> None:
+    location = f"{tmp_path}/d/"
+    assert not fmt().exists(location)
+    os.makedirs(tmp_path / "d" / "_prefect-ds-0000000001-000001aaaaaa" / "part=1")
+    pd.DataFrame({"x": [1]}).to_parquet(
+        tmp_path / "d" / "_prefect-ds-0000000001-000001aaaaaa" / "part=1" / "p.parquet")
+    assert not fmt().exists(location)  # staged files alone are not a dataset
+    with pytest.raises(FileNotFoundError):
+        fmt().read(location)
+    fmt().write(frame(6), location, partition_cols=["part"])
+    assert fmt().exists(location)
+    assert generations(tmp_path / "d") == [fmt().manifest(location)["generation"]]  # swept
+    fmt().delete(location)
+    assert not fmt().exists(location)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_failed_write_changes_nothing(tmp_path: Path) -> None:
+    location = f"{tmp_path}/d/"
+    df = frame(7)
+    fmt().write(df, location, partition_cols=["part"])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    bad = frame(8).assign(x=[object()] * 3000)  # not storable: fails while staging
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's own conversion error
+        fmt().write(bad, location, partition_cols=["part"])
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    pd.testing.assert_frame_equal(fmt().read(location), df, check_exact=True)
+
+
+def _kill_writer_at(location: str, phase: str, tmp_path: Path) -> None:
+    """Start a writer of ``frame(9)`` at ``location``, SIGKILL it at ``phase``."""
+    marker = tmp_path / f"marker-{phase}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "support.datasets", location, phase, str(marker), "9"],
+        env=env, cwd=TESTS,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, f"writer exited early with {proc.returncode}"
+            assert time.monotonic() < deadline, "writer never reached " + phase
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("phase", ["staging", "commit"])
+def test_sigkill_mid_write_keeps_the_previous_dataset_local(tmp_path: Path, phase: str) -> None:
+    location = f"{tmp_path}/d/"
+    previous = frame(1)
+    fmt().write(previous, location, partition_cols=["part"])
+    committed = fmt().manifest(location)["generation"]
+    _kill_writer_at(location, phase, tmp_path)
+    assert fmt().exists(location)
+    assert fmt().manifest(location)["generation"] == committed
+    pd.testing.assert_frame_equal(fmt().read(location), previous, check_exact=True)
+    assert fmt().dataset(location).count_rows() == len(previous)  # the partial never shows
+    leftovers = [g for g in generations(tmp_path / "d") if g != committed]
+    assert len(leftovers) == 1  # the killed writer's staged generation
+    # the next write sweeps it (its writer is gone) and commits
+    fmt().write(frame(2), location, partition_cols=["part"])
+    assert generations(tmp_path / "d") == [fmt().manifest(location)["generation"]]
+    pd.testing.assert_frame_equal(fmt().read(location), frame(2), check_exact=True)
+
+
+def test_sigkill_of_a_first_write_leaves_nothing_readable(tmp_path: Path) -> None:
+    location = f"{tmp_path}/d/"
+    _kill_writer_at(location, "commit", tmp_path)
+    assert not fmt().exists(location)
+    with pytest.raises(FileNotFoundError):
+        fmt().read(location)
+    assert fmt().sweep(location)  # its writer is gone: the staged files go
+    assert generations(tmp_path / "d") == []
+
+
+# -- S3 ------------------------------------------------------------------------------------
+
+
+def _s3_keys(endpoint: str, bucket_url: str) -> list[str]:
+    from support.s3 import s3_client
+
+    bucket = bucket_url.removeprefix("s3://")
+    listed = s3_client(endpoint).list_objects_v2(Bucket=bucket)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def test_s3_round_trip_and_commit_marker(s3_server: Any, s3_bucket: str) -> None:
+    location = f"{s3_bucket}/sales/2024/"
+    df = frame(3)
+    assert not fmt().exists(location)
+    fmt().write(df, location, partition_cols=["part", "region"])
+    assert fmt().exists(location)
+    pd.testing.assert_frame_equal(fmt().read(location), df, check_exact=True)
+    keys = _s3_keys(s3_server.endpoint, s3_bucket)
+    assert "sales/2024/_prefect_ds_manifest.json" in keys
+    assert fmt().list_locations(f"{s3_bucket}/sales/*/") == [location]
+    info = fmt().target_info(location)
+    assert (info.rows, info.committed) == (len(df), True)
+    assert info.partitions == df.groupby(["part", "region"], observed=True).ngroups
+    fmt().delete(location)
+    assert _s3_keys(s3_server.endpoint, s3_bucket) == []
+
+
+@pytest.mark.parametrize("phase", ["staging", "commit"])
+def test_sigkill_mid_write_keeps_the_previous_dataset_s3(
+        s3_server: Any, s3_bucket: str, tmp_path: Path, phase: str) -> None:
+    location = f"{s3_bucket}/d/"
+    previous = frame(1)
+    fmt().write(previous, location, partition_cols=["part"])
+    committed = fmt().manifest(location)["generation"]
+    manifest_before = _s3_keys(s3_server.endpoint, s3_bucket)
+    _kill_writer_at(location, phase, tmp_path)
+    staged = sorted(set(_s3_keys(s3_server.endpoint, s3_bucket)) - set(manifest_before))
+    assert staged and all(k.startswith("d/_prefect-ds-") for k in staged)
+    assert fmt().manifest(location)["generation"] == committed
+    pd.testing.assert_frame_equal(fmt().read(location), previous, check_exact=True)
+    assert fmt().dataset(location).count_rows() == len(previous)
+    # on an object store a writer's liveness is unknown: staged files go once old enough
+    assert fmt().sweep(location) == []
+    assert fmt().sweep(location, max_age=0)
+    assert _s3_keys(s3_server.endpoint, s3_bucket) == manifest_before
+
+
+# -- foreign directories -------------------------------------------------------------------
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values("x").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("writer", ["pandas", "pyarrow", "dask"])
+def test_foreign_directories_load_and_say_so(tmp_path: Path, writer: str,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    df = frame(5).reset_index(drop=True)[["part", "x"]]
+    root = tmp_path / "foreign"
+    if writer == "pandas":
+        df.to_parquet(root, partition_cols=["part"])
+    elif writer == "pyarrow":
+        pads.write_dataset(pa.Table.from_pandas(df, preserve_index=False), root,
+                           format="parquet", partitioning=["part"], partitioning_flavor="hive")
+    else:
+        import dask.dataframe as dd
+
+        dd.from_pandas(df, npartitions=3).to_parquet(root, partition_on=["part"],
+                                                     write_index=False)
+    location = f"{root}/"
+    assert not fmt().exists(location)
+    with caplog.at_level(logging.WARNING, logger="prefect_ds.dataset"):
+        got = fmt().read(location)
+    assert "not committed by prefect-ds" in caplog.text
+    got["part"] = got["part"].astype("int64")
+    pd.testing.assert_frame_equal(_sorted(got[["part", "x"]]), _sorted(df))
+    info = fmt().target_info(location)
+    assert info.committed is False
+    assert info.rows == len(df)
+    assert info.partitions == df["part"].nunique()
+
+
+def test_writing_over_a_foreign_directory_commits_ours(tmp_path: Path) -> None:
+    df = frame(5)
+    (tmp_path / "d").mkdir()
+    df.to_parquet(tmp_path / "d" / "old.parquet")
+    fmt().write(frame(6), f"{tmp_path}/d/", partition_cols=["part"])
+    pd.testing.assert_frame_equal(fmt().read(f"{tmp_path}/d/"), frame(6), check_exact=True)
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({"partition_cols": ["nope"]}, UnsupportedFrameError, "does not have"),
+    ({"partition_cols": "part"}, TypeError, "list of column names"),
+    ({"partition_cols": ["part", "region", "x", "label", "when"]}, UnsupportedFrameError,
+     "at least one column"),
+    ({"partitoin_cols": ["part"]}, TypeError, "unknown write option"),
+])
+def test_bad_write_options_are_named_and_write_nothing(
+        tmp_path: Path, kwargs: dict[str, Any], error: type[Exception], words: str) -> None:
+    with pytest.raises(error, match=words):
+        fmt().write(frame(1), f"{tmp_path}/d/", **kwargs)
+    assert not (tmp_path / "d").exists()
+
+
+def test_bad_read_options_are_named(tmp_path: Path) -> None:
+    fmt().write(frame(1), f"{tmp_path}/d/")
+    with pytest.raises(TypeError, match="unknown read option"):
+        fmt().read(f"{tmp_path}/d/", filter=[("part", "==", 1)])
+    with pytest.raises(TypeError, match="filters for"):
+        fmt().read(f"{tmp_path}/d/", filters="part == 1")
+
+
+# -- metadata, listing, CLI ----------------------------------------------------------------
+
+
+def test_metadata_is_committed_with_the_dataset(tmp_path: Path) -> None:
+    f: Format = fmt()
+    assert isinstance(f, prefect_ds.SupportsMetadata)
+    f.write(frame(1), f"{tmp_path}/d/", metadata={"prefect_ds:fingerprint": "abc"})
+    assert f.read_metadata(f"{tmp_path}/d/") == {"prefect_ds:fingerprint": "abc"}
+
+
+def test_cli_ls_and_show_understand_datasets(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from prefect_ds._cli.app import app
+
+    for year in (2023, 2024):
+        fmt().write(frame(year), f"{tmp_path}/sales/{year}/", partition_cols=["part"])
+    runner = CliRunner()
+    listed = runner.invoke(app, ["ls", f"{tmp_path}/sales/{{year}}/"])
+    assert listed.exit_code == 0, listed.output
+    assert "2023" in listed.output and "2024" in listed.output and "3,000" in listed.output
+    shown = runner.invoke(app, ["show", f"{tmp_path}/sales/2024/"])
+    assert shown.exit_code == 0, shown.output
+    assert "3,000 rows x 5 columns" in shown.output
+
+
+def test_checkpoint_stores_a_dataset(tmp_path: Path) -> None:
+    calls = []
+
+    @prefect_ds.checkpoint(f"{tmp_path}/out/{{seed}}/",
+                           write_kwargs={"partition_cols": ["part"]})
+    def make(seed: int) -> pd.DataFrame:
+        calls.append(seed)
+        return frame(seed)
+
+    first = make(3)
+    second = make(3)
+    assert calls == [3]
+    pd.testing.assert_frame_equal(second, first, check_exact=True)
