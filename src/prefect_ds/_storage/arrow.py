@@ -56,7 +56,7 @@ def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
         df = df.reset_index(drop=True)
     labels = df.columns
     fields = [str(label) for label in labels]
-    _check_fields(labels, fields, format_name)
+    check_fields(labels, fields, format_name)
     label_record = encode_labels(labels, f"the {format_name} format's column labels")
     plain = (not isinstance(labels, pd.MultiIndex) and labels.name is None and len(labels)
              and (labels.dtype == object or isinstance(labels.dtype, pd.StringDtype))
@@ -95,7 +95,8 @@ def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
     return table.replace_schema_metadata(metadata)
 
 
-def _check_fields(labels: pd.Index, fields: list[str], fmt: str) -> None:
+def check_fields(labels: pd.Index, fields: list[str], fmt: str) -> None:
+    """Refuse labels whose text repeats: a file format names each column by its text."""
     if len(set(fields)) == len(fields):
         return
     seen: set[str] = set()

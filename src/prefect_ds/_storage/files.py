@@ -166,6 +166,20 @@ def _take_bound(data_location: str) -> BoundSidecar | None:
     return None
 
 
+def _writable(temps: list[str], locations: list[str], extra: BoundSidecar | None) -> list[str]:
+    """The temporaries the caller writes: all but a bound sidecar's, which is ours."""
+    return [t for t, loc in zip(temps, locations, strict=True)
+            if extra is None or loc != extra.location]
+
+
+def _write_extra(extra: BoundSidecar | None, temps: list[str], *, local: bool) -> None:
+    """Write a bound sidecar (second to last) describing the staged data file (last)."""
+    if extra is not None:
+        doc = extra.render(binding.of_file(temps[-1], local=local))
+        with open(temps[-2], "wb") as out:
+            out.write(doc)
+
+
 @contextlib.contextmanager
 def staged(*locations: str, durable_commit: bool | None = None,
            **storage_options: Any) -> Iterator[list[str]]:
@@ -193,12 +207,8 @@ def staged(*locations: str, durable_commit: bool | None = None,
         try:
             for path in paths:
                 temps.append(create_temp(path))
-            yield [t for t, loc in zip(temps, all_locations, strict=True)
-                   if extra is None or loc != extra.location]
-            if extra is not None:
-                doc = extra.render(binding.of_file(temps[-1], local=True))
-                with open(temps[-2], "wb") as out:
-                    out.write(doc)
+            yield _writable(temps, all_locations, extra)
+            _write_extra(extra, temps, local=True)
             if sync:
                 for temp in temps:
                     fsync_path(temp)
@@ -217,12 +227,8 @@ def staged(*locations: str, durable_commit: bool | None = None,
         return
     with tempfile.TemporaryDirectory(prefix="prefect-ds-") as tmpdir:
         temps = [os.path.join(tmpdir, str(i)) for i in range(len(targets))]
-        yield [t for t, loc in zip(temps, all_locations, strict=True)
-               if extra is None or loc != extra.location]
-        if extra is not None:
-            doc = extra.render(binding.of_file(temps[-1], local=False))
-            with open(temps[-2], "wb") as out:
-                out.write(doc)
+        yield _writable(temps, all_locations, extra)
+        _write_extra(extra, temps, local=False)
         data_fs, data_path = targets[-1]
         together = len(targets) > 1 and supports_leases(data_fs)
         with S3Lease(data_fs, data_path) if together else contextlib.nullcontext():

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._redact import redact
+from prefect_ds._storage.arrow import check_fields
 from prefect_ds._storage.dtypes import describe, from_spec
 from prefect_ds._storage.labels import decode_labels, encode_labels, level_values
 
@@ -138,14 +139,7 @@ def _header(df: pd.DataFrame) -> tuple[list[str], dict[str, Any] | None]:
     repeats, before anything is written."""
     labels = df.columns
     fields = [str(label) for label in labels]
-    if len(set(fields)) != len(fields):
-        seen: set[str] = set()
-        dupes = [label for label, field in zip(labels, fields, strict=True)
-                 if field in seen or seen.add(field)]  # type: ignore[func-returns-value]
-        raise UnsupportedFrameError(
-            f"the csv format needs unique column names (as text); {dupes[:5]!r} occur more "
-            f"than once. Rename or drop the duplicates first"
-        )
+    check_fields(labels, fields, "csv")
     plain = (not isinstance(labels, pd.MultiIndex)
              and (labels.dtype == object or isinstance(labels.dtype, pd.StringDtype))
              and all(type(label) is str for label in labels))
