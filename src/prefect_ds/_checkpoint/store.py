@@ -17,6 +17,7 @@ import pandas as pd
 
 from prefect_ds._checkpoint import collisions as _claims
 from prefect_ds._checkpoint import lineage as _lineage
+from prefect_ds._checkpoint import refresh as _refresh
 from prefect_ds._checkpoint.fingerprint import Fingerprint, Part
 from prefect_ds._checkpoint.locking import async_target_lock, target_lock
 from prefect_ds._checkpoint.runs import (
@@ -31,8 +32,9 @@ from prefect_ds._checkpoint.runs import (
 )
 from prefect_ds._checkpoint.staleness import Staleness
 from prefect_ds._errors import CheckpointResultError, CorruptTargetError
-from prefect_ds._format import SupportsDiscard
+from prefect_ds._format import SupportsDiscard, SupportsMetadata
 from prefect_ds._handler import PandasResultHandler
+from prefect_ds._registry import redact
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.targets import StoredTarget
 
@@ -143,8 +145,22 @@ class Checkpointed:
         return self.staleness.stale_parts(location, lambda: self.call_fingerprint(call))
 
     def fresh(self, location: str, call: Call) -> bool:
-        """False when ``invalidate_on`` finds the existing target stale (logged why)."""
-        if not self.staleness.active or not self.handler.format.exists(location):
+        """False when ``refresh_cache``, ``cache_expiration`` or ``invalidate_on`` make the
+        existing target stale (logged why)."""
+        fmt = self.handler.format
+        if _refresh.refresh_requested(call.context):
+            if fmt.exists(location):
+                run_logger().info("refresh_cache is set: running %s and replacing checkpoint %s",
+                                  self.label(call), redact(location))
+            return False
+        limit = _refresh.max_age(call.context)
+        if limit is not None and fmt.exists(location):
+            old, why = _refresh.expired(fmt, location, limit)
+            if old:
+                run_logger().info("checkpoint %s has expired (%s); recomputing it",
+                                  redact(location), why)
+                return False
+        if not self.staleness.active or not fmt.exists(location):
             return True
         changed = self.stale_parts(location, call)
         if changed is None:
@@ -168,6 +184,15 @@ class Checkpointed:
             parts = call.fingerprint.parts if call.fingerprint is not None else None
             _lineage.report("loaded", self.handler.format, location, stored, parts)
         return stored
+
+    def replaces(self, location: str, call: Call) -> bool:
+        """Whether this call replaces the target whatever is stored there now:
+        ``refresh_cache`` is set, or the target is older than ``cache_expiration`` (checked
+        again right before writing, like staleness)."""
+        if _refresh.refresh_requested(call.context):
+            return True
+        limit = _refresh.max_age(call.context)
+        return limit is not None and _refresh.expired(self.handler.format, location, limit)[0]
 
     def corrupt(self, location: str) -> bool:
         """With ``on_corrupt="recompute"``: whether the target there now is corrupt, so
@@ -196,11 +221,15 @@ class Checkpointed:
         """Write atomically, with the call's fingerprint when ``invalidate_on`` is set."""
         fmt = self.handler.format
         parts: Mapping[str, str] | None = None
+        metadata: dict[str, str] | None = None
         if self.staleness.active:
             fingerprint = self.call_fingerprint(call)
             parts = fingerprint.parts
-            fmt.write(df, location, metadata=self.staleness.metadata(fingerprint),
-                      **self.handler.write_kwargs)
+            metadata = self.staleness.metadata(fingerprint)
+        if _refresh.max_age(call.context) is not None and isinstance(fmt, SupportsMetadata):
+            metadata = _refresh.with_written_at(metadata)  # the age cache_expiration checks
+        if metadata is not None:
+            fmt.write(df, location, metadata=metadata, **self.handler.write_kwargs)
         else:
             fmt.write(df, location, **self.handler.write_kwargs)
         _lineage.report("materialized", fmt, location, df, parts)
@@ -231,7 +260,8 @@ class Checkpointed:
             present = fmt.exists(location)
         except CorruptTargetError:
             present = True
-        if present and not self.corrupt(location) and self.stale_parts(location, call) is None:
+        if (present and not self.replaces(location, call) and not self.corrupt(location)
+                and self.stale_parts(location, call) is None):
             run_logger().warning(
                 "checkpoint %s appeared while %s was computing it (written by another "
                 "process?); it was left as it is and this call's result was not stored",
@@ -242,7 +272,7 @@ class Checkpointed:
         try:
             self.write_target(df, location, call)
         except CorruptTargetError:
-            if self.on_corrupt != "recompute":
+            if self.on_corrupt != "recompute" and not _refresh.refresh_requested(call.context):
                 raise
             # The format cannot write into its damaged container (an unreadable HDF5
             # file holds no frame worth keeping): remove it, then write afresh.
