@@ -5,10 +5,15 @@ not starting with a dot, in its NFKC form and at most 200 characters. That singl
 means a rendered location can never leave the template's directory (no separators,
 ``..``, ``~``, absolute paths or URL schemes), never collides with our hidden temporary
 files, and never carries quotes or semicolons into a SQL identifier.
+
+A value that is not a plain name (``'New York'``) is refused, never altered silently. The
+opt-in conversion ``{field!slug}`` turns it into one (:func:`slug`: ``'New-York'``).
+A template may be any ``os.PathLike`` (``pathlib.Path``) as well as a string.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import unicodedata
@@ -20,6 +25,45 @@ from prefect_ds._errors import TemplateError, UnsafeLocationError
 _SAFE_VALUE = re.compile(r"[\w\-.=+,@]+")
 _MAX_VALUE_LENGTH = 200
 _formatter = string.Formatter()
+# ``{field!slug}``: str.format knows one-letter conversions only, so the template is parsed
+# with this private stand-in for ``!slug`` and the conversion applied here.
+_SLUG_MARK = "\ue000"
+_SLUG_CONVERSION = re.compile(r"!slug(?=[:}])")
+_NOT_NAME = re.compile(r"[^\w]+")
+
+
+def as_location(location: Any, what: str = "a location") -> str:
+    """``location`` as a string: a ``str`` as is, an ``os.PathLike`` through ``os.fspath``."""
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str) or not location:
+        raise TemplateError(
+            f"{what} must be a non-empty string or os.PathLike (pathlib.Path), "
+            f"got {location!r}"
+        )
+    return location
+
+
+def slug(value: object) -> str:
+    """``value`` as a plain name: every run of characters other than letters, digits and
+    ``_`` becomes one ``-``, leading and trailing ``-`` are dropped, case is kept.
+
+    ``'New York'`` -> ``'New-York'``, ``'São Paulo'`` -> ``'São-Paulo'``,
+    ``'a / b'`` -> ``'a-b'``. Distinct values can share a slug (``'a b'``, ``'a-b'``);
+    checkpoint collision detection reports two such calls in one flow run.
+    """
+    text = unicodedata.normalize("NFKC", str(value))
+    return _NOT_NAME.sub("-", text).strip("-")
+
+
+def _hint(value: str, field: str) -> str:
+    """How to fix an unsafe value: about dates when it looks like one, else about strings."""
+    if re.fullmatch(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:?\d\d|Z)?", value):
+        return f"format it in the template instead, e.g. {{{field}:%Y%m%d}} for a date."
+    return (
+        f"pass a plain name, or opt in to converting it with {{{field}!slug}} "
+        f"(here: {slug(value)!r})."
+    )
 
 
 def _top_level(field_name: str) -> str:
@@ -45,8 +89,7 @@ def check_value(value: str, field: str) -> str:
         raise UnsafeLocationError(
             f"template field {{{field}}} rendered to {value!r}, which {problem}. A value must "
             f"be one plain name (letters, digits, '-_.=+,@'), so it cannot escape the "
-            f"template's directory or inject SQL; format it in the template instead, "
-            f"e.g. {{{field}:%Y%m%d}} for a date."
+            f"template's directory or inject SQL; {_hint(value, field)}"
         )
     return value
 
@@ -54,12 +97,11 @@ def check_value(value: str, field: str) -> str:
 class LocationTemplate:
     """A ``str.format`` template of a location, checked and rendered safely."""
 
-    def __init__(self, template: str) -> None:
-        if not isinstance(template, str) or not template:
-            raise TemplateError(f"a location must be a non-empty string, got {template!r}")
+    def __init__(self, template: str | os.PathLike[str]) -> None:
+        template = as_location(template)
         self.template = template
         try:
-            self._parts = list(_formatter.parse(template))
+            self._parts = list(_formatter.parse(_SLUG_CONVERSION.sub(_SLUG_MARK, template)))
         except ValueError as exc:
             raise TemplateError(f"cannot parse location template {template!r}: {exc}") from None
         for _, field, _, _ in self._parts:
@@ -100,20 +142,31 @@ class LocationTemplate:
                     f"cannot resolve {{{field}}} in location template {self.template!r}: {exc}"
                 ) from None
             try:
-                value = _formatter.convert_field(value, conversion)
+                if conversion == _SLUG_MARK:
+                    value = slug(value)
+                else:
+                    value = _formatter.convert_field(value, conversion)
                 text = _formatter.format_field(value, spec or "")
             except (ValueError, TypeError) as exc:
                 raise TemplateError(
                     f"cannot format {{{field}}} of location template {self.template!r} "
-                    f"(a {type(value).__name__} value, conversion {conversion!r}, spec "
-                    f"{spec!r}): {exc}. Fix the field's !conversion or :spec, or pass a "
-                    f"value of the type it expects."
+                    f"(a {type(value).__name__} value, conversion "
+                    f"{_shown_conversion(conversion)!r}, spec {spec!r}): {_shown(exc)}. Fix "
+                    f"the field's !conversion or :spec, or pass a value of the type it expects."
                 ) from None
             out.append(check_value(text, field))
         return "".join(out)
 
     def __repr__(self) -> str:
         return f"LocationTemplate({self.template!r})"
+
+
+def _shown(exc: Exception) -> str:
+    return str(exc).replace(_SLUG_MARK, "slug")
+
+
+def _shown_conversion(conversion: str | None) -> str | None:
+    return "slug" if conversion == _SLUG_MARK else conversion
 
 
 def split_fragment(location: str) -> tuple[str, str]:

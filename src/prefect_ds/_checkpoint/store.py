@@ -17,6 +17,7 @@ import pandas as pd
 
 from prefect_ds._checkpoint import collisions as _claims
 from prefect_ds._checkpoint import lineage as _lineage
+from prefect_ds._checkpoint import preview as _preview
 from prefect_ds._checkpoint import refresh as _refresh
 from prefect_ds._checkpoint.fingerprint import Fingerprint, Part
 from prefect_ds._checkpoint.locking import async_target_lock, target_lock
@@ -47,7 +48,7 @@ class Checkpointed:
 
     def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any],
                  invalidate_on: Iterable[Part] = (), strict: bool = False,
-                 on_corrupt: OnCorrupt = "error") -> None:
+                 on_corrupt: OnCorrupt = "error", preview: bool | None = None) -> None:
         if is_prefect_task(fn):
             raise TypeError(
                 f"@checkpoint({handler.location!r}) was put above @task on "
@@ -65,6 +66,7 @@ class Checkpointed:
         self.handler = handler
         self.fn = fn
         self.on_corrupt = on_corrupt
+        self.preview = preview  # None: the PREFECT_DS_PREVIEW environment variable decides
         self.name = getattr(fn, "__qualname__", repr(fn))
         self.signature = inspect.signature(fn)
         kinds = {p.kind for p in self.signature.parameters.values()}
@@ -280,6 +282,8 @@ class Checkpointed:
             self.write_target(df, location, call)
         run_logger().info("saved checkpoint %s", location)
         self.remember(location, call)
+        if call.context is not None and _preview.enabled(self.preview):
+            _preview.publish(df, location, self.handler.format, run_logger())
 
     def remember(self, location: str, call: Call) -> None:
         if call.task_run_id is not None:
