@@ -101,7 +101,7 @@ class LocationTemplate:
         template = as_location(template)
         self.template = template
         try:
-            self._parts = list(_formatter.parse(_SLUG_CONVERSION.sub(_SLUG_MARK, template)))
+            self._parts = list(_formatter.parse(_SLUG_CONVERSION.sub("!" + _SLUG_MARK, template)))
         except ValueError as exc:
             raise TemplateError(f"cannot parse location template {template!r}: {exc}") from None
         for _, field, _, _ in self._parts:
