@@ -14,6 +14,7 @@ from prefect_ds._format import Format, SupportsStorageOptions
 from prefect_ds._locations import LocationTemplate, as_location
 from prefect_ds._registry import resolve_format
 from prefect_ds._storage.blocks import StorageRoot, storage_root
+from prefect_ds._storage.files import require_filesystem
 
 
 class PandasResultHandler:
@@ -53,6 +54,8 @@ class PandasResultHandler:
             storage_options = {**self.storage.options, **(storage_options or {})}
         self.template = LocationTemplate(location)
         self.format: Format = resolve_format(location, format)
+        if isinstance(self.format, SupportsStorageOptions):  # files: s3:// needs s3fs, ...
+            require_filesystem(location)
         if storage_options:
             if not isinstance(self.format, SupportsStorageOptions):
                 raise TypeError(
