@@ -48,6 +48,19 @@ def remote_block(endpoint: str, bucket: str) -> Any:
     return RemoteFileSystem(basepath=f"s3://{bucket}/results", settings=storage_options(endpoint))
 
 
+def test_the_prefect_functions_a_slug_is_loaded_with_are_still_there() -> None:
+    """A slug is loaded with ``Block.aload`` run through ``run_coro_as_sync`` (which works
+    inside a running event loop); both are Prefect utilities, not documented API."""
+    import inspect
+
+    from prefect.blocks.core import Block
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    assert inspect.iscoroutinefunction(Block.aload)
+    assert callable(run_coro_as_sync)
+    assert Block.get_block_type_slug.__func__  # type: ignore[attr-defined]
+
+
 # -- instances ----------------------------------------------------------------------------
 
 
