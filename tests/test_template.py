@@ -96,9 +96,10 @@ def test_malformed_templates(template: str) -> None:
         LocationTemplate(template)
 
 
-def test_template_must_be_a_string() -> None:
+def test_template_must_be_a_string_or_pathlike() -> None:
+    assert LocationTemplate(Path("x.csv")).template == "x.csv"  # see test_native_locations
     with pytest.raises(TemplateError, match="non-empty string"):
-        LocationTemplate(Path("x.csv"))  # type: ignore[arg-type]
+        LocationTemplate(3)  # type: ignore[arg-type]
 
 
 def test_check_fields_names_the_unknown_field_and_the_parameters() -> None:

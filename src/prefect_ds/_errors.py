@@ -16,12 +16,19 @@ class MissingDependencyError(PrefectDSError, ImportError):
 
     A format module raises it at import when its library is missing, so the install hint
     travels with the format's registration: the registry keeps it and repeats it when a
-    location names that format, or has one of its ``suffixes`` or ``schemes``.
+    location names that format, or has one of its ``suffixes`` or ``schemes``. A library
+    needed only by some locations (an fsspec filesystem for ``s3://``, a database driver)
+    is reported when such a location is used, with ``needed_by`` naming it.
     """
 
     def __init__(self, format: str, missing: str, install: str, *,
-                 suffixes: tuple[str, ...] = (), schemes: tuple[str, ...] = ()) -> None:
-        super().__init__(f"the {format!r} format needs {missing}, which is not installed")
+                 suffixes: tuple[str, ...] = (), schemes: tuple[str, ...] = (),
+                 needed_by: str | None = None) -> None:
+        if needed_by is None:
+            super().__init__(f"the {format!r} format needs {missing}, which is not installed")
+        else:  # raised when a location is used, so the message carries the fix itself
+            super().__init__(f"{needed_by} needs {missing}, which is not installed. "
+                             f"Install it with: {install}")
         self.format = format
         self.install = install
         self.suffixes = suffixes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any, cast
@@ -10,15 +11,18 @@ from typing import Any, cast
 import pandas as pd
 
 from prefect_ds._checkpoint import lineage as _lineage
+from prefect_ds._errors import TemplateError
 from prefect_ds._format import (
     Format,
     SupportsLock,
     SupportsSidecarNames,
     SupportsStorageOptions,
 )
-from prefect_ds._locations import LocationTemplate
+from prefect_ds._locations import LocationTemplate, as_location
 from prefect_ds._redact import redact
 from prefect_ds._registry import resolve_format
+from prefect_ds._storage.blocks import StorageRoot, storage_root
+from prefect_ds._storage.files import require_filesystem
 
 
 class PandasResultHandler:
@@ -30,19 +34,36 @@ class PandasResultHandler:
     ``write_kwargs`` are passed to the format on every read and write.
     ``storage_options`` go to fsspec for file formats (credentials, ``endpoint_url`` for
     an S3-compatible store); without them fsspec reads the usual environment variables.
+
+    ``location`` may be a ``pathlib.Path`` or any ``os.PathLike``. ``storage`` is a Prefect
+    storage block, or a saved block's slug (``"s3-bucket/lab"``), used as the root of a
+    relative ``location``; credentials come from the block (``storage_options`` override
+    them). A slug is loaded from the Prefect API once, here.
     """
 
     def __init__(
         self,
-        location: str,
+        location: str | os.PathLike[str],
         format: str | None = None,
         *,
         read_kwargs: Mapping[str, Any] | None = None,
         write_kwargs: Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        storage: object | str | None = None,
     ) -> None:
+        location = as_location(location)
+        self.storage: StorageRoot | None = None
+        if storage is not None:
+            self.storage = _storage_root(storage)
+            try:
+                location = self.storage.join(location)
+            except ValueError as exc:
+                raise TemplateError(str(exc)) from None
+            storage_options = {**self.storage.options, **(storage_options or {})}
         self.template = LocationTemplate(location)
         self.format: Format = resolve_format(location, format)
+        if isinstance(self.format, SupportsStorageOptions):  # files: s3:// needs s3fs, ...
+            require_filesystem(location)
         if storage_options:
             if not isinstance(self.format, SupportsStorageOptions):
                 raise TypeError(
@@ -99,3 +120,29 @@ class PandasResultHandler:
 
     def __repr__(self) -> str:
         return f"PandasResultHandler({redact(self.location)!r}, format={self.format.name!r})"
+
+
+def _storage_root(storage: object) -> StorageRoot:
+    """The root of a block instance, or of the saved block a ``"type/name"`` slug names."""
+    if isinstance(storage, str):
+        if storage.count("/") != 1 or not all(storage.split("/")):
+            raise ValueError(
+                f"storage={storage!r} is not a saved block's slug; give 'block-type/name' "
+                f"(e.g. 'local-file-system/lab') or a block instance"
+            )
+        return storage_root(_load_block(storage), repr(storage))
+    return storage_root(storage)
+
+
+def _load_block(slug: str) -> object:
+    """The saved block ``slug``, loaded from the Prefect API (also inside a running loop)."""
+    from prefect.blocks.core import Block
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    try:
+        return run_coro_as_sync(Block.aload(slug))
+    except ValueError as exc:
+        raise ValueError(
+            f"storage={slug!r}: no such saved block ({exc}); create it with Block.save() or "
+            f"in the Prefect UI, or pass a block instance"
+        ) from None

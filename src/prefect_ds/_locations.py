@@ -12,10 +12,15 @@ The rendered location is checked as a whole too, before anything is created: its
 name must not end like another target's sidecar (``a.schema.json`` beside a csv ``a``),
 and every part of its path must leave room, in bytes, for the longest hidden name
 prefect-ds puts beside it (file systems allow 255 bytes per name).
+
+A value that is not a plain name (``'New York'``) is refused, never altered silently. The
+opt-in conversion ``{field!slug}`` turns it into one (:func:`slug`: ``'New-York'``).
+A template may be any ``os.PathLike`` (``pathlib.Path``) as well as a string.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import unicodedata
@@ -35,6 +40,45 @@ RESERVED_MARKER = ".prefect-ds"
 HIDDEN_SUFFIXES = (".prefect-ds.json", ".prefect-ds-lock", ".prefect-ds-tmp",
                    ".prefect-ds-lease")
 _formatter = string.Formatter()
+# ``{field!slug}``: str.format knows one-letter conversions only, so the template is parsed
+# with this private stand-in for ``!slug`` and the conversion applied here.
+_SLUG_MARK = "\ue000"
+_SLUG_CONVERSION = re.compile(r"!slug(?=[:}])")
+_NOT_NAME = re.compile(r"[^\w]+")
+
+
+def as_location(location: Any, what: str = "a location") -> str:
+    """``location`` as a string: a ``str`` as is, an ``os.PathLike`` through ``os.fspath``."""
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str) or not location:
+        raise TemplateError(
+            f"{what} must be a non-empty string or os.PathLike (pathlib.Path), "
+            f"got {location!r}"
+        )
+    return location
+
+
+def slug(value: object) -> str:
+    """``value`` as a plain name: every run of characters other than letters, digits and
+    ``_`` becomes one ``-``, leading and trailing ``-`` are dropped, case is kept.
+
+    ``'New York'`` -> ``'New-York'``, ``'São Paulo'`` -> ``'São-Paulo'``,
+    ``'a / b'`` -> ``'a-b'``. Distinct values can share a slug (``'a b'``, ``'a-b'``);
+    checkpoint collision detection reports two such calls in one flow run.
+    """
+    text = unicodedata.normalize("NFKC", str(value))
+    return _NOT_NAME.sub("-", text).strip("-")
+
+
+def _hint(value: str, field: str) -> str:
+    """How to fix an unsafe value: about dates when it looks like one, else about strings."""
+    if re.fullmatch(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:?\d\d|Z)?", value):
+        return f"format it in the template instead, e.g. {{{field}:%Y%m%d}} for a date."
+    return (
+        f"pass a plain name, or opt in to converting it with {{{field}!slug}} "
+        f"(here: {slug(value)!r})."
+    )
 
 
 def _top_level(field_name: str) -> str:
@@ -67,8 +111,7 @@ def check_value(value: str, field: str) -> str:
         raise UnsafeLocationError(
             f"template field {{{field}}} rendered to {value!r}, which {problem}. A value must "
             f"be one plain name (letters, digits, '-_.=+,@'), so it cannot escape the "
-            f"template's directory or inject SQL; format it in the template instead, "
-            f"e.g. {{{field}:%Y%m%d}} for a date."
+            f"template's directory or inject SQL; {_hint(value, field)}"
         )
     return value
 
@@ -108,12 +151,11 @@ def check_location(location: str, template: str, sidecar_suffixes: tuple[str, ..
 class LocationTemplate:
     """A ``str.format`` template of a location, checked and rendered safely."""
 
-    def __init__(self, template: str) -> None:
-        if not isinstance(template, str) or not template:
-            raise TemplateError(f"a location must be a non-empty string, got {template!r}")
+    def __init__(self, template: str | os.PathLike[str]) -> None:
+        template = as_location(template)
         self.template = template
         try:
-            self._parts = list(_formatter.parse(template))
+            self._parts = list(_formatter.parse(_SLUG_CONVERSION.sub("!" + _SLUG_MARK, template)))
         except ValueError as exc:
             raise TemplateError(
                 f"cannot parse location template {redact(template)!r}: {exc}"
@@ -161,14 +203,17 @@ class LocationTemplate:
                     f"{redact(self.template)!r}: {exc}"
                 ) from None
             try:
-                value = _formatter.convert_field(value, conversion)
+                if conversion == _SLUG_MARK:
+                    value = slug(value)
+                else:
+                    value = _formatter.convert_field(value, conversion)
                 text = _formatter.format_field(value, spec or "")
             except (ValueError, TypeError) as exc:
                 raise TemplateError(
                     f"cannot format {{{field}}} of location template {redact(self.template)!r} "
-                    f"(a {type(value).__name__} value, conversion {conversion!r}, spec "
-                    f"{spec!r}): {exc}. Fix the field's !conversion or :spec, or pass a "
-                    f"value of the type it expects."
+                    f"(a {type(value).__name__} value, conversion "
+                    f"{_shown_conversion(conversion)!r}, spec {spec!r}): {_shown(exc)}. Fix "
+                    f"the field's !conversion or :spec, or pass a value of the type it expects."
                 ) from None
             out.append(check_value(text, field))
         location = "".join(out)
@@ -178,6 +223,14 @@ class LocationTemplate:
 
     def __repr__(self) -> str:
         return f"LocationTemplate({redact(self.template)!r})"
+
+
+def _shown(exc: Exception) -> str:
+    return str(exc).replace(_SLUG_MARK, "slug")
+
+
+def _shown_conversion(conversion: str | None) -> str | None:
+    return "slug" if conversion == _SLUG_MARK else conversion
 
 
 def split_fragment(location: str) -> tuple[str, str]:

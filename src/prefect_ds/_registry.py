@@ -7,6 +7,7 @@ like a third party's, so both are found, loaded and checked the same way.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import pluggy
 
 from prefect_ds._errors import DuplicateFormatError, MissingDependencyError, UnknownFormatError
 from prefect_ds._format import Format
+from prefect_ds._locations import as_location
 from prefect_ds._redact import redact
 
 from . import hookspecs
@@ -143,27 +145,35 @@ def available_formats() -> list[str]:
 
 
 def get_format(name: str) -> Format:
-    """The installed format called ``name``.
+    """The installed format called ``name`` (case-insensitive: ``"CSV"`` is ``csv``).
 
     Raises :class:`UnknownFormatError` listing the installed formats, and the extra to
     install when ``name`` is a built-in whose optional dependency is missing.
     """
     reg = current()
     found = reg.formats.get(name)
+    if found is None and isinstance(name, str):  # names are case-insensitive: "CSV" is csv
+        folded = [r for n, r in reg.formats.items() if n.casefold() == name.casefold()]
+        found = folded[0] if len(folded) == 1 else None
     if found is not None:
         return found.format
     message = f"unknown format {name!r}; installed formats: {', '.join(sorted(reg.formats))}."
-    if name in reg.unavailable:
-        message += " " + _unavailable_message(name, reg.unavailable[name])
+    missing = {n.casefold(): n for n in reg.unavailable}.get(str(name).casefold())
+    if missing is not None:
+        message += " " + _unavailable_message(missing, reg.unavailable[missing])
     elif reg.unavailable:
         message += f" Plugins that failed to load: {', '.join(sorted(reg.unavailable))}."
     raise UnknownFormatError(message)
 
 
-def resolve_format(location: str, format: str | None = None) -> Format:
-    """The format for ``location``: the named one, else by suffix, else by URL scheme."""
+def resolve_format(location: str | os.PathLike[str], format: str | None = None) -> Format:
+    """The format for ``location``: the named one, else by suffix, else by URL scheme.
+
+    ``location`` may be a string or any ``os.PathLike`` (``pathlib.Path``).
+    """
     if format is not None:
         return get_format(format)
+    location = as_location(location)
     formats = [r.format for r in current().formats.values()]
     path = location.split("#", 1)[0].split("?", 1)[0].lower()
     by_suffix = [f for f in formats if any(path.endswith(s) for s in f.suffixes)]

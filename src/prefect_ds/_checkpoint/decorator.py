@@ -20,6 +20,7 @@ checkpointed task wants by default: no input hashing, no Prefect result persiste
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -45,7 +46,7 @@ _PERSIST_OPTIONS = (
 
 
 def checkpoint(
-    location: str | PandasResultHandler,
+    location: str | os.PathLike[str] | PandasResultHandler,
     format: str | None = None,
     *,
     read_kwargs: Mapping[str, Any] | None = None,
@@ -54,6 +55,8 @@ def checkpoint(
     strict: bool = False,
     on_corrupt: OnCorrupt = "error",
     lock_timeout: float | None = None,
+    storage: object | str | None = None,
+    preview: bool | None = None,
 ) -> Callable[[F], F]:
     """Store a task function's DataFrame at ``location`` and skip the call when it exists.
 
@@ -83,6 +86,16 @@ def checkpoint(
     ``lock_timeout`` (seconds) bounds the wait for another process rendering the same
     target (its holder is logged when the wait starts); past it the call raises
     :class:`TargetLockTimeout`. ``None`` (the default) waits as long as it takes.
+
+    Prefect's own options keep their meaning: ``task.with_options(refresh_cache=True)``
+    (or the ``PREFECT_TASKS_REFRESH_CACHE`` setting) runs the function and replaces the
+    target; a task's ``cache_expiration`` is the target's maximum age
+    (``prefect_ds._checkpoint.refresh``).
+
+    ``location`` may be a ``pathlib.Path``. ``storage`` is a Prefect storage block or a
+    saved block's slug (``"s3-bucket/lab"``) used as the root of a relative ``location``,
+    with the block's credentials. ``preview=True`` publishes a table artifact of each
+    stored frame (``None``: the ``PREFECT_DS_PREVIEW`` environment variable decides).
     """
     if lock_timeout is not None and not (isinstance(lock_timeout, (int, float))
                                          and lock_timeout >= 0):
@@ -93,26 +106,29 @@ def checkpoint(
             f"on_corrupt must be one of {', '.join(map(repr, ON_CORRUPT))}; got {on_corrupt!r}"
         )
     if isinstance(location, PandasResultHandler):
-        if format is not None or read_kwargs is not None or write_kwargs is not None:
+        if (format is not None or read_kwargs is not None or write_kwargs is not None
+                or storage is not None):
             raise TypeError(
                 f"checkpoint({location!r}, ...) got a PandasResultHandler together with "
-                f"format/read_kwargs/write_kwargs; pass those to the PandasResultHandler instead"
+                f"format/read_kwargs/write_kwargs/storage; pass those to the "
+                f"PandasResultHandler instead"
             )
         handler = location
     else:
         handler = PandasResultHandler(
-            location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs
+            location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
+            storage=storage,
         )
 
     def decorate(fn: F) -> F:
         return cast(F, Checkpointed(handler, fn, invalidate_on, strict, on_corrupt,
-                                    lock_timeout).wrapper)
+                                    lock_timeout, preview).wrapper)
 
     return decorate
 
 
 def checkpoint_task(
-    location: str | PandasResultHandler,
+    location: str | os.PathLike[str] | PandasResultHandler,
     format: str | None = None,
     *,
     read_kwargs: Mapping[str, Any] | None = None,
@@ -121,6 +137,8 @@ def checkpoint_task(
     strict: bool = False,
     on_corrupt: OnCorrupt = "error",
     lock_timeout: float | None = None,
+    storage: object | str | None = None,
+    preview: bool | None = None,
     **task_options: Any,
 ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
     """``@task(...)`` over ``@checkpoint(...)``, with defaults fit for large DataFrames.
@@ -141,7 +159,7 @@ def checkpoint_task(
         options["persist_result"] = False
     wrap = checkpoint(location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
                       invalidate_on=invalidate_on, strict=strict, on_corrupt=on_corrupt,
-                      lock_timeout=lock_timeout)
+                      lock_timeout=lock_timeout, storage=storage, preview=preview)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         return cast("Task[Any, Any]", task(**options)(wrap(fn)))

@@ -17,6 +17,8 @@ import pandas as pd
 
 from prefect_ds._checkpoint import collisions as _claims
 from prefect_ds._checkpoint import lineage as _lineage
+from prefect_ds._checkpoint import preview as _preview
+from prefect_ds._checkpoint import refresh as _refresh
 from prefect_ds._checkpoint.fingerprint import Fingerprint, Part
 from prefect_ds._checkpoint.locking import async_target_lock, target_lock
 from prefect_ds._checkpoint.runs import (
@@ -35,7 +37,7 @@ from prefect_ds._errors import (
     CheckpointResultError,
     CorruptTargetError,
 )
-from prefect_ds._format import SupportsDiscard, SupportsLazyFrames
+from prefect_ds._format import SupportsDiscard, SupportsLazyFrames, SupportsMetadata
 from prefect_ds._handler import PandasResultHandler
 from prefect_ds._redact import redact, scrub
 from prefect_ds._release import targets as _targets
@@ -50,7 +52,8 @@ class Checkpointed:
 
     def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any],
                  invalidate_on: Iterable[Part] = (), strict: bool = False,
-                 on_corrupt: OnCorrupt = "error", lock_timeout: float | None = None) -> None:
+                 on_corrupt: OnCorrupt = "error", lock_timeout: float | None = None,
+                 preview: bool | None = None) -> None:
         if is_prefect_task(fn):
             raise TypeError(
                 f"@checkpoint({redact(handler.location)!r}) was put above @task on "
@@ -70,6 +73,7 @@ class Checkpointed:
         self.fn = fn
         self.on_corrupt = on_corrupt
         self.lock_timeout = lock_timeout
+        self.preview = preview  # None: the PREFECT_DS_PREVIEW environment variable decides
         self.name = getattr(fn, "__qualname__", repr(fn))
         self.signature = inspect.signature(fn)
         kinds = {p.kind for p in self.signature.parameters.values()}
@@ -154,12 +158,26 @@ class Checkpointed:
 
     def fresh(self, location: str, call: Call, claim: _claims.Claim | None = None,
               prior: _claims.Claim | None = None) -> bool:
-        """False when ``invalidate_on`` finds the existing target stale (logged why).
+        """False when ``refresh_cache``, ``cache_expiration`` or ``invalidate_on`` make the
+        existing target stale (logged why).
 
         A target an earlier call of this flow run produced (``prior``) is never stale
         for a later one: replacing it is a collision (``collisions.replacing``).
         """
-        if not self.staleness.active or not self.handler.format.exists(location):
+        fmt = self.handler.format
+        if _refresh.refresh_requested(call.context):
+            if fmt.exists(location):
+                run_logger().info("refresh_cache is set: running %s and replacing checkpoint %s",
+                                  self.label(call), redact(location))
+            return False
+        limit = _refresh.max_age(call.context)
+        if limit is not None and fmt.exists(location):
+            old, why = _refresh.expired(fmt, location, limit)
+            if old:
+                run_logger().info("checkpoint %s has expired (%s); recomputing it",
+                                  redact(location), why)
+                return False
+        if not self.staleness.active or not fmt.exists(location):
             return True
         changed = self.stale_parts(location, call)
         if changed is None:
@@ -188,6 +206,15 @@ class Checkpointed:
             _lineage.report("loaded", self.handler.format, location, stored, parts)
         return stored
 
+    def replaces(self, location: str, call: Call) -> bool:
+        """Whether this call replaces the target whatever is stored there now:
+        ``refresh_cache`` is set, or the target is older than ``cache_expiration`` (checked
+        again right before writing, like staleness)."""
+        if _refresh.refresh_requested(call.context):
+            return True
+        limit = _refresh.max_age(call.context)
+        return limit is not None and _refresh.expired(self.handler.format, location, limit)[0]
+
     def corrupt(self, location: str) -> bool:
         """With ``on_corrupt="recompute"``: whether the target there now is corrupt, so
         this call may replace it (checked right before writing, like staleness)."""
@@ -215,11 +242,15 @@ class Checkpointed:
         """Write atomically, with the call's fingerprint when ``invalidate_on`` is set."""
         fmt = self.handler.format
         parts: Mapping[str, str] | None = None
+        metadata: dict[str, str] | None = None
         if self.staleness.active:
             fingerprint = self.call_fingerprint(call)
             parts = fingerprint.parts
-            fmt.write(df, location, metadata=self.staleness.metadata(fingerprint),
-                      **self.handler.write_kwargs)
+            metadata = self.staleness.metadata(fingerprint)
+        if _refresh.max_age(call.context) is not None and isinstance(fmt, SupportsMetadata):
+            metadata = _refresh.with_written_at(metadata)  # the age cache_expiration checks
+        if metadata is not None:
+            fmt.write(df, location, metadata=metadata, **self.handler.write_kwargs)
         else:
             fmt.write(df, location, **self.handler.write_kwargs)
         _lineage.report("materialized", fmt, location, df, parts)
@@ -257,7 +288,8 @@ class Checkpointed:
             present = fmt.exists(location)
         except CorruptTargetError:
             present = True
-        if present and not self.corrupt(location) and self.stale_parts(location, call) is None:
+        if (present and not self.replaces(location, call) and not self.corrupt(location)
+                and self.stale_parts(location, call) is None):
             run_logger().warning(
                 "checkpoint %s appeared while %s was computing it (written by another "
                 "process?); it was left as it is and this call's result was not stored",
@@ -268,7 +300,7 @@ class Checkpointed:
         try:
             self.write_target(df, location, call)
         except CorruptTargetError:
-            if self.on_corrupt != "recompute":
+            if self.on_corrupt != "recompute" and not _refresh.refresh_requested(call.context):
                 raise
             # The format cannot write into its damaged container (an unreadable HDF5
             # file holds no frame worth keeping): remove it, then write afresh.
@@ -276,6 +308,8 @@ class Checkpointed:
             self.write_target(df, location, call)
         run_logger().info("saved checkpoint %s", redact(location))
         self.remember(location, call)
+        if call.context is not None and _preview.enabled(self.preview):
+            _preview.publish(df, location, self.handler.format, run_logger())
 
     def remember(self, location: str, call: Call) -> None:
         if call.task_run_id is not None:

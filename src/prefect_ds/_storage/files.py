@@ -43,6 +43,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from prefect_ds._errors import MissingDependencyError
 from prefect_ds._storage import binding
 from prefect_ds._storage.durability import durable, fsync_path, makedirs
 from prefect_ds._storage.lease import S3Lease, supports_leases
@@ -56,10 +57,44 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+# fsspec protocols whose package is one of this project's extras.
+_EXTRAS = {"s3": ("s3fs", "pip install 'prefect-ds[s3]'"),
+           "s3a": ("s3fs", "pip install 'prefect-ds[s3]'")}
+
+
 def filesystem(location: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem and the path within it for ``location``."""
-    fs, path = fsspec.core.url_to_fs(location, **storage_options)
+    location = os.fspath(location)
+    try:
+        fs, path = fsspec.core.url_to_fs(location, **storage_options)
+    except ImportError as exc:
+        raise _missing_filesystem(location, exc) from exc
     return fs, path
+
+
+def require_filesystem(location: str) -> None:
+    """Raise :class:`MissingDependencyError` naming what to install when the package of
+    ``location``'s URL scheme (``s3://`` needs s3fs) is missing; checks no connection."""
+    for part in os.fspath(location).split("::"):
+        protocol, _ = fsspec.core.split_protocol(part)
+        if protocol:
+            try:
+                fsspec.get_filesystem_class(protocol)
+            except ImportError as exc:
+                raise _missing_filesystem(part, exc) from exc
+            except ValueError:
+                pass  # an unknown protocol: fsspec says so itself when the location is used
+
+
+def _missing_filesystem(location: str, exc: ImportError) -> MissingDependencyError:
+    protocol = (fsspec.core.split_protocol(location)[0] or "").lower()
+    if protocol in _EXTRAS:
+        package, install = _EXTRAS[protocol]
+    else:
+        known = fsspec.registry.known_implementations.get(protocol, {})
+        package = str(known.get("class", "")).split(".", 1)[0] or str(exc)
+        install = f"pip install {package}"
+    return MissingDependencyError("", package, install, needed_by=f"a {protocol}:// location")
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -21,12 +21,25 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from prefect_ds._errors import MissingDependencyError
 from prefect_ds.formats.sql.backend import Backend, DbapiSession, Session
 from prefect_ds.formats.sql.names import SqlLocation
 from prefect_ds.formats.sql.schema import to_sqlalchemy_frame
 
 _engines: dict[str, tuple[int, sa.Engine]] = {}
 _lock = threading.Lock()
+
+
+# Backends whose driver one of this project's extras installs.
+_EXTRAS = {"postgresql": "pip install 'prefect-ds[postgres]'"}
+
+
+def _missing_driver(loc: SqlLocation, exc: ImportError) -> MissingDependencyError:
+    """The error for a URL whose SQLAlchemy driver is not installed, naming what to install."""
+    module = (getattr(exc, "name", None) or str(exc)).split(".", 1)[0]
+    install = _EXTRAS.get(loc.backend, f"pip install {module}")
+    return MissingDependencyError("sql", f"the database driver {module!r}", install,
+                                  needed_by=f"the {loc.backend}:// location {loc.shown!r}")
 
 
 def engine_for(loc: SqlLocation) -> sa.Engine:
@@ -36,7 +49,10 @@ def engine_for(loc: SqlLocation) -> sa.Engine:
         cached = _engines.get(key)
         if cached is not None and cached[0] == os.getpid():
             return cached[1]
-        engine = sa.create_engine(loc.url, pool_pre_ping=True)
+        try:
+            engine = sa.create_engine(loc.url, pool_pre_ping=True)
+        except ImportError as exc:  # the URL's driver (psycopg, pymysql, ...) is missing
+            raise _missing_driver(loc, exc) from exc
         if loc.backend == "sqlite" and engine.dialect.driver == "pysqlite":
             _transactional_ddl(engine)
         _engines[key] = (os.getpid(), engine)
