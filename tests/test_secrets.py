@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from prefect_ds import get_format
-from prefect_ds._redact import redact, resolve_format
+from prefect_ds._redact import redact
+from prefect_ds._registry import resolve_format
 
 SECRET = "s3cr3t-Pa55"
 QUOTING = f"postgresql://u:{SECRET}@[]/db#t"  # libpq repeats this URI in its error
