@@ -90,7 +90,7 @@ def _stop_sampler(dask_worker: Any) -> dict[str, float]:
 
 @pytest.mark.slow  # writes and reads back a dataset larger than the cluster: minutes
 @pytest.mark.skipif("PREFECT_DS_DATASET_TIMES" not in os.environ,
-                    reason="minutes of work: set PREFECT_DS_DATASET_TIMES (e.g. 4) to run it")
+                    reason="opt-in: minutes; set PREFECT_DS_DATASET_TIMES=4 to run it")
 def test_larger_than_memory_dataset_on_s3(prefect_harness: None, s3_server: Any,
                                           s3_bucket: str, tmp_path: Path) -> None:
     markers = tmp_path / "markers"

@@ -151,7 +151,8 @@ def test_unsupported_storage_is_refused_naming_the_supported_blocks() -> None:
 
 def test_prefect_aws_s3_bucket(no_aws_environment: Any) -> None:
     """prefect-aws's S3Bucket, when it is installed (it is not a dependency)."""
-    prefect_aws = pytest.importorskip("prefect_aws")
+    prefect_aws = pytest.importorskip(
+        "prefect_aws", reason="opt-in: prefect-aws is not a dependency; install it to test")
     from support.s3 import ACCESS_KEY, REGION, SECRET_KEY, create_bucket
 
     endpoint = no_aws_environment.endpoint

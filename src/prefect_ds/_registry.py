@@ -176,6 +176,7 @@ def resolve_format(location: str | os.PathLike[str], format: str | None = None) 
     location = as_location(location)
     formats = [r.format for r in current().formats.values()]
     path = location.split("#", 1)[0].split("?", 1)[0].lower()
+    _check_scheme(location, path, formats)
     by_suffix = [f for f in formats if any(path.endswith(s) for s in f.suffixes)]
     if by_suffix:
         longest = max(len(s) for f in by_suffix for s in f.suffixes if path.endswith(s))
@@ -217,3 +218,21 @@ def resolve_format(location: str | os.PathLike[str], format: str | None = None) 
 def _unavailable_message(name: str, why: Unavailable) -> str:
     hint = f" Install it with: {why.install}." if why.install else ""
     return f"The {name!r} plugin failed to load ({why.reason}).{hint}"
+
+
+def _check_scheme(location: str, path: str, formats: list[Format]) -> None:
+    """Refuse a URL scheme that is neither a format's nor a file system fsspec knows."""
+    scheme = path.split("://", 1)[0].split("+", 1)[0] if "://" in path else ""
+    if not scheme or any(scheme in f.schemes for f in formats):
+        return
+    import fsspec
+
+    if scheme in fsspec.available_protocols():
+        return
+    claimed = sorted({s for f in formats for s in f.schemes})
+    raise UnknownFormatError(
+        f"the scheme {scheme + '://'!r} of {redact(location)!r} is neither a database "
+        f"format's ({', '.join(claimed) or 'none installed'}) nor a file system fsspec "
+        f"knows; use a path, an fsspec URL (s3://, gcs://, memory://, file://) or a "
+        f"database URL"
+    )

@@ -104,12 +104,14 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def _writer_backend(url: str) -> int | None:
+def _writer_backend(url: str, table: str) -> int | None:
+    """The server process copying rows into ``table`` (refilled in place) or into the
+    temporary table that replaces it."""
     with psycopg.connect(_libpq(url)) as conn:
         row = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-            "AND strpos(query, '_prefect_ds_tables_tmp_') > 0 "
-            "AND (query ILIKE 'COPY%' OR query ILIKE 'INSERT%')").fetchone()
+            "AND (strpos(query, '_prefect_ds_tables_tmp_') > 0 OR strpos(query, %s) > 0) "
+            "AND (query ILIKE 'COPY%%' OR query ILIKE 'INSERT%%')", (table,)).fetchone()
     return int(row[0]) if row else None
 
 
@@ -142,7 +144,7 @@ def test_dropped_postgresql_connection_leaves_the_previous_table(pg_url: str,
         deadline = time.monotonic() + 120
         backend = None
         while backend is None and writer.is_alive() and time.monotonic() < deadline:
-            backend = _writer_backend(pg_url)
+            backend = _writer_backend(pg_url, location.rpartition("#")[2])
             time.sleep(0.01)
         assert backend is not None, "the write finished before its connection could be cut"
         with psycopg.connect(_libpq(pg_url), autocommit=True) as admin:
