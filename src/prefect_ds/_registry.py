@@ -234,5 +234,5 @@ def _check_scheme(location: str, path: str, formats: list[Format]) -> None:
         f"the scheme {scheme + '://'!r} of {redact(location)!r} is neither a database "
         f"format's ({', '.join(claimed) or 'none installed'}) nor a file system fsspec "
         f"knows; use a path, an fsspec URL (s3://, gcs://, memory://, file://) or a "
-        f"database URL"
+        f"database URL, or name an installed format with format=NAME"
     )
