@@ -39,7 +39,7 @@ from uuid import UUID
 
 import distributed
 import pandas as pd
-from prefect.client.schemas.objects import RunInput, State, TaskRunResult
+from prefect.client.schemas.objects import State, TaskRunResult
 from prefect.futures import PrefectFuture, PrefectFutureList
 from prefect.results import ResultRecord  # type: ignore[attr-defined]
 from prefect.states import Completed
@@ -58,6 +58,7 @@ from prefect_ds._release.submissions import data_ids, mapped_calls, other_ids, w
 from prefect_ds._release.targets import StoredTarget
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import RunInput  # not in Prefect 3.4.0
     from prefect.tasks import Task
 
 R = TypeVar("R")

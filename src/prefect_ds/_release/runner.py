@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
-from prefect.client.schemas.objects import RunInput, State
+from prefect.client.schemas.objects import State
 from prefect.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
 from prefect.results import ResultRecord  # type: ignore[attr-defined]
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -34,6 +34,7 @@ from prefect_ds._release.placeholder import ReleasedResult
 from prefect_ds._release.submissions import data_ids, mapped_calls, other_ids, waited_ids
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import RunInput  # not in Prefect 3.4.0
     from prefect.tasks import Task
 
 R = TypeVar("R")

@@ -17,10 +17,10 @@ not fail the submission.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from prefect.client.schemas.objects import RunInput, State, TaskRunResult
+from prefect.client.schemas.objects import State, TaskRunResult
 from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
 from prefect.utilities.collections import StopVisiting, visit_collection
@@ -28,6 +28,9 @@ from prefect.utilities.engine import collect_task_run_inputs_sync
 
 from prefect_ds._errors import ResultReleasedError
 from prefect_ds._release.placeholder import ReleasedResult
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import RunInput  # not in Prefect 3.4.0
 
 
 def _run_ids(inputs: set[Any]) -> set[UUID]:
