@@ -30,6 +30,7 @@ from prefect_ds._storage import files as _files
 from prefect_ds._storage.files import open_for_read, staged
 
 FORK = multiprocessing.get_context("fork")
+SPAWN = multiprocessing.get_context("spawn")  # writers that must not inherit a Prefect run
 READS = 2000 if os.environ.get("PREFECT_DS_FULL") else 150  # reads while others overwrite
 
 # Same byte size on disk, different dtypes: "100" (int64) and "1.5" (float64).
@@ -312,7 +313,7 @@ def _race_writes(location: str, value: int, rounds: int) -> None:
 
 def test_concurrent_handler_writes_leave_one_complete_result(tmp_path: Path) -> None:
     location = str(tmp_path / "t.csv")
-    writers = [FORK.Process(target=_race_writes, args=(location, v, 15)) for v in (1, 2, 3)]
+    writers = [SPAWN.Process(target=_race_writes, args=(location, v, 15)) for v in (1, 2, 3)]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -337,7 +338,7 @@ def _write_key(location: str, key: str, rounds: int) -> None:
 def test_hdf_writers_of_different_keys_lose_none(tmp_path: Path) -> None:
     pytest.importorskip("h5py")
     location = str(tmp_path / "multi.h5")
-    writers = [FORK.Process(target=_write_key, args=(location, k, 8)) for k in "abc"]
+    writers = [SPAWN.Process(target=_write_key, args=(location, k, 8)) for k in "abc"]
     for writer in writers:
         writer.start()
     fmt = get_format("hdf")

@@ -71,7 +71,7 @@ def test_two_handler_writers_leave_exactly_one_complete_result(tmp_path: Path,
     if suffix == ".h5":
         pytest.importorskip("h5py")
     location = str(tmp_path / f"t{suffix}")
-    writers = [FORK.Process(target=_hammer, args=(location, v, 10)) for v in (1, 2)]
+    writers = [SPAWN.Process(target=_hammer, args=(location, v, 10)) for v in (1, 2)]
     for writer in writers:
         writer.start()
     for writer in writers:
