@@ -72,7 +72,7 @@ def test_every_kind_has_a_frame_in_the_fast_run() -> None:
     assert len({case.name for case in CASES}) == len(CASES), "case names must be unique"
 
 
-@pytest.mark.skipif(not WRITE, reason="PREFECT_DS_WRITE_MATRIX=1 rewrites the matrix")
+@pytest.mark.skipif(not WRITE, reason="opt-in: PREFECT_DS_WRITE_MATRIX=1 rewrites the matrix")
 def test_write_the_matrix() -> None:
     assert FULL, "write the matrix from a full run (PREFECT_DS_FULL=1)"
     cells: dict[tuple[str, str], str] = {}
