@@ -23,6 +23,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect_dask import DaskTaskRunner
+from support import count
 
 from prefect_ds import (
     PandasResultHandler,
@@ -32,7 +33,7 @@ from prefect_ds import (
 )
 from prefect_ds.dask import DSDaskTaskRunner
 
-CALLS = 50
+CALLS = count(12, 50)  # mapped calls per flow run
 FRAME_ROWS = 10_000_000  # one float64 column: 80 MB per frame
 FRAME_MB = FRAME_ROWS * 8 / 2**20
 
@@ -81,7 +82,7 @@ def computed(markers: str) -> list[int]:
     return sorted(int(name.split("-")[0]) for name in os.listdir(markers))
 
 
-@pytest.mark.slow  # three flow runs of 50 Dask-distributed Prefect task runs each
+@pytest.mark.slow  # three flow runs of CALLS Dask-distributed Prefect task runs each
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_mapped_checkpoints_on_cluster(
     cluster: distributed.LocalCluster, tmp_path: Any, where: str, request: pytest.FixtureRequest
@@ -113,10 +114,11 @@ def test_mapped_checkpoints_on_cluster(
     assert computed(markers) == list(range(CALLS))
 
     targets = PandasResultHandler(f"{base}/squares/{{i}}.parquet")
-    for i in (3, 17, 42):
+    deleted = (3, CALLS // 2, CALLS - 1)
+    for i in deleted:
         targets.delete(i=i)
     assert run() == expected
-    assert computed(markers) == sorted([*range(CALLS), 3, 17, 42])
+    assert computed(markers) == sorted([*range(CALLS), *deleted])
 
 
 def _held(client: distributed.Client) -> int:

@@ -3,13 +3,13 @@ real Prefect server through its events API."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pandas as pd
 import pytest
+from support.events import asset_events
 
 from prefect_ds import FileFormat, get_format
 from prefect_ds._checkpoint.lineage import MATERIALIZED, REFERENCED, _active, asset_key, report
@@ -43,26 +43,6 @@ def test_nothing_is_reported_outside_a_prefect_run(tmp_path: Path) -> None:
 
 
 # -- events on a real server -------------------------------------------------------------------
-
-
-def asset_events(flow_run_id: UUID, expected: int) -> list[Any]:
-    """The asset events related to a flow run, waiting for the server to store them."""
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-    from prefect.events.worker import EventsWorker
-
-    EventsWorker.drain_all(timeout=30)
-    event_filter = EventFilter(
-        event=EventNameFilter(prefix=["prefect.asset."]),
-        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        with get_client(sync_client=True) as client:
-            events = list(client.read_events(event_filter, limit=50).events)
-        if len(events) >= expected or time.monotonic() > deadline:
-            return events
-        time.sleep(0.5)
 
 
 def related(event: Any, role: str) -> list[str]:

@@ -1,10 +1,11 @@
-"""Eight processes render the same target at once, twenty times over.
+"""Eight processes render the same target at once, round after round.
 
 Each round starts eight spawned processes at one barrier; each renders the target the way
 a checkpointed call does (``target_lock`` -> exists? load : compute + write). Every round
 the final target must be complete, loadable and equal to the expected frame, and nothing
 (temp files, lock files, leases) may be left beside it. On local disk the lock file, on
 S3 the lease object, makes the losers wait and load: exactly one process computes.
+Fast run: 5 rounds (``ROUNDS``); PREFECT_DS_FULL=1: 20.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from support import count
 
 from prefect_ds import PandasResultHandler, available_formats, checkpoint
 from prefect_ds._checkpoint.locking import target_lock
 
 PROCESSES = 8
-ROUNDS = 20
+ROUNDS = count(5, 20)
 _barrier: Any = None
 
 

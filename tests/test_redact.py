@@ -195,7 +195,7 @@ def test_a_flow_run_leaks_the_password_nowhere(
     from prefect import flow
     from prefect.context import FlowRunContext
     from prefect.events.worker import EventsWorker
-    from test_lineage import asset_events
+    from support.events import asset_events
 
     from prefect_ds import checkpoint_task
 

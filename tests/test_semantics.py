@@ -26,6 +26,7 @@ from pandas.testing import assert_frame_equal
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import allow_failure, quote, unmapped
+from support.events import asset_events
 
 from prefect_ds import (
     CheckpointCollisionError,
@@ -563,32 +564,12 @@ def test_lineage_lists_the_upstream_asset(run: Callable[..., Any], tmp_path: Pat
         return context.flow_run.id
 
     flow_run_id = run(pipeline)
-    events = asset_events(flow_run_id, 3)
+    events = asset_events(flow_run_id, 2)  # raw_1 and clean_1 materialized
     clean_events = [e for e in events
                     if e.event == MATERIALIZED and e.resource.id.endswith("clean_1.parquet")]
     assert clean_events, [e.event for e in events]
     upstream = [r.id for r in clean_events[0].related if r.role == "asset"]
     assert any(key.endswith("raw_1.parquet") for key in upstream), upstream
-
-
-def asset_events(flow_run_id: Any, expected: int) -> list[Any]:
-    """The asset events related to a flow run, waiting for the server to store them."""
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-    from prefect.events.worker import EventsWorker
-
-    EventsWorker.drain_all(timeout=30)
-    event_filter = EventFilter(
-        event=EventNameFilter(prefix=["prefect.asset."]),
-        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        with get_client(sync_client=True) as client:
-            events = list(client.read_events(event_filter, limit=50).events)
-        if len(events) >= expected or time.monotonic() > deadline:
-            return events
-        time.sleep(0.5)
 
 
 # -- 6. nothing held, nothing piled up -------------------------------------------------------
