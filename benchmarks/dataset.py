@@ -30,15 +30,6 @@ from common import interleaved, mixed_frame
 import prefect_ds
 
 
-def dataset_format() -> Any:
-    """The dataset format; registered in-process when the installed entry points lack it."""
-    if "dataset" not in prefect_ds.available_formats():
-        import prefect_ds.formats.dataset as module
-
-        prefect_ds.register_plugin(module, name="prefect-ds:dataset")
-    return prefect_ds.get_format("dataset")
-
-
 def fresh(root: str, name: str) -> Callable[[], str]:
     counter = itertools.count()
     return lambda: f"{root}/{name}-{next(counter)}/"
@@ -54,7 +45,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parts", type=int, default=8, help="Dask partitions")
     args = parser.parse_args()
-    fmt = dataset_format()
+    fmt = prefect_ds.get_format("dataset")
     df = mixed_frame(args.rows)
     root = tempfile.mkdtemp(prefix="prefect-ds-bench-")
     print(f"{args.rows:,} rows x {df.shape[1]} columns, partitioned by 'region' "
