@@ -441,7 +441,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
         self,
         task: Task[Any, Any],
         parameters: dict[str, Any],
-        wait_for: Iterable[PrefectFuture[Any]] | None,
+        wait_for: Any,
         dependencies: dict[str, set[RunInput]] | None,
     ) -> distributed.Future[Any]:
         """One task run on the cluster: the Dask future of its final state.
@@ -451,13 +451,13 @@ class DSDaskTaskRunner(DaskTaskRunner):
         missing, or the worker plugin cannot be registered, by prefect-dask's own
         ``submit`` (one warning says so).
         """
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
         if self._fast is None:
             self._fast = _fast_path(self.client)
         if not self._fast:
             future = super().submit(task, parameters, wait_for, dependencies)
-            return future.wrapped_future  # type: ignore[no-any-return]
-        if not self._started:
-            raise RuntimeError("The task runner must be started before submitting work.")
+            return future.wrapped_future
         from prefect_ds._dask.submit import submit
 
         return submit(

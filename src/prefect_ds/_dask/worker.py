@@ -24,6 +24,7 @@ import distributed
 logger = logging.getLogger("prefect_ds.dask")
 
 PLUGIN_NAME = "prefect-ds-task-state"
+KEEP_SETTINGS = 4  # distinct settings kept per worker; older ones and their clients go
 
 _warned = threading.Event()
 
@@ -80,12 +81,23 @@ class PrefectWorkerState(distributed.WorkerPlugin):
 
         with self._lock:
             built = self._settings.get(key)
-        if built is None:
-            built = SettingsContext(**payload)  # the slow part, once
-            with self._lock:
-                if self._closed:
-                    return built
-                built = self._settings.setdefault(key, built)
+        if built is not None:
+            return built
+        built = SettingsContext(**payload)  # the slow part, once
+        with self._lock:
+            if self._closed or key in self._settings:
+                return self._settings.get(key, built)
+            self._settings[key] = built
+            dropped = []
+            while len(self._settings) > KEEP_SETTINGS:
+                oldest = next(iter(self._settings))
+                del self._settings[oldest]
+                for ident in [i for i in self._clients if i[1] == oldest]:
+                    entry = self._clients.pop(ident)
+                    if entry.in_use == 0:
+                        dropped.append(entry)  # one in use closes at its check-in
+        for entry in dropped:
+            _close(entry)
         return built
 
     @contextlib.contextmanager
