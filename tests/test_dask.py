@@ -447,3 +447,34 @@ def test_missing_internals_fall_back_with_one_warning(
             assert got == ["Completed", "Completed", "Failed", False, False]
     said = [w for w in caught if "prefect.context.Moved.__var__" in str(w.message)]
     assert len(said) == 1, [str(w.message) for w in caught]
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def double(i: int) -> int:
+    return 2 * i
+
+
+def test_a_worker_without_the_plugin_runs_tasks_as_prefect_dask_does(
+    prefect_harness: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a worker that has the plugin, ``run_task`` gives Prefect the serialized
+    settings back, so the run is prefect-dask's own; it says so once per process."""
+    import logging
+    import threading
+
+    from prefect_ds._dask import worker
+    from prefect_ds._dask.submit import serialized_settings
+
+    monkeypatch.setattr(worker, "_warned", threading.Event())
+    key, payload, _ = serialized_settings()
+    with caplog.at_level(logging.WARNING, logger="prefect_ds.dask"):
+        states = [
+            worker.run_task(double, key, payload, task_run_id=uuid.uuid4(),
+                            parameters={"i": i}, wait_for=None, return_type="state",
+                            dependencies={}, context={})
+            for i in (2, 3)
+        ]
+    assert [s.name for s in states] == ["Completed", "Completed"]
+    assert [s.result() for s in states] == [4, 6]
+    said = [r for r in caplog.records if worker.PLUGIN_NAME in r.getMessage()]
+    assert len(said) == 1
