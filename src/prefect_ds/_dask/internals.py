@@ -4,6 +4,9 @@
 :func:`missing` names any that a Prefect release removed or reshaped, and the runner then
 submits exactly as prefect-dask does, with one warning, rather than run with a context
 it cannot build correctly.
+
+Tested with Prefect 3.9.0, prefect-dask 0.3.7 and distributed 2026.8.0 (pyproject.toml
+holds prefect-dask to its 0.3 line).
 """
 
 from __future__ import annotations
