@@ -171,9 +171,9 @@ def main() -> None:
             print(f"| {calls} | {workload} | {ms['threads']:.1f} | {ms['prefect-dask']:.1f} | "
                   f"{ms['ours']:.1f} | {speedup:.1f}x | {vs_threads:.1f}x |")
             figures[f"{workload} {calls}"] = {
-                **{f"{name} ms": round(v, 1) for name, v in ms.items()},
-                "prefect-dask / ours": round(speedup, 2),
-                "ours / threads": round(vs_threads, 2),
+                **{f"{name.replace('-', '_')}_ms": round(v, 1) for name, v in ms.items()},
+                "prefect_dask_over_ours": round(speedup, 2),
+                "ours_over_threads": round(vs_threads, 2),
             }
     if not args.no_record:
         record("scale", figures, calls=args.calls, rows=args.rows, repeat=args.repeat,

@@ -24,6 +24,11 @@ Importing ``prefect_ds`` never imports Dask; this module does::
     def pipeline(): ...
 
 Checkpoint targets must be on storage every worker sees (a shared file system, S3).
+
+Each task run goes to the cluster through :mod:`prefect_ds._dask.submit`: the flow's
+settings are serialized once, Dask keys are task run ids (no hashing of arguments), and
+each worker keeps Prefect's settings context and one API client per thread between task
+runs (:mod:`prefect_ds._dask.worker`), instead of rebuilding them for every run.
 """
 
 from __future__ import annotations
@@ -447,7 +452,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
         """One task run on the cluster: the Dask future of its final state.
 
         Submitted by :mod:`prefect_ds._dask.submit`, whose workers keep Prefect's
-        settings and API clients between runs; where a Prefect internal that needs is
+        settings and API clients between runs; where a Prefect internal it needs is
         missing, or the worker plugin cannot be registered, by prefect-dask's own
         ``submit`` (one warning says so).
         """
