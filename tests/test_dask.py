@@ -211,3 +211,272 @@ def test_late_consumers_after_release(cluster: distributed.LocalCluster, tmp_pat
     pd.testing.assert_frame_equal(out["kept_result"], expected)
     pd.testing.assert_frame_equal(out["reloaded"], expected + 1)
     assert "already gone" in out["error"]
+
+
+# -- the fast path: what workers keep between task runs, and what Prefect still sees -------
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def where(i: int) -> dict[str, Any]:
+    """Where and in what Prefect context a task run ran, and which API client it had."""
+    import threading
+
+    from prefect import get_run_logger, runtime
+    from prefect.context import SyncClientContext, TaskRunContext
+
+    get_run_logger().warning("where-%s ran", i)  # the suite logs warnings and up
+    client_context = SyncClientContext.get()
+    run_context = TaskRunContext.get()
+    assert run_context is not None
+    return {
+        "worker": (os.getpid(), threading.get_ident()),
+        "client": id(client_context.client) if client_context else None,
+        "flow_run": str(runtime.flow_run.id),
+        "deployment": runtime.deployment.id,
+        "parameters": runtime.deployment.parameters,
+        "tags": sorted(run_context.task_run.tags),
+        # the Dask key: the fast path names it after the task run instead of hashing
+        # the arguments (prefect-dask's pure=True)
+        "untokenized": distributed.get_worker().get_current_task()
+        == f"where-{run_context.task_run.id.hex}",
+    }
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def broken() -> None:
+    raise ValueError("broken on purpose")
+
+
+@task(retries=1, retry_delay_seconds=0, cache_policy=NO_CACHE, persist_result=False)
+def flaky(marker: str) -> str:
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        raise RuntimeError("the first try fails")
+    return "second try"
+
+
+def _polled(read: Any, enough: Any, seconds: float = 60) -> Any:
+    """Read until ``enough(result)``: states, logs and events reach the server as
+    events, in batches."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = read()
+        if enough(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)
+
+
+def _task_runs(flow_run_id: Any, count: int) -> dict[str, list[Any]]:
+    """The server's task runs of a flow run by task name, once ``count`` are final."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    def read() -> list[Any]:
+        with get_client(sync_client=True) as client:
+            return client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
+
+    runs = _polled(read, lambda found: sum(
+        r.state is not None and r.state.is_final() for r in found) >= count)
+    by_name: dict[str, list[Any]] = {}
+    for run in runs:
+        by_name.setdefault(run.name.rsplit("-", 1)[0], []).append(run)
+    return by_name
+
+
+def _worker_clients(client: distributed.Client) -> dict[str, Any]:
+    from prefect_ds._dask.worker import PLUGIN_NAME
+
+    return client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].open_clients)
+
+
+def _teardown_closes(dask_worker: Any) -> tuple[int, bool]:
+    """Runs on a worker: tear the plugin down as a worker shutdown does."""
+    from prefect_ds._dask.worker import PLUGIN_NAME
+
+    plugin = dask_worker.plugins[PLUGIN_NAME]
+    clients = [entry.context.client for entry in plugin._clients.values()]
+    plugin.teardown(dask_worker)
+    return len(clients), all(c._closed for c in clients) and plugin.open_clients == 0
+
+
+def test_kept_worker_state_keeps_everything_prefect_shows(
+    cluster: distributed.LocalCluster, tmp_path: Any
+) -> None:
+    """One flow on the cluster: states (Completed, Failed, a retry), logs, events,
+    deployment and flow-run context and tags reach the server and the task; each worker
+    thread reuses one API client; a second run shows every checkpoint as Cached; the
+    plugin closes the clients at teardown."""
+    from prefect import tags
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    calls = 8
+    deployment = uuid.uuid4()
+
+    @checkpoint_task(f"{tmp_path}/parts/{{i}}.parquet")
+    def part(i: int) -> pd.DataFrame:
+        return pd.DataFrame({"i": [i]})
+
+    @flow
+    def visible(marker: str) -> dict[str, Any]:
+        import prefect.context  # the flow travels to the workers: no ContextVar in it
+
+        # what the engine sets for a deployment's flow run
+        tokens = (prefect.context._deployment_id.set(deployment),
+                  prefect.context._deployment_parameters.set({"region": "EU"}))
+        try:
+            with tags("kept-state"):
+                seen = where.map(range(calls))
+            parts = part.map(range(calls))
+            bad = broken.submit()
+            retried = flaky.submit(marker)
+            bad.wait()
+            context = FlowRunContext.get()
+            assert context is not None and context.flow_run is not None
+            return {
+                "flow_run": context.flow_run.id,
+                "seen": [f.result() for f in seen],
+                "parts": [int(f.result()["i"].iloc[0]) for f in parts],
+                "retried": retried.result(),
+                "where_ids": [f.task_run_id for f in seen],
+            }
+        finally:
+            prefect.context._deployment_parameters.reset(tokens[1])
+            prefect.context._deployment_id.reset(tokens[0])
+
+    @flow
+    def warm() -> Any:
+        part.map(range(calls)).wait()
+        context = FlowRunContext.get()
+        assert context is not None and context.flow_run is not None
+        return context.flow_run.id
+
+    def runner() -> DSDaskTaskRunner:
+        return DSDaskTaskRunner(address=cluster.scheduler_address)
+
+    out = visible.with_options(task_runner=runner())(str(tmp_path / "flaky-marker"))
+    flow_run = out["flow_run"]
+    assert out["parts"] == list(range(calls)) and out["retried"] == "second try"
+
+    # the context that reached every task on the workers
+    for seen in out["seen"]:
+        assert seen["flow_run"] == str(flow_run)
+        assert seen["deployment"] == str(deployment)
+        assert seen["parameters"] == {"region": "EU"}
+        assert "kept-state" in seen["tags"]
+        assert seen["client"] is not None and seen["untokenized"]
+    # one API client per worker thread, kept across its task runs
+    clients: dict[Any, set[int]] = {}
+    for seen in out["seen"]:
+        clients.setdefault(tuple(seen["worker"]), set()).add(seen["client"])
+    assert all(len(ids) == 1 for ids in clients.values()), clients
+    assert len(clients) < calls  # some thread ran several task runs
+    assert len({pid for pid, _ in clients}) == 2  # on both worker processes
+
+    # every state on the server
+    runs = _task_runs(flow_run, 2 * calls + 2)
+    assert {r.state.name for r in runs["where"]} == {"Completed"}
+    assert len(runs["where"]) == calls
+    assert [r.state.name for r in runs["part"]] == ["Completed"] * calls
+    assert [r.state.name for r in runs["broken"]] == ["Failed"]
+    assert "broken on purpose" in (runs["broken"][0].state.message or "")
+    [retry] = runs["flaky"]
+    assert retry.state.name == "Completed" and retry.run_count == 2
+
+    # logs and events from the workers
+    def logs() -> list[Any]:
+        with get_client(sync_client=True) as client:
+            return client.read_logs(log_filter=LogFilter(
+                task_run_id=LogFilterTaskRunId(any_=out["where_ids"])), limit=200)
+
+    got = _polled(logs, lambda found: sum("ran" in x.message for x in found) >= calls)
+    assert sorted(x.message for x in got if x.message.startswith("where-")) == sorted(
+        f"where-{i} ran" for i in range(calls))
+
+    def events() -> list[Any]:
+        with get_client(sync_client=True) as client:
+            return list(client.read_events(EventFilter(
+                event=EventNameFilter(name=["prefect.task-run.Completed"]),
+                related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run}"]),
+            ), limit=50).events)
+
+    completed = _polled(events, lambda found: len(found) >= 2 * calls + 1)
+    assert len(completed) == 2 * calls + 1  # where, part, and flaky's second try
+
+    # the warm run: every checkpoint loads, and shows so
+    warm_run = warm.with_options(task_runner=runner())()
+    assert [r.state.name for r in _task_runs(warm_run, calls)["part"]] == ["Cached"] * calls
+
+    # the kept clients are closed when the worker lets the plugin go
+    with distributed.Client(cluster) as client:
+        assert all(n >= 1 for n in _worker_clients(client).values())
+        closed = client.run(_teardown_closes)
+        assert all(n >= 1 and ok for n, ok in closed.values()), closed
+        from prefect_ds._dask.worker import PLUGIN_NAME
+
+        client.unregister_worker_plugin(PLUGIN_NAME)
+
+
+def test_missing_internals_fall_back_with_one_warning(
+    cluster: distributed.LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where an internal the fast path needs is gone, task runs go the prefect-dask way:
+    one warning, and the same states."""
+    from prefect_ds._dask import internals
+
+    monkeypatch.setattr(internals, "missing", lambda: ("prefect.context.Moved.__var__",))
+    monkeypatch.setattr(internals, "_warned", type(internals._warned)())
+
+    @flow
+    def fallback() -> list[Any]:
+        ok = where.map(range(2))
+        bad = broken.submit()
+        bad.wait()
+        return [*(f.state.name for f in ok), bad.state.name,
+                *(f.result()["untokenized"] for f in ok)]
+
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            got = fallback.with_options(
+                task_runner=DSDaskTaskRunner(address=cluster.scheduler_address))()
+            # prefect-dask's path: its client's submit, with a tokenized key
+            assert got == ["Completed", "Completed", "Failed", False, False]
+    said = [w for w in caught if "prefect.context.Moved.__var__" in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in caught]
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def double(i: int) -> int:
+    return 2 * i
+
+
+def test_a_worker_without_the_plugin_runs_tasks_as_prefect_dask_does(
+    prefect_harness: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a worker that has the plugin, ``run_task`` gives Prefect the serialized
+    settings back, so the run is prefect-dask's own; it says so once per process."""
+    import logging
+    import threading
+
+    from prefect_ds._dask import worker
+    from prefect_ds._dask.submit import serialized_settings
+
+    monkeypatch.setattr(worker, "_warned", threading.Event())
+    key, payload, _ = serialized_settings()
+    with caplog.at_level(logging.WARNING, logger="prefect_ds.dask"):
+        states = [
+            worker.run_task(double, key, payload, task_run_id=uuid.uuid4(),
+                            parameters={"i": i}, wait_for=None, return_type="state",
+                            dependencies={}, context={})
+            for i in (2, 3)
+        ]
+    assert [s.name for s in states] == ["Completed", "Completed"]
+    assert [s.result() for s in states] == [4, 6]
+    said = [r for r in caplog.records if worker.PLUGIN_NAME in r.getMessage()]
+    assert len(said) == 1

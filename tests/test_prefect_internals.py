@@ -174,3 +174,114 @@ def test_variadic_parameters_round_trip() -> None:
     parameters = get_call_parameters(f, (1,), {"region": "eu"})
     assert parameters == {"a": 1, "kwargs": {"region": "eu"}}
     assert parameters_to_args_kwargs(f, parameters) == ((1,), {"region": "eu"})
+
+
+# -- _dask/: the fast Dask submission (settings and API clients kept on the workers) ------
+
+
+def test_fast_dask_path_finds_every_internal() -> None:
+    """_dask/internals.py's run-time check passes on the Prefect this suite runs with; if
+    it did not, DSDaskTaskRunner would fall back to prefect-dask's submit."""
+    pytest.importorskip("prefect_dask")
+    from prefect_ds._dask import internals
+
+    assert internals.missing() == ()
+
+
+def test_context_variables_of_settings_and_sync_client() -> None:
+    """_dask/worker.py sets ``SettingsContext.__var__`` and ``SyncClientContext.__var__``
+    directly, and ``get_client(sync_client=True)`` (how Prefect's engine gets its client)
+    answers with the client of the current ``SyncClientContext``."""
+    from contextvars import ContextVar
+
+    from prefect.client.orchestration import get_client
+    from prefect.context import SettingsContext, SyncClientContext
+
+    assert isinstance(SettingsContext.__var__, ContextVar)
+    assert isinstance(SyncClientContext.__var__, ContextVar)
+    context = SyncClientContext()
+    token = SyncClientContext.__var__.set(context)
+    try:
+        assert get_client(sync_client=True) is context.client
+        with SyncClientContext.get_or_create() as got:
+            assert got is context  # the engine's get_or_create reuses it, never closes it
+    finally:
+        SyncClientContext.__var__.reset(token)
+    current = SettingsContext.get()
+    assert current is not None
+    token = SettingsContext.__var__.set(current)
+    try:
+        assert SettingsContext.get() is current
+    finally:
+        SettingsContext.__var__.reset(token)
+
+
+def test_engine_takes_its_client_from_the_context() -> None:
+    """The sync task engine gets its client through ``SyncClientContext.get_or_create``
+    and ``hydrated_context`` through ``get_client(sync_client=True)``: a kept client set as
+    the current one is the one they use (else each run builds two)."""
+    from prefect.context import hydrated_context
+    from prefect.task_engine import SyncTaskRunEngine
+
+    assert "SyncClientContext.get_or_create()" in inspect.getsource(
+        SyncTaskRunEngine.initialize_run)
+    assert "get_client(sync_client=True)" in inspect.getsource(hydrated_context)
+
+
+def test_serialize_context_reads_settings_from_the_settings_context() -> None:
+    """_dask/submit.py sets a stand-in whose ``serialize`` is free while Prefect's
+    ``serialize_context`` runs, and sends the settings apart. Its keys are the ones
+    ``hydrated_context`` reads, settings under ``settings_context`` only."""
+    from prefect.context import SettingsContext, hydrated_context, serialize_context
+
+    from prefect_ds._dask.submit import serialized_settings
+
+    key, payload, stand_in = serialized_settings()
+    assert serialized_settings()[0] == key  # once per settings object
+    assert payload == SettingsContext.get().serialize()  # type: ignore[union-attr]
+    token = SettingsContext.__var__.set(stand_in)
+    try:
+        context = serialize_context()
+    finally:
+        SettingsContext.__var__.reset(token)
+    assert context["settings_context"] == {}
+    assert set(context) == {"flow_run_context", "task_run_context", "tags_context",
+                            "settings_context", "asset_context", "deployment_id",
+                            "deployment_parameters"}
+    source = inspect.getsource(hydrated_context)
+    for name in context:
+        assert f'"{name}"' in source, name
+    assert "SettingsContext(**settings_context)" in source
+
+
+def test_prefect_dask_client_submit_is_what_the_fast_path_mirrors() -> None:
+    """_dask/submit.py mirrors ``PrefectDaskClient.submit`` (task run id, dependencies,
+    asset context, ``run_task_sync`` arguments) and DSDaskTaskRunner uses
+    ``DaskTaskRunner._optimize_futures`` and ``_started``; a change there must be
+    carried over."""
+    pytest.importorskip("prefect_dask")
+    from prefect_dask import DaskTaskRunner
+    from prefect_dask.client import PrefectDaskClient
+
+    source = inspect.getsource(PrefectDaskClient.submit)
+    for piece in ('run_task_kwargs["task_run_id"] = task_run_id',
+                  "collect_task_run_inputs_sync(v, future_cls=Future)",
+                  '"task_inputs": dependencies', '"copy_to_child_ctx": True',
+                  'run_task_kwargs["context"] = context', "run_task_sync(*args, **kwargs)",
+                  "asyncio.run(run_task_async(*args, **kwargs))"):
+        assert piece in source, piece
+    runner_source = inspect.getsource(DaskTaskRunner.submit)
+    assert 'return_type="state"' in runner_source and "_optimize_futures" in runner_source
+    assert DaskTaskRunner()._started is False
+
+
+def test_dask_worker_plugins_by_name() -> None:
+    """_dask/worker.py finds its plugin in ``Worker.plugins``; ``idempotent`` keeps a
+    second registration from replacing (and tearing down) the running one."""
+    pytest.importorskip("prefect_dask")
+    import distributed
+    from distributed.client import Client
+
+    assert "idempotent" in inspect.getsource(Client.register_plugin)
+    assert "self.plugins" in inspect.getsource(distributed.Worker.plugin_add)
+    assert hasattr(distributed.WorkerPlugin, "teardown")

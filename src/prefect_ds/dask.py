@@ -24,6 +24,11 @@ Importing ``prefect_ds`` never imports Dask; this module does::
     def pipeline(): ...
 
 Checkpoint targets must be on storage every worker sees (a shared file system, S3).
+
+Each task run goes to the cluster through :mod:`prefect_ds._dask.submit`: the flow's
+settings are serialized once, Dask keys are task run ids (no hashing of arguments), and
+each worker keeps Prefect's settings context and one API client per thread between task
+runs (:mod:`prefect_ds._dask.worker`), instead of rebuilding them for every run.
 """
 
 from __future__ import annotations
@@ -194,6 +199,24 @@ def _end_on_workers(runner: DaskTaskRunner) -> None:
                      exc_info=True)
 
 
+def _fast_path(client: distributed.Client) -> bool:
+    """Whether task runs can go through :mod:`prefect_ds._dask.submit` on this cluster."""
+    from prefect_ds._dask import internals
+
+    missing = internals.missing()
+    if missing:
+        internals.warn_fallback("Prefect lacks " + ", ".join(missing))
+        return False
+    from prefect_ds._dask.submit import register_worker_state
+
+    try:
+        register_worker_state(client)
+    except Exception as exc:
+        internals.warn_fallback(f"its worker plugin could not be registered: {exc!r}")
+        return False
+    return True
+
+
 def _completed(state: Any) -> bool:
     """Runs on a worker, next to the result: whether the task run completed."""
     is_completed = getattr(state, "is_completed", None)
@@ -358,11 +381,13 @@ class DSDaskTaskRunner(DaskTaskRunner):
         super().__init__(*args, **kwargs)
         self._graph = _DaskGraph()
         self._flow_run_id: UUID | None = None
+        self._fast: bool | None = None  # decided at the first submission
 
     def __enter__(self) -> DSDaskTaskRunner:
         super().__enter__()  # type: ignore[no-untyped-call]
         self._graph = _DaskGraph()
         self._flow_run_id = current_flow_run_id()
+        self._fast = None
         return self
 
     def __exit__(self, *args: Any) -> None:
@@ -375,6 +400,7 @@ class DSDaskTaskRunner(DaskTaskRunner):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_graph", None)
+        state["_fast"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -400,23 +426,52 @@ class DSDaskTaskRunner(DaskTaskRunner):
             assets = _upstream_assets(graph, data)
             if assets:
                 task = task.with_options(asset_deps=[*(task.asset_deps or ()), *assets])
-            future = super().submit(
+            wrapped = self._submit_to_dask(
                 task, parameters, _without_released(wait_for), dependencies
             )
         except BaseException:
             graph.withdraw(node)
             raise
-        wrapped = future.wrapped_future
-        ours: DSDaskFuture[Any] = DSDaskFuture(
-            task_run_id=future.task_run_id, wrapped_future=wrapped
-        )
+        task_run_id: UUID = wrapped.task_run_id  # type: ignore[attr-defined]
+        ours: DSDaskFuture[Any] = DSDaskFuture(task_run_id=task_run_id, wrapped_future=wrapped)
         ours._counted = threading.Event()
-        graph.registered(node, future.task_run_id)
-        graph.track(future.task_run_id, ours, planned_target(task.fn, parameters))
+        graph.registered(node, task_run_id)
+        graph.track(task_run_id, ours, planned_target(task.fn, parameters))
         wrapped.add_done_callback(  # type: ignore[no-untyped-call]
             functools.partial(_finished, graph, node)
         )
         return ours
+
+    def _submit_to_dask(
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Any,
+        dependencies: dict[str, set[RunInput]] | None,
+    ) -> distributed.Future[Any]:
+        """One task run on the cluster: the Dask future of its final state.
+
+        Submitted by :mod:`prefect_ds._dask.submit`, whose workers keep Prefect's
+        settings and API clients between runs; where a Prefect internal it needs is
+        missing, or the worker plugin cannot be registered, by prefect-dask's own
+        ``submit`` (one warning says so).
+        """
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
+        if self._fast is None:
+            self._fast = _fast_path(self.client)
+        if not self._fast:
+            future = super().submit(task, parameters, wait_for, dependencies)
+            return future.wrapped_future
+        from prefect_ds._dask.submit import submit
+
+        return submit(
+            self.client,
+            task,
+            self._optimize_futures(parameters),
+            self._optimize_futures(wait_for) if wait_for else None,
+            dependencies,
+        )
 
     def map(  # type: ignore[override]
         self,

@@ -1,0 +1,120 @@
+"""Submitting one Prefect task run to Dask, the way prefect-dask does, minus its waste.
+
+This mirrors ``prefect_dask.client.PrefectDaskClient.submit`` (the same task run id,
+dependencies, asset context and ``run_task_sync`` arguments), with three differences:
+
+* the flow's settings are serialized once per settings object, not once per submission
+  (Prefect's ``serialize_context`` dumps every nested setting each time);
+* the key is the task run's id, so Dask never tokenizes the arguments (``pure=True``
+  hashes every parameter);
+* the worker runs :func:`prefect_ds._dask.worker.run_task`, which keeps the settings
+  context and API clients between task runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any
+from uuid import uuid4
+
+import distributed
+from prefect.context import SettingsContext, serialize_context
+from prefect.utilities.engine import collect_task_run_inputs_sync
+
+from prefect_ds._dask.worker import PrefectWorkerState, run_task
+
+
+class _AlreadySerialized(SettingsContext):
+    """The flow's settings context, set while ``serialize_context`` runs, whose
+    ``serialize`` costs nothing: the settings travel separately, serialized once."""
+
+    def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
+        return {}
+
+
+_lock = threading.Lock()
+# id(settings context) -> (that context, key, payload, its cheap stand-in); the strong
+# reference keeps an id from being reused for another context while it is cached.
+_serialized: dict[int, tuple[SettingsContext, str, dict[str, Any], SettingsContext]] = {}
+_KEEP = 8
+
+
+def serialized_settings() -> tuple[str, dict[str, Any], SettingsContext]:
+    """The current settings as ``(key, payload, stand-in)``, serialized once per object."""
+    current = SettingsContext.get()
+    if current is None:  # Prefect always has a global one; guard anyway
+        raise RuntimeError("No Prefect settings context to serialize")
+    with _lock:
+        hit = _serialized.get(id(current))
+    if hit is not None and hit[0] is current:
+        return hit[1], hit[2], hit[3]
+    payload = current.serialize()
+    key = hashlib.sha256(
+        json.dumps(payload, sort_keys=True, default=repr).encode()
+    ).hexdigest()
+    stand_in = _AlreadySerialized.model_construct(
+        profile=current.profile, settings=current.settings
+    )
+    with _lock:
+        if len(_serialized) >= _KEEP:
+            _serialized.pop(next(iter(_serialized)))
+        _serialized[id(current)] = (current, key, payload, stand_in)
+    return key, payload, stand_in
+
+
+def register_worker_state(client: distributed.Client) -> None:
+    """Put the worker plugin on every worker, present and future (idempotent)."""
+    client.register_plugin(PrefectWorkerState())
+
+
+def submit(
+    client: distributed.Client,
+    task: Any,
+    parameters: dict[str, Any],
+    wait_for: Any,
+    dependencies: dict[str, set[Any]] | None,
+) -> distributed.Future[Any]:
+    """Submit one task run; ``parameters`` and ``wait_for`` hold Dask futures already.
+
+    Returns the Dask future of its final state, with ``task_run_id`` set on it as
+    prefect-dask's client does.
+    """
+    task_run_id = uuid4()
+    inputs = {
+        name: collect_task_run_inputs_sync(value, future_cls=distributed.Future)
+        for name, value in parameters.items()
+    }
+    if dependencies:
+        inputs = {name: found.union(dependencies.get(name, set()))
+                  for name, found in inputs.items()}
+    key, payload, stand_in = serialized_settings()
+    token = SettingsContext.__var__.set(stand_in)
+    try:
+        context = serialize_context(asset_ctx_kwargs={
+            "task": task,
+            "task_run_id": task_run_id,
+            "task_inputs": inputs,
+            "copy_to_child_ctx": True,
+        })
+    finally:
+        SettingsContext.__var__.reset(token)
+    context.pop("settings_context", None)
+    name = getattr(getattr(task, "fn", None), "__name__", None) or "task"
+    future: distributed.Future[Any] = client.submit(
+        run_task,
+        task,
+        key,
+        payload,
+        key=f"{name}-{task_run_id.hex}",
+        pure=False,
+        task_run_id=task_run_id,
+        parameters=parameters,
+        wait_for=wait_for,
+        return_type="state",
+        dependencies=inputs,
+        context=context,
+    )
+    future.task_run_id = task_run_id  # type: ignore[attr-defined]
+    return future
