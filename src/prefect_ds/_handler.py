@@ -13,13 +13,13 @@ from typing import Any, ClassVar, cast
 
 from prefect_ds._checkpoint import lineage as _lineage
 from prefect_ds._errors import TemplateError
-from prefect_ds._frames import read_frame, write_frame
 from prefect_ds._format import (
     Format,
     SupportsLock,
     SupportsSidecarNames,
     SupportsStorageOptions,
 )
+from prefect_ds._frames import read_frame, write_frame
 from prefect_ds._locations import LocationTemplate, as_location
 from prefect_ds._redact import redact
 from prefect_ds._registry import resolve_format

@@ -328,7 +328,8 @@ class Checkpointed:
         another kind (then the stored one, read as that kind); the target is recorded."""
         kind = _kinds.kind_of(result)
         eager = kind in (_kinds.PANDAS, _kinds.SERIES, _kinds.POLARS, _kinds.ARROW)
-        if eager and (self.kind is None or _kinds.wanted(self.kind, kind) == kind):
+        if kind is not None and eager and (self.kind is None
+                                           or _kinds.wanted(self.kind, kind) == kind):
             self.remember(location, call, kind)
             return result
         stored = self.load(location)

@@ -7,8 +7,9 @@ A result is one of six kinds, each named by the text recorded with a stored targ
 ``"arrow.RecordBatchReader"``.
 
 A format declares the kinds its ``write`` takes and its ``read(location, kind=...)``
-gives natively (``Format.kinds``, see ``prefect_ds._format``). Everything else is converted here, through Arrow
-where the format takes Arrow (zero-copy where Arrow allows), else through pandas:
+gives natively (``Format.kinds``, see ``prefect_ds._format``). Everything else is
+converted here, through Arrow where the format takes Arrow (zero-copy where Arrow
+allows), else through pandas:
 
 * polars <-> Arrow with ``DataFrame.to_arrow`` / ``polars.from_arrow`` (no pandas);
 * Arrow -> pandas with :func:`~prefect_ds.arrow_to_frame` (exact for a table this
@@ -130,7 +131,7 @@ def for_format(frame: Any, kind: str, accepted: Iterable[str], format_name: str)
 
 
 def _series_frame(series: pd.Series) -> pd.DataFrame:
-    return series.to_frame(name=0 if series.name is None else series.name)
+    return series.to_frame(name="0" if series.name is None else series.name)  # text: hdf, sql
 
 
 def _lazy_reader(lazy: Any) -> pa.RecordBatchReader:

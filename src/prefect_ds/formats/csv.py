@@ -65,9 +65,9 @@ from prefect_ds._errors import CorruptTargetError
 from prefect_ds._format import FileFormat, TargetInfo
 from prefect_ds._redact import redact
 from prefect_ds._storage import binding
+from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.files import filesystem, is_local, modified_time, open_for_read, staged
 from prefect_ds._storage.locks import is_locked
-from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 from prefect_ds.formats import _csv_arrow
 from prefect_ds.formats._csv_codec import column_types, decode, encode, select
 from prefect_ds.hookspecs import Register, hookimpl

@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
