@@ -28,8 +28,9 @@ can say which part changed. The parts:
     polars LazyFrame or an Arrow stream cannot be hashed without computing or consuming
     it, and raises. numpy arrays by dtype, shape and bytes. ``None``, booleans, numbers,
     strings, bytes, dates and times, ``Decimal``, ``UUID``, paths and enums by a canonical
-    ``repr``; lists, tuples, sets and dicts recursively (sets and dicts in sorted order). Anything else raises
-    :class:`FingerprintError` naming the argument: give it a callable instead.
+    ``repr``; lists, tuples, sets and dicts recursively (sets and dicts in sorted order).
+    Anything else raises :class:`FingerprintError` naming the argument: give it a callable
+    instead.
 
 a callable ``f(arguments) -> str``
     Called with the same ``{name: value}`` mapping; its string is hashed. The part is
