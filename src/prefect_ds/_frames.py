@@ -25,9 +25,12 @@ def write_frame(fmt: Format, frame: Any, location: str, write_kwargs: Mapping[st
     if kind is None:
         raise TypeError(f"cannot store a {type(frame).__module__}.{type(frame).__qualname__}")
     record = _kinds.metadata_for(frame, kind)
+    accepted = frame_kinds(fmt)
+    if _kinds.ARROW not in accepted and _kinds.POLARS not in accepted:
+        record.update(_kinds.schema_record(frame, kind))  # cast back exactly on read
     if record and isinstance(fmt, SupportsMetadata):
         metadata = {**(metadata or {}), **record}
-    native = _kinds.for_format(frame, kind, frame_kinds(fmt), fmt.name)
+    native = _kinds.for_format(frame, kind, accepted, fmt.name)
     if metadata is not None:
         fmt.write(native, location, metadata=dict(metadata), **write_kwargs)
     else:

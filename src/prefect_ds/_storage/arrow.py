@@ -96,6 +96,11 @@ def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
     return table.replace_schema_metadata(metadata)
 
 
+def made_from_pandas(table: pa.Table) -> bool:
+    """Whether ``table`` carries :func:`frame_to_arrow`'s record of a pandas frame."""
+    return _DTYPES_KEY in (table.schema.metadata or {})
+
+
 def check_fields(labels: pd.Index, fields: list[str], fmt: str) -> None:
     """Refuse labels whose text repeats: a file format names each column by its text."""
     if len(set(fields)) == len(fields):
@@ -326,8 +331,9 @@ def restore_schema(table: pa.Table, schema: pa.Schema | None = None) -> pa.Table
         field = table.schema.field(name)
         if index >= 0:
             exact = schema.field(index)
-            if not exact.type.equals(column.type):
-                column = column.cast(exact.type)
+            if not exact.type.equals(column.type) or str(exact.type) != str(column.type):
+                # (a list's item field may come back renamed: equal types, other names)
+                column = _cast(column, exact.type)
                 changed = True
             if exact.metadata != field.metadata or exact.nullable != field.nullable:
                 changed = True
@@ -337,3 +343,12 @@ def restore_schema(table: pa.Table, schema: pa.Schema | None = None) -> pa.Table
     if not changed:
         return table.replace_schema_metadata(metadata or None)
     return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata or None))
+
+
+def _cast(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """``column`` as ``kind``; an all-null column as the null type whatever it was stored as."""
+    if pa.types.is_null(kind) and column.null_count == len(column):
+        return pa.chunked_array([pa.nulls(len(column))], pa.null())
+    if pa.types.is_date(kind) and pa.types.is_timestamp(column.type):
+        return column.cast(pa.timestamp(column.type.unit)).cast(kind)  # stored as midnights
+    return column.cast(kind)

@@ -14,8 +14,11 @@ allows), else through pandas:
 * polars <-> Arrow with ``DataFrame.to_arrow`` / ``polars.from_arrow`` (no pandas);
 * Arrow -> pandas with :func:`~prefect_ds.arrow_to_frame` (exact for a table this
   package wrote from pandas), pandas -> Arrow with :func:`~prefect_ds.frame_to_arrow`;
-* polars <-> pandas through Arrow (``to_pandas`` / ``polars.from_pandas``), for formats
-  that take pandas only (hdf, sql): docs/fidelity.md lists what that keeps.
+* polars and Arrow <-> pandas through Arrow, for formats that take pandas only (hdf,
+  sql): integers and booleans as pandas' nullable dtypes, dates as midnight datetimes,
+  and the exact Arrow schema recorded with the target (``prefect_ds.arrow_schema``), so
+  the read casts each column back (an ``Enum``, a ``UInt8``, a ``Null`` column);
+  docs/fidelity.md lists what that keeps.
 
 polars is optional: nothing here imports it unless a polars frame was handed in (then
 it is already imported) or polars output was asked for.
@@ -23,6 +26,7 @@ it is already imported) or polars output was asked for.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -32,7 +36,12 @@ import pandas as pd
 import pyarrow as pa
 
 from prefect_ds._errors import MissingDependencyError, UnsupportedFrameError
-from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
+from prefect_ds._storage.arrow import (
+    arrow_to_frame,
+    frame_to_arrow,
+    made_from_pandas,
+    restore_schema,
+)
 
 PANDAS = "pandas"
 SERIES = "pandas.Series"
@@ -45,6 +54,7 @@ KINDS = (PANDAS, SERIES, POLARS, LAZY, ARROW, STREAM)
 FAMILIES = {PANDAS: PANDAS, POLARS: POLARS, ARROW: ARROW}
 METADATA_KEY = "prefect_ds.kind"  # in a target's {str: str} metadata, absent for pandas
 _SERIES_KEY = "prefect_ds.series"  # the Series' name, as JSON (absent: the column label)
+_SCHEMA_KEY = "prefect_ds.arrow_schema"  # a polars/Arrow frame stored through pandas
 
 
 def kind_of(obj: object) -> str | None:
@@ -88,6 +98,18 @@ def metadata_for(frame: object, kind: str) -> dict[str, str]:
     return record
 
 
+def schema_record(frame: Any, kind: str) -> dict[str, str]:
+    """The exact Arrow schema of a polars or Arrow frame a pandas-only format stores."""
+    if kind in (POLARS, ARROW, STREAM):
+        schema = frame.schema if kind != POLARS else frame.head(0).to_arrow().schema
+    elif kind == LAZY:
+        schema = frame.head(0).collect().to_arrow().schema
+    else:
+        return {}
+    raw = schema.remove_metadata().serialize().to_pybytes()
+    return {_SCHEMA_KEY: base64.b64encode(raw).decode()}
+
+
 def stored_kind(metadata: Mapping[str, str]) -> str:
     """The kind a target's metadata records; pandas when it records none (a foreign one)."""
     kind = metadata.get(METADATA_KEY, PANDAS)
@@ -115,13 +137,15 @@ def for_format(frame: Any, kind: str, accepted: Iterable[str], format_name: str)
     if kind == STREAM:
         return for_format(frame.read_all(), ARROW, accepted, format_name)
     if kind == POLARS:
+        _check_polars(frame, format_name)
         if ARROW in accepted:
             return frame.to_arrow()
-        return _polars_to_pandas(frame, format_name)
+        return _arrow_to_pandas(frame.to_arrow(), format_name, exact=False)
     if kind == ARROW:
         if POLARS in accepted:
             return _polars().from_arrow(frame, rechunk=False)
-        return _arrow_to_pandas(frame, format_name)
+        return _arrow_to_pandas(frame, format_name,
+                                exact=made_from_pandas(frame))
     if kind == PANDAS and ARROW in accepted:
         return frame_to_arrow(frame, format_name)
     raise UnsupportedFrameError(
@@ -145,25 +169,50 @@ def _lazy_reader(lazy: Any) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _polars_to_pandas(frame: Any, format_name: str) -> pd.DataFrame:
-    try:
-        converted: pd.DataFrame = frame.to_arrow().to_pandas()
-    except (pa.ArrowException, ValueError, TypeError) as exc:
-        raise UnsupportedFrameError(
-            f"the {format_name} format stores pandas frames, and this polars frame does not "
-            f"convert to one ({exc}); store it as parquet, feather or csv instead"
-        ) from exc
-    return converted
+def _check_polars(frame: Any, format_name: str) -> None:
+    """Refuse polars ``Object`` columns: Python objects no format stores as such."""
+    for name, dtype in frame.schema.items():
+        if str(dtype) == "Object":
+            raise UnsupportedFrameError(
+                f"column {name!r} is a polars Object column (arbitrary Python objects), which "
+                f"the {format_name} format cannot store; cast it to a typed column first"
+            )
 
 
-def _arrow_to_pandas(table: pa.Table, format_name: str) -> pd.DataFrame:
+# pandas' nullable dtypes for what numpy would turn into float (integers with nulls) or
+# object (booleans with nulls): exact, and what a pandas-only format stores.
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def _arrow_to_pandas(table: pa.Table, format_name: str, exact: bool) -> pd.DataFrame:
+    """A table for a pandas-only format: ``exact`` (it came from pandas: its own record
+    restores it), else with nullable integers and booleans and dates as datetimes."""
     try:
-        return arrow_to_frame(table)
+        if exact:
+            return arrow_to_frame(table)
+        columns = [column.cast(pa.timestamp("ms")) if pa.types.is_date(column.type)
+                   else column for column in table.columns]
+        plain = pa.Table.from_arrays(columns, names=table.column_names)
+        return plain.to_pandas(types_mapper=_NULLABLE.get)
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise UnsupportedFrameError(
-            f"the {format_name} format stores pandas frames, and this Arrow table does not "
+            f"the {format_name} format stores pandas frames, and this table does not "
             f"convert to one ({exc}); store it as parquet, feather or csv instead"
         ) from exc
+
+
+def _from_pandas(df: pd.DataFrame, metadata: Mapping[str, str] | None) -> pa.Table:
+    """What a pandas-only format read, as the Arrow table recorded with it (or as
+    :func:`frame_to_arrow` makes it, for a target stored from pandas)."""
+    raw = (metadata or {}).get(_SCHEMA_KEY)
+    if raw is None:
+        return frame_to_arrow(df, "arrow")
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(raw)))
+    return restore_schema(pa.Table.from_pandas(df, preserve_index=False), schema)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -194,11 +243,11 @@ def read_as(read: Callable[..., Any], accepted: Iterable[str], kind: str,
     if kind == POLARS:
         if ARROW in accepted:
             return _polars().from_arrow(read(ARROW), rechunk=False)
-        return _polars().from_pandas(read_as(read, accepted, PANDAS))
+        return _polars().from_arrow(_from_pandas(read(PANDAS), metadata), rechunk=False)
     if kind == ARROW:
         if POLARS in accepted:
             return read(POLARS).to_arrow()
-        return frame_to_arrow(read_as(read, accepted, PANDAS), "arrow")
+        return _from_pandas(read(PANDAS), metadata)
     if kind == PANDAS:
         if ARROW in accepted:
             return arrow_to_frame(read(ARROW))

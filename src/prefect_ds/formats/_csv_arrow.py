@@ -8,7 +8,7 @@ in UTC (``...Z``; the zone comes back from the schema), durations as integer cou
 their unit. Types whose CSV spelling pyarrow reads back differently are written as a
 type it reads exactly and cast back: ``string_view`` as text, dictionaries
 (polars ``Categorical`` and ``Enum``) as their values. Nested types (lists, structs,
-maps), binary data, intervals and ``float16`` are refused with
+maps), binary data, intervals, ``float16`` and ``decimal256`` are refused with
 :class:`~prefect_ds.UnsupportedFrameError` naming the column: CSV has no spelling for
 them that reads back exactly.
 """
@@ -39,14 +39,15 @@ def stored_type(field: pa.Field) -> pa.DataType:
         return pa.timestamp(kind.unit, tz="UTC")
     if (pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind)
             or pa.types.is_float32(kind) or pa.types.is_float64(kind)
-            or pa.types.is_decimal(kind) or pa.types.is_date(kind)
+            or pa.types.is_decimal128(kind) or pa.types.is_date(kind)
             or pa.types.is_time(kind) or pa.types.is_timestamp(kind)
             or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         return kind
     raise UnsupportedFrameError(
         f"column {field.name!r} is {field.type}, which the csv format cannot store so that it "
-        f"reads back exactly (nested types, binary data, intervals and float16 have no "
-        f"CSV spelling); store this frame as parquet or feather, or cast the column first"
+        f"reads back exactly (nested types, binary data, intervals, float16 and decimal256 "
+        f"have no CSV spelling pyarrow reads back); store this frame as parquet or "
+        f"feather, or cast the column first"
     )
 
 
