@@ -210,8 +210,9 @@ def test_checkpoint_returns_the_stored_kind_unless_asked_and_fingerprints_by_con
 
     @checkpoint(str(tmp_path / "fp_{name}.parquet"), invalidate_on=("inputs",))
     def summed(name: str, data: Any) -> Any:
-        seen.append(len(data))
-        return pl.DataFrame({"rows": [len(data)]})
+        rows = -1 if isinstance(data, pl.LazyFrame) else data.shape[0]
+        seen.append(rows)
+        return pl.DataFrame({"rows": [rows]})
 
     base = pl.DataFrame({"x": [1, 2, 3]})
     summed("a", base)
@@ -220,6 +221,11 @@ def test_checkpoint_returns_the_stored_kind_unless_asked_and_fingerprints_by_con
     summed("b", base.to_arrow())
     summed("b", base.to_arrow().slice(0, 3))  # the same table, sliced: same content
     assert seen == [3, 3, 3]
+    with pytest.raises(prefect_ds.FingerprintError, match="LazyFrame"):
+        summed("c", base.lazy())  # hashing it would compute it
+    with pytest.raises(prefect_ds.FingerprintError, match="Object columns"):
+        summed("c", pl.DataFrame({"o": pl.Series([object()], dtype=pl.Object)}))
+    assert not list(tmp_path.glob("fp_c*"))  # nothing stored without its fingerprint
 
 
 def test_a_lazy_result_is_streamed_to_the_target_and_comes_back_lazy(tmp_path: Path) -> None:

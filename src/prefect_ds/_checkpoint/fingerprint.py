@@ -266,6 +266,11 @@ def _hash_content(h: Any, value: Any, name: str, owner: str) -> None:
     kind = _kinds.kind_of(value)
     if kind in (_kinds.ARROW, _kinds.POLARS):
         h.update(f"{kind}\n".encode())
+        if kind == _kinds.POLARS:
+            objects = [n for n, t in value.schema.items() if str(t) == "Object"]
+            if objects:  # arbitrary Python objects: never pickled
+                raise Unhashable(f"has polars Object columns {objects[:5]!r}, which have no "
+                                 f"content hash")
         hash_table(h, value if kind == _kinds.ARROW else value.to_arrow())
     elif kind in (_kinds.LAZY, _kinds.STREAM):
         raise Unhashable(

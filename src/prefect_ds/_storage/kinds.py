@@ -197,7 +197,8 @@ def _arrow_to_pandas(table: pa.Table, format_name: str, exact: bool) -> pd.DataF
         columns = [column.cast(pa.timestamp("ms")) if pa.types.is_date(column.type)
                    else column for column in table.columns]
         plain = pa.Table.from_arrays(columns, names=table.column_names)
-        return plain.to_pandas(types_mapper=_NULLABLE.get)
+        converted: pd.DataFrame = plain.to_pandas(types_mapper=_NULLABLE.get)
+        return converted
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise UnsupportedFrameError(
             f"the {format_name} format stores pandas frames, and this table does not "
