@@ -57,6 +57,7 @@ _DAY = dt.datetime(2024, 3, 31, 1, 30, 15, 123456)
 POLARS_ROWS = [
     Row("polars", "Int8", _series([-128, None, 127], lambda: _pl().Int8)),
     Row("polars", "Int64", _series([-(2**63), None, 2**63 - 1], lambda: _pl().Int64)),
+    Row("polars", "Int128", _series([-(2**100), None], lambda: _pl().Int128)),
     Row("polars", "UInt32", _series([0, None, 2**32 - 1], lambda: _pl().UInt32)),
     Row("polars", "UInt64", _series([0, None, 2**64 - 1], lambda: _pl().UInt64)),
     Row("polars", "Float32", _series([1.5, None, float("nan")], lambda: _pl().Float32)),

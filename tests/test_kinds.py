@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
 import subprocess
 import sys
 import textwrap
@@ -331,3 +332,67 @@ def test_released_polars_results_reload_as_polars(prefect_harness: None,
     assert seen["reloaded"].equals(pl.DataFrame({"n": [2] * 3}))
     assert seen["first"] == seen["late"] == ("polars", 3)
     assert seen["first_arrow"] == seen["late_arrow"] == ("pyarrow", 2)
+
+
+@pytest.mark.parametrize("fmt", ARROW_FORMATS)
+def test_polars_and_arrow_on_s3(s3_server: object, s3_bucket: str, fmt: str) -> None:
+    suffix = {"parquet": ".parquet", "feather": ".feather", "csv": ".csv"}[fmt]
+    h = ResultHandler(f"{s3_bucket}/kinds/{{n}}{suffix}")
+    df = plain_polars()
+    h.write(df, n="pl")
+    assert h.read(n="pl").equals(df)
+    lazy = h.read(n="pl", kind="polars.LazyFrame")  # read whole, remote: still lazy
+    assert isinstance(lazy, pl.LazyFrame) and lazy.collect().equals(df)
+    h.write(df.lazy(), n="lazy")
+    assert h.read(n="lazy").collect().equals(df)
+    h.write(df.to_arrow(), n="pa")
+    assert h.read(n="pa").equals(df.to_arrow())
+
+
+def test_kind_given_to_checkpoint_applies_to_a_miss_too(tmp_path: Path) -> None:
+    @checkpoint(str(tmp_path / "m_{n}.parquet"), kind="pandas")
+    def made(n: int) -> Any:
+        return pl.DataFrame({"n": [n]})
+
+    for _ in range(2):  # the miss, then the hit
+        assert_frame_equal(made(1), pd.DataFrame({"n": [1]}))
+    assert isinstance(ResultHandler(str(tmp_path / "m_{n}.parquet")).read(n=1), pl.DataFrame)
+    with pytest.raises(ValueError, match="kind='frames' is not a frame kind"):
+        checkpoint(str(tmp_path / "x.parquet"), kind="frames")
+
+
+def test_generated_polars_frames_round_trip_exactly_or_are_refused(tmp_path: Path) -> None:
+    """Frames from polars' own hypothesis strategy, through each Arrow format: read back
+    equal with the same schema, or refused with nothing written. 25 frames by default,
+    400 with ``PREFECT_DS_FULL=1``."""
+    from hypothesis import HealthCheck, given, settings
+    from polars.testing.parametric import dataframes
+
+    outcomes: dict[str, int] = {"exact": 0, "refused": 0}
+
+    full = os.environ.get("PREFECT_DS_FULL") == "1"
+
+    @settings(max_examples=400 if full else 25, deadline=None, derandomize=not full,
+              suppress_health_check=list(HealthCheck))
+    @given(frame=dataframes(max_cols=4, max_size=20,
+                            excluded_dtypes=[pl.Object, pl.Float16]))
+    def check(frame: Any) -> None:
+        for fmt in ARROW_FORMATS:
+            target = tmp_path / fmt
+            target.mkdir(exist_ok=True)
+            h = handler(target, fmt)
+            for old in target.iterdir():
+                old.unlink()
+            try:
+                h.write(frame, n="g")
+            except UnsupportedFrameError:
+                assert list(target.iterdir()) == []
+                outcomes["refused"] += 1
+                continue
+            back = h.read(n="g")
+            assert back.schema == frame.schema, (fmt, back.schema, frame.schema)
+            assert back.equals(frame), fmt
+            outcomes["exact"] += 1
+
+    check()
+    assert outcomes["exact"] > 25  # most frames are stored; refusals are csv's nested types

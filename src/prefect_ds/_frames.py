@@ -24,13 +24,13 @@ def write_frame(fmt: Format, frame: Any, location: str, write_kwargs: Mapping[st
     kind = _kinds.kind_of(frame)
     if kind is None:
         raise TypeError(f"cannot store a {type(frame).__module__}.{type(frame).__qualname__}")
-    record = _kinds.metadata_for(frame, kind)
     accepted = frame_kinds(fmt)
+    native = _kinds.for_format(frame, kind, accepted, fmt.name)  # refusals come first
+    record = _kinds.metadata_for(frame, kind)
     if _kinds.ARROW not in accepted and _kinds.POLARS not in accepted:
         record.update(_kinds.schema_record(frame, kind))  # cast back exactly on read
     if record and isinstance(fmt, SupportsMetadata):
         metadata = {**(metadata or {}), **record}
-    native = _kinds.for_format(frame, kind, accepted, fmt.name)
     if metadata is not None:
         fmt.write(native, location, metadata=dict(metadata), **write_kwargs)
     else:

@@ -27,11 +27,18 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from prefect_ds._checkpoint.fingerprint import Part
 from prefect_ds._checkpoint.store import ON_CORRUPT, Checkpointed, OnCorrupt
 from prefect_ds._handler import ResultHandler
+from prefect_ds._redact import redact
+from prefect_ds._storage.kinds import check_kind
 
 if TYPE_CHECKING:
     from prefect.tasks import Task
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_text(location: str | os.PathLike[str] | ResultHandler) -> str:
+    """A location argument as text for a message (a handler by its template)."""
+    return location.location if isinstance(location, ResultHandler) else os.fspath(location)
 # Task options that decide whether Prefect hashes inputs or stores results itself; when a
 # user sets any of them, checkpoint_task leaves that decision to the user.
 _CACHE_OPTIONS = ("cache_policy", "cache_key_fn")
@@ -109,6 +116,8 @@ def checkpoint(
                                          and lock_timeout >= 0):
         raise ValueError(f"lock_timeout must be a number of seconds >= 0 or None; "
                          f"got {lock_timeout!r}")
+    if kind is not None:
+        check_kind(kind, f"checkpoint({redact(_as_text(location))!r})")
     if on_corrupt not in ON_CORRUPT:
         raise ValueError(
             f"on_corrupt must be one of {', '.join(map(repr, ON_CORRUPT))}; got {on_corrupt!r}"

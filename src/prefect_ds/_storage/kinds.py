@@ -126,6 +126,8 @@ def for_format(frame: Any, kind: str, accepted: Iterable[str], format_name: str)
     being collected; elsewhere it is collected (a format that writes whole frames).
     """
     accepted = tuple(accepted)
+    if kind in (POLARS, LAZY):
+        check_polars(frame.collect_schema() if kind == LAZY else frame.schema, format_name)
     if kind in accepted:
         return frame
     if kind == SERIES:
@@ -137,7 +139,6 @@ def for_format(frame: Any, kind: str, accepted: Iterable[str], format_name: str)
     if kind == STREAM:
         return for_format(frame.read_all(), ARROW, accepted, format_name)
     if kind == POLARS:
-        _check_polars(frame, format_name)
         if ARROW in accepted:
             return frame.to_arrow()
         return _arrow_to_pandas(frame.to_arrow(), format_name, exact=False)
@@ -169,13 +170,22 @@ def _lazy_reader(lazy: Any) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _check_polars(frame: Any, format_name: str) -> None:
-    """Refuse polars ``Object`` columns: Python objects no format stores as such."""
-    for name, dtype in frame.schema.items():
-        if str(dtype) == "Object":
+def check_polars(schema: Mapping[str, Any], format_name: str) -> None:
+    """Refuse what no format stores readably: polars ``Object`` columns (arbitrary Python
+    objects) and 128-bit integers (pyarrow, and so pandas and most readers, cannot read
+    them back)."""
+    for name, dtype in schema.items():
+        text = str(dtype)  # nested dtypes spell their fields' dtypes too
+        if "Object" in text:
             raise UnsupportedFrameError(
-                f"column {name!r} is a polars Object column (arbitrary Python objects), which "
+                f"column {name!r} is a polars {text} column (arbitrary Python objects), which "
                 f"the {format_name} format cannot store; cast it to a typed column first"
+            )
+        if "Int128" in text:
+            raise UnsupportedFrameError(
+                f"column {name!r} is a polars {text} column, which the {format_name} format "
+                f"cannot store readably (pyarrow and pandas have no 128-bit integers); cast "
+                f"it to Int64 or Decimal first"
             )
 
 
