@@ -1,4 +1,4 @@
-"""prefect-ds: readable, templated, checkpointed pandas results for Prefect 3 flows.
+"""prefect-ds: readable, templated, checkpointed DataFrame results for Prefect 3 flows.
 
 Every public name is imported on first use (PEP 562), so ``import prefect_ds`` and the
 ``prefect-ds`` command start without pandas, pyarrow or Prefect.
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         SupportsTargetInfo,
         TargetInfo,
     )
-    from prefect_ds._handler import PandasResultHandler
+    from prefect_ds._handler import PandasResultHandler, ResultHandler
     from prefect_ds._redact import redact
     from prefect_ds._registry import (
         available_formats,
@@ -77,6 +77,7 @@ _HOMES = {
         "prefect_ds._format",
     ),
     "PandasResultHandler": "prefect_ds._handler",
+    "ResultHandler": "prefect_ds._handler",
     "redact": "prefect_ds._redact",
     **dict.fromkeys(
         ["available_formats", "get_format", "register_plugin", "resolve_format"],
@@ -140,6 +141,7 @@ __all__ = [
     "PandasResultHandler",
     "PrefectDSError",
     "ReleasedResult",
+    "ResultHandler",
     "ResultReleasedError",
     "SupportsAssetKey",
     "SupportsDiscard",

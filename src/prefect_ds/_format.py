@@ -34,6 +34,14 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
 
 :class:`FileFormat` implements all of them for anything stored as files through fsspec, so
 a third-party file format gets them by subclassing it.
+
+Frame kinds are declared by one attribute, ``Format.kinds``: the kinds of frame ``write``
+takes and ``read(location, kind=...)`` gives natively, among ``"pandas"``, ``"arrow"``
+(``pyarrow.Table``), ``"arrow.RecordBatchReader"``, ``"polars"`` and
+``"polars.LazyFrame"``. The default is pandas only, and such a format's ``read`` is never
+passed ``kind``: a format written before kinds existed keeps receiving pandas frames.
+Core code converts every other kind (``prefect_ds._storage.kinds``) and asks through
+:func:`frame_kinds`.
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ class Format(abc.ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     default_read_kwargs: ClassVar[Mapping[str, Any]] = {}
     default_write_kwargs: ClassVar[Mapping[str, Any]] = {}
+    kinds: ClassVar[tuple[str, ...]] = ("pandas",)
 
     @abc.abstractmethod
     def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
@@ -363,6 +372,14 @@ class FileFormat(Format):
     def _commit_lock(self, location: str) -> AbstractContextManager[None]:
         """:meth:`lock`, which is re-entrant: a caller may already hold it."""
         return self.lock(location)
+
+
+def frame_kinds(fmt: Format) -> tuple[str, ...]:
+    """The frame kinds ``fmt`` takes natively (module doc); pandas only if it declares none."""
+    declared = getattr(fmt, "kinds", ("pandas",))
+    if not isinstance(declared, (tuple, list, frozenset, set)) or not declared:
+        return ("pandas",)
+    return tuple(str(kind) for kind in declared)
 
 
 def stored_metadata(fmt: Format, location: str) -> dict[str, str]:

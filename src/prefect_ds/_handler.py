@@ -1,4 +1,7 @@
-"""``PandasResultHandler``: one templated location, one format, one set of options."""
+"""``ResultHandler``: one templated location, one format, one set of options, any frame kind.
+
+``PandasResultHandler`` is the same handler reading pandas unless asked otherwise.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,7 @@ import contextlib
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import Any, cast
-
-import pandas as pd
+from typing import Any, ClassVar, cast
 
 from prefect_ds._checkpoint import lineage as _lineage
 from prefect_ds._errors import TemplateError
@@ -18,15 +19,23 @@ from prefect_ds._format import (
     SupportsSidecarNames,
     SupportsStorageOptions,
 )
+from prefect_ds._frames import read_frame, write_frame
 from prefect_ds._locations import LocationTemplate, as_location
 from prefect_ds._redact import redact
 from prefect_ds._registry import resolve_format
+from prefect_ds._storage import kinds as _kinds
 from prefect_ds._storage.blocks import StorageRoot, storage_root
 from prefect_ds._storage.files import require_filesystem
 
 
-class PandasResultHandler:
-    """Reads and writes DataFrames at a templated location in one format.
+class ResultHandler:
+    """Reads and writes frames of any kind at a templated location in one format.
+
+    A frame is a pandas ``DataFrame`` or ``Series``, a polars ``DataFrame`` or
+    ``LazyFrame``, or a pyarrow ``Table`` or ``RecordBatchReader``. ``write`` records the
+    kind it was given with the target (formats that keep metadata), and ``read`` gives
+    that kind back unless ``kind=`` asks for ``"pandas"``, ``"polars"`` or ``"arrow"``;
+    a target with no record (written by someone else) reads as pandas.
 
     ``location`` is a ``str.format`` template filled from task-style keyword arguments,
     e.g. ``"data/{region}.parquet"``. ``format`` names a registered format; without it
@@ -40,6 +49,8 @@ class PandasResultHandler:
     relative ``location``; credentials come from the block (``storage_options`` override
     them). A slug is loaded from the Prefect API once, here.
     """
+
+    default_kind: ClassVar[str | None] = None  # None: the kind recorded with the target
 
     def __init__(
         self,
@@ -67,7 +78,7 @@ class PandasResultHandler:
         if storage_options:
             if not isinstance(self.format, SupportsStorageOptions):
                 raise TypeError(
-                    f"PandasResultHandler({redact(location)!r}): storage_options apply to file "
+                    f"{type(self).__name__}({redact(location)!r}): storage_options apply to file "
                     f"formats only, and {self.format.name!r} is not one; put connection "
                     f"settings in the location instead"
                 )
@@ -86,21 +97,33 @@ class PandasResultHandler:
                     if isinstance(self.format, SupportsSidecarNames) else ())
         return self.template.render(arguments, suffixes)
 
-    def read(self, /, **arguments: Any) -> pd.DataFrame:
-        """Load the frame stored for these arguments."""
-        return self.format.read(self.render(**arguments), **self.read_kwargs)
+    def read(self, /, *, kind: str | None = None, **arguments: Any) -> Any:
+        """Load the frame stored for these arguments, as ``kind``.
 
-    def write(self, df: pd.DataFrame, /, **arguments: Any) -> str:
-        """Store ``df`` for these arguments atomically; return the rendered location."""
-        if not isinstance(df, pd.DataFrame):
+        ``kind`` is ``"pandas"``, ``"polars"`` or ``"arrow"`` (or an exact kind such as
+        ``"polars.LazyFrame"``); without it, the kind recorded with the target. A
+        template field named ``kind`` takes the argument instead.
+        """
+        if "kind" in self.template.fields and kind is not None:
+            arguments["kind"] = kind
+            kind = None
+        kind = self.default_kind if kind is None else kind
+        if kind is not None:
+            _kinds.check_kind(kind, repr(self))
+        return read_frame(self.format, self.render(**arguments), self.read_kwargs, kind)
+
+    def write(self, df: Any, /, **arguments: Any) -> str:
+        """Store the frame ``df`` for these arguments atomically; return the location."""
+        if _kinds.kind_of(df) is None:
             raise TypeError(
-                f"PandasResultHandler({redact(self.location)!r}) can only write a pandas "
-                f"DataFrame, "
+                f"{type(self).__name__}({redact(self.location)!r}) can only write a frame "
+                f"(a pandas DataFrame or Series, a polars DataFrame or LazyFrame, a pyarrow "
+                f"Table or RecordBatchReader), "
                 f"got {type(df).__module__}.{type(df).__qualname__}; nothing was written"
             )
         location = self.render(**arguments)
         with self._lock(location):  # one writer at a time: one complete result remains
-            self.format.write(df, location, **self.write_kwargs)
+            write_frame(self.format, df, location, self.write_kwargs)
         _lineage.report("materialized", self.format, location, df)  # inside a run only
         return location
 
@@ -119,7 +142,16 @@ class PandasResultHandler:
         self.format.delete(self.render(**arguments))
 
     def __repr__(self) -> str:
-        return f"PandasResultHandler({redact(self.location)!r}, format={self.format.name!r})"
+        return f"{type(self).__name__}({redact(self.location)!r}, format={self.format.name!r})"
+
+
+class PandasResultHandler(ResultHandler):
+    """A :class:`ResultHandler` whose ``read`` gives pandas unless ``kind=`` says otherwise.
+
+    It writes every frame kind, as :class:`ResultHandler` does.
+    """
+
+    default_kind: ClassVar[str | None] = "pandas"
 
 
 def _storage_root(storage: object) -> StorageRoot:

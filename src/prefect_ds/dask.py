@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import distributed
-import pandas as pd
 from prefect.client.schemas.objects import State, TaskRunResult
 from prefect.futures import PrefectFuture, PrefectFutureList
 from prefect.results import ResultRecord  # type: ignore[attr-defined]
@@ -223,7 +222,7 @@ def _completed(state: Any) -> bool:
     return bool(is_completed()) if callable(is_completed) else True
 
 
-def _load_target(target: StoredTarget) -> pd.DataFrame:
+def _load_target(target: StoredTarget) -> Any:
     """Runs on a worker: read a released, checkpointed result back from its target."""
     return target.load()
 

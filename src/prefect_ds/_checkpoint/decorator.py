@@ -26,12 +26,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from prefect_ds._checkpoint.fingerprint import Part
 from prefect_ds._checkpoint.store import ON_CORRUPT, Checkpointed, OnCorrupt
-from prefect_ds._handler import PandasResultHandler
+from prefect_ds._handler import ResultHandler
+from prefect_ds._redact import redact
+from prefect_ds._storage.kinds import check_kind
 
 if TYPE_CHECKING:
     from prefect.tasks import Task
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_text(location: str | os.PathLike[str] | ResultHandler) -> str:
+    """A location argument as text for a message (a handler by its template)."""
+    return location.location if isinstance(location, ResultHandler) else os.fspath(location)
 # Task options that decide whether Prefect hashes inputs or stores results itself; when a
 # user sets any of them, checkpoint_task leaves that decision to the user.
 _CACHE_OPTIONS = ("cache_policy", "cache_key_fn")
@@ -46,7 +53,7 @@ _PERSIST_OPTIONS = (
 
 
 def checkpoint(
-    location: str | os.PathLike[str] | PandasResultHandler,
+    location: str | os.PathLike[str] | ResultHandler,
     format: str | None = None,
     *,
     read_kwargs: Mapping[str, Any] | None = None,
@@ -57,17 +64,25 @@ def checkpoint(
     lock_timeout: float | None = None,
     storage: object | str | None = None,
     preview: bool | None = None,
+    kind: str | None = None,
 ) -> Callable[[F], F]:
-    """Store a task function's DataFrame at ``location`` and skip the call when it exists.
+    """Store a task function's frame at ``location`` and skip the call when it exists.
 
     ``location`` is a template filled from the function's arguments (defaults applied),
-    e.g. ``"data_{id}.csv"``, or a ready :class:`PandasResultHandler`. ``format`` names the
+    e.g. ``"data_{id}.csv"``, or a ready :class:`ResultHandler`. ``format`` names the
     format when the suffix or scheme does not tell it; ``read_kwargs`` and
     ``write_kwargs`` are passed to the format. Put it *under* ``@task``.
 
     A location that already exists is loaded and used as is, whoever wrote it; it is
     never overwritten. An exception in the function writes nothing; so does a return
-    value that is not a DataFrame, which raises :class:`CheckpointResultError`.
+    value that is not a frame, which raises :class:`CheckpointResultError`.
+
+    The function may return a pandas ``DataFrame`` or ``Series``, a polars ``DataFrame``
+    or ``LazyFrame`` (written by streaming where the format can, never collected), or a
+    pyarrow ``Table`` or ``RecordBatchReader``. On a hit the stored kind comes back (it is
+    recorded with the target; a ``LazyFrame`` comes back as one over the target), unless
+    ``kind="pandas"``, ``"polars"`` or ``"arrow"`` asks for another; a target with no
+    record (written by someone else) loads as pandas.
 
     ``invalidate_on`` opts into staleness checks: ``"code"`` (the function's normalised
     source and the same-module helpers it names), ``"inputs"`` (the argument values,
@@ -101,34 +116,36 @@ def checkpoint(
                                          and lock_timeout >= 0):
         raise ValueError(f"lock_timeout must be a number of seconds >= 0 or None; "
                          f"got {lock_timeout!r}")
+    if kind is not None:
+        check_kind(kind, f"checkpoint({redact(_as_text(location))!r})")
     if on_corrupt not in ON_CORRUPT:
         raise ValueError(
             f"on_corrupt must be one of {', '.join(map(repr, ON_CORRUPT))}; got {on_corrupt!r}"
         )
-    if isinstance(location, PandasResultHandler):
+    if isinstance(location, ResultHandler):
         if (format is not None or read_kwargs is not None or write_kwargs is not None
                 or storage is not None):
             raise TypeError(
-                f"checkpoint({location!r}, ...) got a PandasResultHandler together with "
-                f"format/read_kwargs/write_kwargs/storage; pass those to the "
-                f"PandasResultHandler instead"
+                f"checkpoint({location!r}, ...) got a {type(location).__name__} together "
+                f"with format/read_kwargs/write_kwargs/storage; pass those to the "
+                f"{type(location).__name__} instead"
             )
         handler = location
     else:
-        handler = PandasResultHandler(
+        handler = ResultHandler(
             location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
             storage=storage,
         )
 
     def decorate(fn: F) -> F:
         return cast(F, Checkpointed(handler, fn, invalidate_on, strict, on_corrupt,
-                                    lock_timeout, preview).wrapper)
+                                    lock_timeout, preview, kind).wrapper)
 
     return decorate
 
 
 def checkpoint_task(
-    location: str | os.PathLike[str] | PandasResultHandler,
+    location: str | os.PathLike[str] | ResultHandler,
     format: str | None = None,
     *,
     read_kwargs: Mapping[str, Any] | None = None,
@@ -139,6 +156,7 @@ def checkpoint_task(
     lock_timeout: float | None = None,
     storage: object | str | None = None,
     preview: bool | None = None,
+    kind: str | None = None,
     **task_options: Any,
 ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
     """``@task(...)`` over ``@checkpoint(...)``, with defaults fit for large DataFrames.
@@ -159,7 +177,7 @@ def checkpoint_task(
         options["persist_result"] = False
     wrap = checkpoint(location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
                       invalidate_on=invalidate_on, strict=strict, on_corrupt=on_corrupt,
-                      lock_timeout=lock_timeout, storage=storage, preview=preview)
+                      lock_timeout=lock_timeout, storage=storage, preview=preview, kind=kind)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         return cast("Task[Any, Any]", task(**options)(wrap(fn)))

@@ -23,11 +23,14 @@ can say which part changed. The parts:
     Indexes by content: column names, dtypes, the index and every column's values
     (numeric, boolean and datetime columns as their raw bytes, categoricals as codes plus
     categories, anything else through its Arrow representation, falling back to
-    :func:`pandas.util.hash_pandas_object`), never by pickling. numpy arrays by dtype,
-    shape and bytes. ``None``, booleans, numbers, strings, bytes, dates and times,
-    ``Decimal``, ``UUID``, paths and enums by a canonical ``repr``; lists, tuples, sets
-    and dicts recursively (sets and dicts in sorted order). Anything else raises
-    :class:`FingerprintError` naming the argument: give it a callable instead.
+    :func:`pandas.util.hash_pandas_object`), never by pickling. pyarrow Tables and polars
+    DataFrames by content too, through Arrow and never pandas (:func:`hash_table`); a
+    polars LazyFrame or an Arrow stream cannot be hashed without computing or consuming
+    it, and raises. numpy arrays by dtype, shape and bytes. ``None``, booleans, numbers,
+    strings, bytes, dates and times, ``Decimal``, ``UUID``, paths and enums by a canonical
+    ``repr``; lists, tuples, sets and dicts recursively (sets and dicts in sorted order).
+    Anything else raises :class:`FingerprintError` naming the argument: give it a callable
+    instead.
 
 a callable ``f(arguments) -> str``
     Called with the same ``{name: value}`` mapping; its string is hashed. The part is
@@ -61,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from prefect_ds._errors import FingerprintError
+from prefect_ds._storage import kinds as _kinds
 
 METADATA_KEY = "prefect_ds.fingerprint"
 RECORD_VERSION = 1
@@ -259,7 +263,20 @@ def _hash_value(h: Any, value: Any, name: str, owner: str) -> None:
 
 
 def _hash_content(h: Any, value: Any, name: str, owner: str) -> None:
-    if isinstance(value, pd.DataFrame):
+    kind = _kinds.kind_of(value)
+    if kind in (_kinds.ARROW, _kinds.POLARS):
+        h.update(f"{kind}\n".encode())
+        if kind == _kinds.POLARS:
+            objects = [n for n, t in value.schema.items() if str(t) == "Object"]
+            if objects:  # arbitrary Python objects: never pickled
+                raise Unhashable(f"has polars Object columns {objects[:5]!r}, which have no "
+                                 f"content hash")
+        hash_table(h, value if kind == _kinds.ARROW else value.to_arrow())
+    elif kind in (_kinds.LAZY, _kinds.STREAM):
+        raise Unhashable(
+            f"is a {kind}, whose content exists only once it is computed or read (hashing it "
+            f"would consume it); pass it collected, or describe it with a callable")
+    elif isinstance(value, pd.DataFrame):
         hash_frame(h, value)
     elif isinstance(value, (pd.Series, pd.Index)):
         h.update(b"series\n" if isinstance(value, pd.Series) else b"index\n")
@@ -299,7 +316,8 @@ def _canonical(value: Any, name: str, owner: str = "") -> str:
             f"{_canonical(k, name, owner)}:{_canonical(v, name, owner)}" for k, v in value.items()
         )
         return f"dict[{','.join(pairs)}]"
-    if isinstance(value, (pd.DataFrame, pd.Series, pd.Index, np.ndarray)):
+    if (isinstance(value, (pd.DataFrame, pd.Series, pd.Index, np.ndarray))
+            or _kinds.kind_of(value) is not None):
         h = hashlib.sha256()
         _hash_value(h, value, name, owner)
         return f"{type(value).__name__}:{_digest(h)}"
@@ -330,6 +348,40 @@ def hash_frame(h: Any, df: pd.DataFrame) -> None:
     for digest in digests:
         h.update(digest)
     _hash_index(h, df.index)
+
+
+def hash_table(h: Any, table: Any) -> None:
+    """Feed an Arrow table's (or a polars frame's, as Arrow) shape, schema and values to ``h``.
+
+    Each column is combined into one chunk (chunking never changes the digest) and hashed
+    through Arrow's IPC encoding; a dictionary column by its values, so two frames whose
+    categories were numbered differently (a polars string cache) hash alike. No pandas.
+    """
+    h.update(f"table {table.num_rows} {table.num_columns}\n".encode())
+    for field in table.schema:
+        h.update(f"{field.name!r}:{field.type}:{sorted((field.metadata or {}).items())}\n"
+                 .encode())
+    columns = list(table.columns)
+    if table.num_rows * len(columns) >= _PARALLEL_CELLS and len(columns) > 1:
+        digests = list(_pool().map(_arrow_column_digest, columns))
+    else:
+        digests = [_arrow_column_digest(column) for column in columns]
+    for digest in digests:
+        h.update(digest)
+
+
+def _arrow_column_digest(column: Any) -> bytes:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    array = (column.chunk(0) if column.num_chunks == 1 else
+             column.combine_chunks() if column.num_chunks else pa.array([], column.type))
+    h = hashlib.sha256()
+    batch = pa.table({"v": array})
+    with pa.ipc.new_stream(_HashSink(h), batch.schema) as writer:
+        writer.write_table(batch)
+    return h.digest()
 
 
 _PARALLEL_CELLS = 1_000_000

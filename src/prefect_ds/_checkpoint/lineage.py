@@ -34,6 +34,7 @@ import pandas as pd
 
 from prefect_ds._format import Format, SupportsAssetKey, safe_asset_key, stored_info
 from prefect_ds._redact import redact
+from prefect_ds._storage.kinds import columns_of, rows_of
 
 logger = logging.getLogger("prefect_ds.lineage")
 
@@ -94,9 +95,10 @@ def _report(kind: str, fmt: Format, location: str, df: pd.DataFrame,
     key = asset_key(fmt, location)
     shown = redact(location)
     info = stored_info(fmt, location)
-    payload: dict[str, Any] = {  # a lazy (Dask) frame's length would compute it: stored rows
-        "rows": int(df.shape[0]) if isinstance(df, pd.DataFrame) else info.rows,
-        "columns": len(df.columns),
+    rows = rows_of(df)
+    payload: dict[str, Any] = {  # a lazy frame's length would compute it: stored rows
+        "rows": rows if rows is not None else info.rows,
+        "columns": columns_of(df),
         "format": fmt.name,
         "location": shown,
     }

@@ -38,10 +38,12 @@ from prefect_ds._errors import (
     CorruptTargetError,
 )
 from prefect_ds._format import SupportsDiscard, SupportsLazyFrames, SupportsMetadata
-from prefect_ds._handler import PandasResultHandler
+from prefect_ds._frames import read_frame, write_frame
+from prefect_ds._handler import ResultHandler
 from prefect_ds._redact import redact, scrub
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.targets import StoredTarget
+from prefect_ds._storage import kinds as _kinds
 
 OnCorrupt = Literal["error", "recompute"]
 ON_CORRUPT = ("error", "recompute")
@@ -50,10 +52,10 @@ ON_CORRUPT = ("error", "recompute")
 class Checkpointed:
     """One checkpointed function: its handler, its signature and its wrapper."""
 
-    def __init__(self, handler: PandasResultHandler, fn: Callable[..., Any],
+    def __init__(self, handler: ResultHandler, fn: Callable[..., Any],
                  invalidate_on: Iterable[Part] = (), strict: bool = False,
                  on_corrupt: OnCorrupt = "error", lock_timeout: float | None = None,
-                 preview: bool | None = None) -> None:
+                 preview: bool | None = None, kind: str | None = None) -> None:
         if is_prefect_task(fn):
             raise TypeError(
                 f"@checkpoint({redact(handler.location)!r}) was put above @task on "
@@ -71,6 +73,8 @@ class Checkpointed:
             )
         self.handler = handler
         self.fn = fn
+        self.kind = (None if kind is None else
+                     _kinds.check_kind(kind, f"@checkpoint({redact(handler.location)!r})"))
         self.on_corrupt = on_corrupt
         self.lock_timeout = lock_timeout
         self.preview = preview  # None: the PREFECT_DS_PREVIEW environment variable decides
@@ -104,7 +108,7 @@ class Checkpointed:
         if call.context is None or self._warned_hashing:
             return
         task = call.context.task
-        frames = [n for n, v in arguments.items() if isinstance(v, (pd.DataFrame, pd.Series))]
+        frames = [n for n, v in arguments.items() if _kinds.kind_of(v) is not None]
         frames = hashed_inputs(task.cache_policy, frames) if frames else []
         if not frames:
             return
@@ -137,12 +141,15 @@ class Checkpointed:
         )
         return location, call, claim
 
-    def load(self, location: str) -> pd.DataFrame | None:
-        """The stored frame, or None when nothing is stored at ``location``."""
+    def load(self, location: str) -> Any:
+        """The stored frame, or None when nothing is stored at ``location``.
+
+        It comes back as the kind recorded with the target, or the one ``kind=`` asks for.
+        """
         fmt = self.handler.format
         if not fmt.exists(location):
             return None
-        return fmt.read(location, **self.handler.read_kwargs)
+        return read_frame(fmt, location, self.handler.read_kwargs, self.kind)
 
     def call_fingerprint(self, call: Call) -> Fingerprint:
         """This call's fingerprint, computed once."""
@@ -188,7 +195,7 @@ class Checkpointed:
         return False
 
     def load_fresh(self, location: str, call: Call, claim: _claims.Claim | None = None,
-                   prior: _claims.Claim | None = None) -> pd.DataFrame | None:
+                   prior: _claims.Claim | None = None) -> Any:
         """The stored frame if it exists and is fresh, else None (the body runs)."""
         try:
             stored = (self.load(location) if self.fresh(location, call, claim, prior)
@@ -238,7 +245,7 @@ class Checkpointed:
         else:
             fmt.delete(location)
 
-    def write_target(self, df: pd.DataFrame, location: str, call: Call) -> None:
+    def write_target(self, df: Any, location: str, call: Call) -> None:
         """Write atomically, with the call's fingerprint when ``invalidate_on`` is set."""
         fmt = self.handler.format
         parts: Mapping[str, str] | None = None
@@ -249,21 +256,24 @@ class Checkpointed:
             metadata = self.staleness.metadata(fingerprint)
         if _refresh.max_age(call.context) is not None and isinstance(fmt, SupportsMetadata):
             metadata = _refresh.with_written_at(metadata)  # the age cache_expiration checks
-        if metadata is not None:
-            fmt.write(df, location, metadata=metadata, **self.handler.write_kwargs)
+        if _kinds.kind_of(df) is None:  # a lazy frame the format writes itself (Dask)
+            if metadata is not None:
+                fmt.write(df, location, metadata=metadata, **self.handler.write_kwargs)
+            else:
+                fmt.write(df, location, **self.handler.write_kwargs)
         else:
-            fmt.write(df, location, **self.handler.write_kwargs)
+            write_frame(fmt, df, location, self.handler.write_kwargs, metadata)
         _lineage.report("materialized", fmt, location, df, parts)
 
-    def loaded(self, location: str, call: Call) -> None:
+    def loaded(self, location: str, call: Call, stored: object) -> None:
         """Bookkeeping after a hit: log, record the target, show the run as Cached."""
         run_logger().info("loaded checkpoint %s", redact(location))
-        self.remember(location, call)
+        self.remember(location, call, _kinds.kind_of(stored))
         if call.context is not None:
             mark_cached()
 
-    def check_result(self, result: object, location: str, call: Call) -> pd.DataFrame:
-        if isinstance(result, pd.DataFrame):
+    def check_result(self, result: object, location: str, call: Call) -> Any:
+        if _kinds.kind_of(result) is not None:
             return result
         fmt = self.handler.format
         if isinstance(fmt, SupportsLazyFrames) and fmt.accepts_frame(result):
@@ -272,13 +282,13 @@ class Checkpointed:
         kind = type(result)
         raise CheckpointResultError(
             f"{who} returned a {kind.__module__}.{kind.__qualname__}, but "
-            f"@checkpoint({redact(self.handler.location)!r}) stores only pandas DataFrames; "
-            f"nothing "
-            f"was written to {redact(location)!r}. Return a DataFrame (a Series: .to_frame()), or "
-            f"remove @checkpoint from this function."
+            f"@checkpoint({redact(self.handler.location)!r}) stores only frames (a pandas "
+            f"DataFrame or Series, a polars DataFrame or LazyFrame, a pyarrow Table or "
+            f"RecordBatchReader); nothing was written to {redact(location)!r}. Return a "
+            f"frame, or remove @checkpoint from this function."
         )
 
-    def save(self, df: pd.DataFrame, location: str, call: Call,
+    def save(self, df: Any, location: str, call: Call,
              claim: _claims.Claim | None = None) -> None:
         """Write ``df`` atomically, unless someone else has put a target there meanwhile."""
         if claim is not None:
@@ -307,15 +317,30 @@ class Checkpointed:
             self.discard(location)
             self.write_target(df, location, call)
         run_logger().info("saved checkpoint %s", redact(location))
-        self.remember(location, call)
         if call.context is not None and _preview.enabled(self.preview):
-            _preview.publish(df, location, self.handler.format, run_logger())
+            shown = _kinds.preview_frame(df) if _kinds.kind_of(df) is not None else df
+            if shown is not None:
+                _preview.publish(shown, location, self.handler.format, run_logger())
 
-    def remember(self, location: str, call: Call) -> None:
+    def handed_on(self, result: Any, location: str, call: Call) -> Any:
+        """What a call that ran returns: its own frame, unless it was lazy or streamed (then
+        the stored one, whose graph or stream does not run again) or ``kind=`` asks for
+        another kind (then the stored one, read as that kind); the target is recorded."""
+        kind = _kinds.kind_of(result)
+        eager = kind in (_kinds.PANDAS, _kinds.SERIES, _kinds.POLARS, _kinds.ARROW)
+        if kind is not None and eager and (self.kind is None
+                                           or _kinds.wanted(self.kind, kind) == kind):
+            self.remember(location, call, kind)
+            return result
+        stored = self.load(location)
+        self.remember(location, call, _kinds.kind_of(stored))
+        return stored
+
+    def remember(self, location: str, call: Call, kind: str | None) -> None:
         if call.task_run_id is not None:
             _targets.remember(
                 call.task_run_id,
-                StoredTarget(location, self.handler.format, self.handler.read_kwargs),
+                StoredTarget(location, self.handler.format, self.handler.read_kwargs, kind),
                 call.flow_run_id,
             )
 
@@ -336,14 +361,12 @@ class Checkpointed:
                         stored = await asyncio.to_thread(
                             self.load_fresh, location, call, claim, prior)
                         if stored is not None:
-                            self.loaded(location, call)
+                            self.loaded(location, call, stored)
                             return stored
                         result = await fn(*args, **kwargs)
                         df = self.check_result(result, location, call)
                         await asyncio.to_thread(self.save, df, location, call, claim)
-                        if isinstance(result, pd.DataFrame):
-                            return result
-                        return await asyncio.to_thread(self.load, location)  # lazy: stored
+                        return await asyncio.to_thread(self.handed_on, result, location, call)
 
             wrapper: Callable[..., Any] = async_wrapper
         else:
@@ -357,13 +380,13 @@ class Checkpointed:
                 ):
                     stored = self.load_fresh(location, call, claim, prior)
                     if stored is not None:
-                        self.loaded(location, call)
+                        self.loaded(location, call, stored)
                         return stored
                     result = fn(*args, **kwargs)
                     df = self.check_result(result, location, call)
                     self.save(df, location, call, claim)
                     # A lazy frame's graph would compute it again: hand on the stored one.
-                    return result if isinstance(result, pd.DataFrame) else self.load(location)
+                    return self.handed_on(result, location, call)
 
             wrapper = sync_wrapper
 
@@ -371,6 +394,7 @@ class Checkpointed:
         # function rather than this wrapper (Prefect's hook for compatible decorators).
         wrapper.__prefect_task_source__ = fn  # type: ignore[attr-defined]
         wrapper.__prefect_ds_checkpoint__ = self.handler  # type: ignore[attr-defined]
+        wrapper.__prefect_ds_kind__ = self.kind  # type: ignore[attr-defined]
         wrapper.__prefect_ds_check_map__ = self.check_map  # type: ignore[attr-defined]
         return wrapper
 
@@ -431,11 +455,11 @@ def planned_target(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> Sto
     """
     found: Any = fn
     while found is not None and not isinstance(
-            getattr(found, "__prefect_ds_checkpoint__", None), PandasResultHandler):
+            getattr(found, "__prefect_ds_checkpoint__", None), ResultHandler):
         found = getattr(found, "__wrapped__", None)
     if found is None:
         return None
-    handler: PandasResultHandler = found.__prefect_ds_checkpoint__
+    handler: ResultHandler = found.__prefect_ds_checkpoint__
     try:
         from prefect.utilities.callables import parameters_to_args_kwargs
 
@@ -451,4 +475,5 @@ def planned_target(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> Sto
         location = handler.template.render(arguments)
     except Exception:
         return None
-    return StoredTarget(location, handler.format, handler.read_kwargs)
+    return StoredTarget(location, handler.format, handler.read_kwargs,
+                        getattr(found, "__prefect_ds_kind__", None))

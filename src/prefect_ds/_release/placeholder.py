@@ -7,6 +7,7 @@ was checkpointed it also knows where the frame is stored, so it can be read back
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, NoReturn
 from uuid import UUID
@@ -33,8 +34,12 @@ def describe_size(value: Any) -> tuple[str, int]:
         except (TypeError, ValueError):
             pass
     nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int):
+    if isinstance(nbytes, int):  # numpy arrays, Arrow tables
         return shape_text, nbytes
+    estimated = getattr(value, "estimated_size", None)
+    if callable(estimated) and shape_text:  # a polars DataFrame (never a lazy one)
+        with contextlib.suppress(TypeError, ValueError):
+            return shape_text, int(estimated())
     return shape_text, sys.getsizeof(value)
 
 

@@ -13,23 +13,25 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import pandas as pd
-
 from prefect_ds._format import Format
+from prefect_ds._frames import read_frame
 from prefect_ds._redact import redact
 from prefect_ds._release import flow_runs as _flow_runs
 
 
 @dataclass(frozen=True)
 class StoredTarget:
-    """A complete frame stored at ``location`` in ``format``."""
+    """A complete frame stored at ``location`` in ``format``, handed on as ``kind``
+    (None: the kind recorded with the target)."""
 
     location: str
     format: Format
     read_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    kind: str | None = None
 
-    def load(self) -> pd.DataFrame:
-        return self.format.read(self.location, **self.read_kwargs)
+    def load(self) -> Any:
+        """The stored frame, as the kind the task run handed on."""
+        return read_frame(self.format, self.location, self.read_kwargs, self.kind)
 
     def __repr__(self) -> str:
         return f"StoredTarget({redact(self.location)!r}, format={self.format.name!r})"

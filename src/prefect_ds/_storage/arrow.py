@@ -20,6 +20,7 @@ numbers, tuples, dicts, naive and tz-aware datetimes), text that is not valid Un
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import warnings
@@ -93,6 +94,11 @@ def frame_to_arrow(df: pd.DataFrame, format_name: str = "arrow", *,
     }
     metadata = {**(table.schema.metadata or {}), _DTYPES_KEY: json.dumps(record).encode()}
     return table.replace_schema_metadata(metadata)
+
+
+def made_from_pandas(table: pa.Table) -> bool:
+    """Whether ``table`` carries :func:`frame_to_arrow`'s record of a pandas frame."""
+    return _DTYPES_KEY in (table.schema.metadata or {})
 
 
 def check_fields(labels: pd.Index, fields: list[str], fmt: str) -> None:
@@ -279,3 +285,70 @@ def arrow_columns(schema: pa.Schema, columns: Sequence[Any]) -> list[str]:
             )
         chosen.append(field)
     return chosen + [f for f in index_fields if f not in chosen]
+
+
+_SCHEMA_KEY = b"prefect_ds:arrow_schema"
+
+
+def with_schema_record(table: pa.Table | pa.Schema) -> Any:
+    """``table`` (or a schema) carrying a record of its exact Arrow types.
+
+    A file format may give some types back in another spelling (Parquet reads a
+    ``dictionary<large_string>`` as ``dictionary<string>``, CSV has no types at all);
+    :func:`restore_schema` casts such columns back, so an Arrow or polars frame reads back
+    with the types it was written with.
+    """
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    record = base64.b64encode(schema.remove_metadata().serialize().to_pybytes())
+    metadata = {**(schema.metadata or {}), _SCHEMA_KEY: record}
+    if isinstance(table, pa.Schema):
+        return table.with_metadata(metadata)
+    return table.replace_schema_metadata(metadata)
+
+
+def recorded_schema(metadata: dict[bytes, bytes] | None) -> pa.Schema | None:
+    """The exact schema :func:`with_schema_record` put in ``metadata``, if any."""
+    raw = (metadata or {}).get(_SCHEMA_KEY)
+    if raw is None:
+        return None
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(raw)))
+
+
+def restore_schema(table: pa.Table, schema: pa.Schema | None = None) -> pa.Table:
+    """``table`` with each column of the recorded schema cast back to its exact type
+    (and field metadata), the record itself removed from the table's metadata."""
+    metadata = dict(table.schema.metadata or {})
+    if schema is None:
+        schema = recorded_schema(metadata)
+    metadata.pop(_SCHEMA_KEY, None)
+    if schema is None:
+        return table
+    fields = []
+    columns = []
+    changed = False
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        index = schema.get_field_index(name)
+        field = table.schema.field(name)
+        if index >= 0:
+            exact = schema.field(index)
+            if not exact.type.equals(column.type) or str(exact.type) != str(column.type):
+                # (a list's item field may come back renamed: equal types, other names)
+                column = _cast(column, exact.type)
+                changed = True
+            if exact.metadata != field.metadata or exact.nullable != field.nullable:
+                changed = True
+            field = exact
+        fields.append(field)
+        columns.append(column)
+    if not changed:
+        return table.replace_schema_metadata(metadata or None)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata or None))
+
+
+def _cast(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """``column`` as ``kind``; an all-null column as the null type whatever it was stored as."""
+    if pa.types.is_null(kind) and column.null_count == len(column):
+        return pa.chunked_array([pa.nulls(len(column))], pa.null())
+    if pa.types.is_date(kind) and pa.types.is_timestamp(column.type):
+        return column.cast(pa.timestamp(column.type.unit)).cast(kind)  # stored as midnights
+    return column.cast(kind)

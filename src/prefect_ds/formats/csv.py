@@ -25,6 +25,10 @@ are written as integer counts of their unit. docs/fidelity.md has the details.
 A CSV with no sidecar (written by someone else) is read exactly as
 ``pandas.read_csv(path, **read_kwargs)`` reads it.
 
+Arrow tables (and polars frames, which reach the format as Arrow) are written and read
+without pandas: the sidecar records their exact Arrow schema (``_csv_arrow``), and
+``read(location, kind="arrow")`` parses the file with those types.
+
 ``write(df, location, metadata={...})`` keeps a small ``{str: str}`` mapping in the
 sidecar, committed with the data; ``read_metadata`` and ``target_info`` (row count,
 bytes, modification time) answer from the sidecar without parsing the CSV.
@@ -61,8 +65,10 @@ from prefect_ds._errors import CorruptTargetError
 from prefect_ds._format import FileFormat, TargetInfo
 from prefect_ds._redact import redact
 from prefect_ds._storage import binding
+from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.files import filesystem, is_local, modified_time, open_for_read, staged
 from prefect_ds._storage.locks import is_locked
+from prefect_ds.formats import _csv_arrow
 from prefect_ds.formats._csv_codec import column_types, decode, encode, select
 from prefect_ds.hookspecs import Register, hookimpl
 
@@ -79,6 +85,7 @@ class CsvFormat(FileFormat):
 
     name = "csv"
     suffixes = (".csv",)
+    kinds = ("pandas", "arrow")
     default_read_kwargs: ClassVar[dict[str, Any]] = {}
     default_write_kwargs: ClassVar[dict[str, Any]] = {}
 
@@ -87,13 +94,17 @@ class CsvFormat(FileFormat):
 
     # ---- write
 
-    def write(self, df: pd.DataFrame, location: str, *,
+    def write(self, df: pd.DataFrame | pa.Table, location: str, *,
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
-        """Write ``df``; ``metadata`` (``{str: str}``) goes into the sidecar with it."""
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"the csv format writes pandas DataFrames, not {type(df).__name__}")
+        """Write ``df`` (pandas or Arrow); ``metadata`` (``{str: str}``) goes into the
+        sidecar with it."""
         options = self.write_options(kwargs)
         extra = {"metadata": {str(k): str(v) for k, v in metadata.items()}} if metadata else {}
+        if isinstance(df, pa.Table):
+            self._write_arrow(df, location, options, extra)
+            return
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"the csv format writes pandas DataFrames, not {type(df).__name__}")
         if _arrow_can_write(options):
             self._write_exact(df, location, options, extra)
         else:
@@ -117,6 +128,29 @@ class CsvFormat(FileFormat):
         with staged(sidecar, location, **self.storage_options) as (sidecar_temp, data_temp):
             if table is not None:
                 pcsv.write_csv(table, data_temp, write_options=pcsv_options)
+            else:
+                open(data_temp, "wb").close()
+            doc["bytes"] = os.path.getsize(data_temp)
+            self._dump_sidecar(doc, sidecar_temp, data_temp, location)
+
+    def _write_arrow(self, table: pa.Table, location: str, options: Mapping[str, Any],
+                     extra: Mapping[str, Any]) -> None:
+        """An Arrow table, with its exact schema in the sidecar (``_csv_arrow``)."""
+        options = {k: v for k, v in options.items() if k != "index"}  # no index in Arrow
+        if not _arrow_can_write(options):
+            raise TypeError(
+                f"the csv format writes Arrow and polars frames with the options sep and "
+                f"header only, not {sorted(set(options) - {'sep', 'header'})}")
+        sep = options.get("sep", ",")
+        header = bool(options.get("header", True))
+        written, record = _csv_arrow.encode(table)  # refuses before any file is touched
+        doc: dict[str, Any] = {"prefect_ds_csv": SCHEMA_VERSION, "delimiter": sep,
+                               "header": header, **record, **extra}
+        pcsv_options = pcsv.WriteOptions(include_header=header, delimiter=sep)
+        sidecar = self.sidecars(location)[0]
+        with staged(sidecar, location, **self.storage_options) as (sidecar_temp, data_temp):
+            if written.num_columns:
+                pcsv.write_csv(written, data_temp, write_options=pcsv_options)
             else:
                 open(data_temp, "wb").close()
             doc["bytes"] = os.path.getsize(data_temp)
@@ -148,9 +182,16 @@ class CsvFormat(FileFormat):
 
     # ---- read
 
-    def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+    def read(self, location: str, *, kind: str = "pandas", **kwargs: Any) -> Any:
+        """The stored frame as ``kind``: ``"pandas"`` or ``"arrow"`` (module doc)."""
         options = self.read_options(kwargs)
         doc = self._load_sidecar(location)
+        if kind == "arrow":
+            if doc is None and not options:
+                with open_for_read(location, **self.storage_options) as source:
+                    return pcsv.read_csv(source)  # a foreign CSV, types inferred by pyarrow
+            if doc is None or doc.get("mode") != "arrow":
+                return frame_to_arrow(self.read(location, **kwargs), self.name)
         if doc is None:
             with open_for_read(location, **self.storage_options) as source:
                 foreign: pd.DataFrame = pd.read_csv(source, **options)
@@ -164,6 +205,18 @@ class CsvFormat(FileFormat):
                     f"changed or an overwrite was interrupted. Delete the target and "
                     f"write it again."
                 )
+            if doc.get("mode") == "arrow" and set(options) <= {"columns"}:
+                try:
+                    exact = _csv_arrow.decode(_parse(stream, doc, location,
+                                                     _csv_arrow.column_types(doc)), doc)
+                except _INCONSISTENT as exc:
+                    raise _inconsistent(location, self.sidecars(location)[0], exc) from None
+                if exact.num_columns and exact.num_rows != doc["rows"]:
+                    raise _inconsistent(location, self.sidecars(location)[0], ValueError(
+                        f"{exact.num_rows} rows parsed, {doc['rows']} recorded"))
+                if options.get("columns") is not None:
+                    exact = exact.select(list(options["columns"]))
+                return exact if kind == "arrow" else arrow_to_frame(exact)
             if doc.get("mode") != "exact" or not _sidecar_answers(doc, options):
                 parsed: pd.DataFrame = pd.read_csv(stream, **options)
                 return parsed
@@ -387,10 +440,11 @@ def _size(handle: IO[bytes]) -> int:
     return int(size)
 
 
-def _parse(stream: Any, doc: Mapping[str, Any], location: str) -> pa.Table:
+def _parse(stream: Any, doc: Mapping[str, Any], location: str,
+           types: Mapping[str, pa.DataType] | None = None) -> pa.Table:
     """Parse the data file with the recorded column types; nothing is inferred."""
     names: list[str] = doc["csv_columns"]
-    types = column_types(doc)
+    types = column_types(doc) if types is None else types
     if doc["rows"] == 0 or not names:
         return pa.schema([(n, types[n]) for n in names]).empty_table()
     read_options = pcsv.ReadOptions(column_names=None if doc["header"] else names)

@@ -3,6 +3,10 @@
 Installing this package is all a user does: its entry point in the ``prefect_ds`` group
 makes ``feather`` appear in ``prefect_ds.available_formats()``, and locations ending in
 ``.feather`` or ``.arrow`` resolve to it. It uses only prefect-ds's public API.
+
+Feather is Arrow's own file format, so besides pandas frames it declares Arrow tables and
+record-batch streams as kinds it takes natively (``kinds``): prefect-ds hands it polars
+frames as Arrow tables, and a polars ``LazyFrame`` as a stream it writes batch by batch.
 """
 
 from __future__ import annotations
@@ -34,16 +38,20 @@ class FeatherFormat(prefect_ds.FileFormat):
 
     name = "feather"
     suffixes = (".feather", ".arrow")
+    kinds = ("pandas", "arrow", "arrow.RecordBatchReader")
     default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "lz4"}
 
-    def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+    def read(self, location: str, *, kind: str = "pandas", **kwargs: Any) -> Any:
+        """The stored frame as ``kind``: ``"pandas"`` (exact dtypes and index),
+        ``"arrow"`` or ``"arrow.RecordBatchReader"`` (the stored Arrow types, untouched)."""
         kwargs = self.read_options(kwargs)
         columns = kwargs.pop("columns", None)
         try:
             with prefect_ds.open_for_read(location, **self.storage_options) as source:
                 table = feather.read_table(source, **kwargs)
             if columns is not None:
-                table = table.select(prefect_ds.arrow_columns(table.schema, columns))
+                table = table.select(list(columns) if kind != "pandas" else
+                                     prefect_ds.arrow_columns(table.schema, columns))
         except FileNotFoundError:
             raise
         except (pa.ArrowException, OSError) as exc:
@@ -54,7 +62,11 @@ class FeatherFormat(prefect_ds.FileFormat):
                 f"({type(exc).__name__}: {exc}); it "
                 f"is truncated, damaged or not Feather. Delete it and write the result again."
             ) from None
-        return prefect_ds.arrow_to_frame(table)
+        if kind == "pandas":
+            return prefect_ds.arrow_to_frame(table)
+        metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != METADATA_KEY}
+        table = table.replace_schema_metadata(metadata or None)
+        return table.to_reader() if kind == "arrow.RecordBatchReader" else table
 
     def _readable(self, location: str) -> bool:
         try:
@@ -64,15 +76,20 @@ class FeatherFormat(prefect_ds.FileFormat):
             return False
         return True
 
-    def write(self, df: pd.DataFrame, location: str, *,
+    def write(self, df: pd.DataFrame | pa.Table | pa.RecordBatchReader, location: str, *,
               metadata: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         """Write ``df``; ``metadata`` goes into the Arrow schema's key-value metadata.
 
         Accepting ``metadata`` and implementing :meth:`read_metadata` is the optional
         ``prefect_ds.SupportsMetadata`` capability: staleness fingerprints are then kept
-        inside the file instead of in a sidecar.
+        inside the file instead of in a sidecar. An Arrow table is written as it is, a
+        record-batch stream batch by batch, never held whole.
         """
         options = self.write_options(kwargs)
+        if isinstance(df, (pa.Table, pa.RecordBatchReader)):
+            options.pop("index", None)  # only a pandas frame has an index
+            self._write_arrow(df, location, metadata, options)
+            return
         index = options.pop("index", True)
         if index is not None and not isinstance(index, bool):
             raise prefect_ds.UnsupportedFrameError(
@@ -86,6 +103,40 @@ class FeatherFormat(prefect_ds.FileFormat):
             })
         with prefect_ds.staged(location, **self.storage_options) as (temp,):
             feather.write_feather(table, temp, **options)
+
+    def _write_arrow(self, data: pa.Table | pa.RecordBatchReader, location: str,
+                     metadata: Mapping[str, str] | None, options: dict[str, Any]) -> None:
+        if isinstance(data, pa.RecordBatchReader) and any(
+                pa.types.is_dictionary(field.type) for field in data.schema):
+            # An Arrow IPC file holds one dictionary per column, and each batch of a
+            # stream may bring its own: such a stream is gathered and unified first.
+            data = data.read_all().unify_dictionaries()
+        if isinstance(data, pa.Table):
+            data = data.unify_dictionaries()
+        schema = data.schema
+        if metadata:
+            schema = schema.with_metadata({**(schema.metadata or {}),
+                                           METADATA_KEY: json.dumps(dict(metadata)).encode()})
+        ipc_options = pa.ipc.IpcWriteOptions(compression=options.pop("compression", None))
+        chunksize = options.pop("chunksize", None)
+        options.pop("compression_level", None)
+        if options:
+            raise prefect_ds.UnsupportedFrameError(
+                f"the feather format does not take {sorted(options)} for Arrow frames; "
+                f"use compression or chunksize")
+        try:
+            with prefect_ds.staged(location, **self.storage_options) as (temp,), \
+                    pa.ipc.new_file(temp, schema, options=ipc_options) as writer:
+                if isinstance(data, pa.Table):
+                    writer.write_table(data.replace_schema_metadata(schema.metadata),
+                                       max_chunksize=chunksize)
+                else:
+                    for batch in data:
+                        writer.write_batch(batch)
+        except pa.ArrowNotImplementedError as exc:
+            raise prefect_ds.UnsupportedFrameError(
+                f"the feather format cannot store this Arrow data ({exc}); nothing was "
+                f"written") from exc
 
     def read_metadata(self, location: str) -> dict[str, str]:
         """The ``metadata`` given to :meth:`write`, from the file's footer (``{}`` if none)."""
