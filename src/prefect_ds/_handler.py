@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -23,6 +24,7 @@ from prefect_ds._redact import redact
 from prefect_ds._registry import resolve_format
 from prefect_ds._storage.blocks import StorageRoot, storage_root
 from prefect_ds._storage.files import require_filesystem
+from prefect_ds._versions import versioned as _versions
 
 
 class PandasResultHandler:
@@ -39,6 +41,10 @@ class PandasResultHandler:
     storage block, or a saved block's slug (``"s3-bucket/lab"``), used as the root of a
     relative ``location``; credentials come from the block (``storage_options`` override
     them). A slug is loaded from the Prefect API once, here.
+
+    ``versioned=True`` keeps every write as a new version of the target and reads the
+    latest complete one; :meth:`versions` lists them, ``read(version=...)`` pins one, and
+    each version records the Prefect run that wrote it (``docs/versions.md``).
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class PandasResultHandler:
         write_kwargs: Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         storage: object | str | None = None,
+        versioned: bool = False,
     ) -> None:
         location = as_location(location)
         self.storage: StorageRoot | None = None
@@ -74,6 +81,9 @@ class PandasResultHandler:
             self.format = cast(Format, self.format.with_storage_options(**storage_options))
         self.read_kwargs = dict(read_kwargs or {})
         self.write_kwargs = dict(write_kwargs or {})
+        self.versioned = bool(versioned)
+        if self.versioned:
+            self.format = _versions.for_handler(self.format, self.template)
 
     @property
     def location(self) -> str:
@@ -86,9 +96,39 @@ class PandasResultHandler:
                     if isinstance(self.format, SupportsSidecarNames) else ())
         return self.template.render(arguments, suffixes)
 
-    def read(self, /, **arguments: Any) -> pd.DataFrame:
-        """Load the frame stored for these arguments."""
-        return self.format.read(self.render(**arguments), **self.read_kwargs)
+    def read(self, /, version: str | None = None, **arguments: Any) -> pd.DataFrame:
+        """Load the frame stored for these arguments (``version``: that version of a
+        versioned target, else the latest)."""
+        if version is not None and not self.versioned and "version" in self.template.fields:
+            arguments["version"] = version  # a template field of that name, as before
+            version = None
+        location = self.render(**arguments)
+        if version is not None:
+            return _versions.view(self.format, self.location).read_version(
+                location, version, **self.read_kwargs)
+        return self.format.read(location, **self.read_kwargs)
+
+    def versions(self, /, **arguments: Any) -> list[str]:
+        """The committed versions stored for these arguments, oldest first."""
+        return _versions.view(self.format, self.location).versions(self.render(**arguments))
+
+    def version_record(self, version: str, /, **arguments: Any) -> dict[str, Any]:
+        """The run record of one version: flow and task run, fingerprint parts, rows,
+        bytes and write time."""
+        return _versions.view(self.format, self.location).record(
+            self.render(**arguments), version)
+
+    def prune(self, keep: int, /, **arguments: Any) -> list[str]:
+        """Remove all but the newest ``keep`` versions; return the removed version ids."""
+        return _versions.view(self.format, self.location).prune(
+            self.render(**arguments), keep)
+
+    def pinned(self, version: str) -> PandasResultHandler:
+        """A copy of this versioned handler whose reads see ``version`` only."""
+        clone = copy.copy(self)
+        clone.format = _versions.pinned_view(_versions.view(self.format, self.location),
+                                             version)
+        return clone
 
     def write(self, df: pd.DataFrame, /, **arguments: Any) -> str:
         """Store ``df`` for these arguments atomically; return the rendered location."""
@@ -99,7 +139,9 @@ class PandasResultHandler:
                 f"got {type(df).__module__}.{type(df).__qualname__}; nothing was written"
             )
         location = self.render(**arguments)
-        with self._lock(location):  # one writer at a time: one complete result remains
+        # One writer at a time: one complete result remains. A version has a location of
+        # its own, so versioned writers need not wait for each other.
+        with contextlib.nullcontext() if self.versioned else self._lock(location):
             self.format.write(df, location, **self.write_kwargs)
         _lineage.report("materialized", self.format, location, df)  # inside a run only
         return location
@@ -119,7 +161,9 @@ class PandasResultHandler:
         self.format.delete(self.render(**arguments))
 
     def __repr__(self) -> str:
-        return f"PandasResultHandler({redact(self.location)!r}, format={self.format.name!r})"
+        versioned = ", versioned=True" if self.versioned else ""
+        return (f"PandasResultHandler({redact(self.location)!r}, format={self.format.name!r}"
+                f"{versioned})")
 
 
 def _storage_root(storage: object) -> StorageRoot:

@@ -42,6 +42,7 @@ from prefect_ds._handler import PandasResultHandler
 from prefect_ds._redact import redact, scrub
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.targets import StoredTarget
+from prefect_ds._versions import versioned as _versions
 
 OnCorrupt = Literal["error", "recompute"]
 ON_CORRUPT = ("error", "recompute")
@@ -165,6 +166,8 @@ class Checkpointed:
         for a later one: replacing it is a collision (``collisions.replacing``).
         """
         fmt = self.handler.format
+        if _versions.is_pinned(fmt):
+            return True  # load_version: that version, whatever staleness would say
         if _refresh.refresh_requested(call.context):
             if fmt.exists(location):
                 run_logger().info("refresh_cache is set: running %s and replacing checkpoint %s",
@@ -313,9 +316,12 @@ class Checkpointed:
 
     def remember(self, location: str, call: Call) -> None:
         if call.task_run_id is not None:
+            fmt = self.handler.format
+            if isinstance(fmt, _versions.VersionedFormat):
+                fmt = fmt.settled(location)  # the very version this call loaded or stored
             _targets.remember(
                 call.task_run_id,
-                StoredTarget(location, self.handler.format, self.handler.read_kwargs),
+                StoredTarget(location, fmt, self.handler.read_kwargs),
                 call.flow_run_id,
             )
 
