@@ -1,0 +1,355 @@
+"""Versioned targets on local disk: every write kept, "latest" the newest committed
+version, pins, the run record, pruning, a SIGKILLed writer, concurrent writers.
+
+Differential checks read a version's files with pandas itself; the flow test runs one real
+Prefect flow through every way a checkpoint recomputes (staleness, refresh_cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from prefect_ds import (
+    Format,
+    PandasResultHandler,
+    VersioningUnsupportedError,
+    VersionNotFoundError,
+    checkpoint,
+)
+from prefect_ds._storage import versions as layout
+
+SUFFIXES = {"csv": ".csv", "parquet": ".parquet", "hdf": ".h5", "feather": ".feather",
+            "dataset": "/"}
+
+
+def frame(n: int, rows: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"n": [n] * rows, "x": [float(i) / (n + 1) for i in range(rows)],
+                         "s": [f"v{n}-{i}" for i in range(rows)]},
+                        index=pd.Index(range(10, 10 + rows), name="row"))
+
+
+@pytest.mark.parametrize("name", sorted(SUFFIXES))
+def test_every_write_is_a_version_and_reads_see_the_latest(name: str, tmp_path: Path) -> None:
+    handler = PandasResultHandler(str(tmp_path / ("out_{r}" + SUFFIXES[name])), name,
+                                  versioned=True)
+    assert not handler.exists(r="a") and handler.versions(r="a") == []
+    frames = [frame(i, rows=i + 2) for i in range(3)]
+    for df in frames:
+        handler.write(df, r="a")
+    ids = handler.versions(r="a")
+    assert len(ids) == 3 and ids == sorted(ids) and all(layout.is_id(v) for v in ids)
+    assert handler.exists(r="a")
+    assert_frame_equal(handler.read(r="a"), frames[-1])
+    for version, df in zip(ids, frames, strict=True):
+        assert_frame_equal(handler.read(version=version, r="a"), df)
+        record = handler.version_record(version, r="a")
+        assert record["version"] == version and record["rows"] == len(df)
+        assert record["bytes"] is None or record["bytes"] > 0
+        assert record["flow_run_id"] is None  # written outside any run
+    # The layout a person reads: name.versions/<id>/name, committed by <id>.json.
+    base = "out_a" + SUFFIXES[name].rstrip("/")
+    root = tmp_path / (base + ".versions")
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [*ids, *(v + ".json" for v in ids)])
+    assert all((root / v / base).exists() for v in ids)
+    assert not (tmp_path / base).exists()  # nothing at the plain location
+    assert handler.prune(2, r="a") == ids[:1]
+    assert handler.versions(r="a") == ids[1:] and not (root / ids[0]).exists()
+    with pytest.raises(VersionNotFoundError, match="not among its committed"):
+        handler.read(version=ids[0], r="a")
+    handler.delete(r="a")
+    assert handler.versions(r="a") == [] and not handler.exists(r="a")
+
+
+def test_a_version_is_the_plain_format_at_its_own_place(tmp_path: Path) -> None:
+    """Differential: pandas reads each version's file as written."""
+    handler = PandasResultHandler(str(tmp_path / "t.parquet"), versioned=True)
+    first, second = frame(1), frame(2)
+    handler.write(first)
+    handler.write(second)
+    old, new = handler.versions()
+    root = tmp_path / "t.parquet.versions"
+    assert_frame_equal(pd.read_parquet(root / old / "t.parquet"), first)
+    assert_frame_equal(pd.read_parquet(root / new / "t.parquet"), second)
+    record = json.loads((root / f"{new}.json").read_text())
+    assert record["bytes"] == (root / new / "t.parquet").stat().st_size
+
+
+def test_hdf_keys_of_one_file_keep_their_own_versions(tmp_path: Path) -> None:
+    handler = PandasResultHandler(str(tmp_path / "store.h5") + "#{key}", versioned=True)
+    handler.write(frame(1), key="a")
+    handler.write(frame(2), key="b")
+    handler.write(frame(3), key="a")
+    assert len(handler.versions(key="a")) == 2 and len(handler.versions(key="b")) == 1
+    assert_frame_equal(handler.read(key="b"), frame(2))
+    assert_frame_equal(handler.read(key="a"), frame(3))
+
+
+def test_wrong_uses_are_refused_with_the_fix(tmp_path: Path) -> None:
+    plain = PandasResultHandler(str(tmp_path / "p.csv"))
+    with pytest.raises(VersioningUnsupportedError, match="versioned=True"):
+        plain.versions()
+    with pytest.raises(VersioningUnsupportedError, match="field named 'version'"):
+        PandasResultHandler(str(tmp_path / "{version}.csv"), versioned=True)
+    # a plain handler's template field named version is still a field
+    by_version = PandasResultHandler(str(tmp_path / "v{version}.csv"))
+    by_version.write(frame(1), version="1")
+    assert_frame_equal(by_version.read(version="1"), frame(1))
+    handler = PandasResultHandler(str(tmp_path / "v.csv"), versioned=True)
+    handler.write(frame(1))
+    with pytest.raises(VersionNotFoundError, match="prefect-ds ls TEMPLATE --versions"):
+        handler.read(version="20200101T000000.000000Z-000000")
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        handler.prune(0)
+    assert len(handler.versions()) == 1
+
+    class Opaque(Format):
+        name = "opaque"
+
+        def read(self, location: str, **kwargs: object) -> pd.DataFrame:
+            raise NotImplementedError
+
+        def write(self, df: pd.DataFrame, location: str, **kwargs: object) -> None:
+            raise NotImplementedError
+
+        def exists(self, location: str) -> bool:
+            return False
+
+        def delete(self, location: str) -> None:
+            pass
+
+    from prefect_ds._versions.versioned import versioned
+    with pytest.raises(VersioningUnsupportedError, match="SupportsVersions"):
+        versioned(Opaque())
+
+
+def test_checkpoint_recomputes_add_versions_and_record_their_runs(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    from prefect import flow, task
+
+    runs: list[int] = []
+
+    @task(persist_result=False)
+    @checkpoint(str(tmp_path / "sq_{k}.parquet"), versioned=True, invalidate_on=("inputs",))
+    def square(k: str, n: int) -> pd.DataFrame:
+        runs.append(n)
+        return frame(n)
+
+    @flow(flow_run_name="versions-{n}")
+    def pipeline(n: int, refresh: bool = False) -> pd.DataFrame:
+        return square.with_options(refresh_cache=refresh)("a", n)
+
+    out = [pipeline(1),  # miss: version 1
+           pipeline(1),  # hit: loads version 1
+           pipeline(2),  # stale input: version 2, version 1 kept
+           pipeline(2, refresh=True)]  # refresh_cache: version 3
+    assert runs == [1, 2, 2]
+    assert [int(df["n"].iloc[0]) for df in out] == [1, 1, 2, 2]
+    handler = PandasResultHandler(str(tmp_path / "sq_{k}.parquet"), versioned=True)
+    ids = handler.versions(k="a")
+    assert len(ids) == 3
+    records = [handler.version_record(v, k="a") for v in ids]
+    assert [r["flow_run_name"] for r in records] == ["versions-1", "versions-2", "versions-2"]
+    assert len({r["flow_run_id"] for r in records}) == 3
+    assert len({r["task_run_id"] for r in records}) == 3  # three task runs wrote
+    assert all(r["task_run_name"].startswith("square") for r in records)
+    assert all(set(r["fingerprint"]) == {"inputs"} for r in records)
+    assert records[0]["fingerprint"] != records[1]["fingerprint"]
+    assert records[1]["fingerprint"] == records[2]["fingerprint"]
+    assert [r["rows"] for r in records] == [3, 3, 3]
+
+    # load_version pins: the stale first version is loaded as it is, nothing runs.
+    @checkpoint(str(tmp_path / "sq_{k}.parquet"), versioned=True,
+                invalidate_on=("inputs",), load_version=ids[0])
+    def pinned(k: str, n: int) -> pd.DataFrame:
+        runs.append(-1)
+        return frame(n)
+
+    assert_frame_equal(pinned("a", 5), frame(1))
+
+    @checkpoint(str(tmp_path / "sq_{k}.parquet"), versioned=True,
+                load_version="20200101T000000.000000Z-000000")
+    def missing(k: str) -> pd.DataFrame:
+        runs.append(-2)
+        return frame(0)
+
+    with pytest.raises(VersionNotFoundError):
+        missing("a")
+    assert runs == [1, 2, 2] and handler.versions(k="a") == ids
+
+
+def test_checkpoint_and_handler_must_agree_on_versioned(tmp_path: Path) -> None:
+    handler = PandasResultHandler(str(tmp_path / "x.csv"))
+    with pytest.raises(TypeError, match="pass versioned"):
+        checkpoint(handler, versioned=True)
+    with pytest.raises(VersioningUnsupportedError):
+        checkpoint(handler, load_version="20200101T000000.000000Z-000000")
+
+
+# -- a writer killed mid-write ------------------------------------------------------------
+
+CHILD = """
+import sys, time
+import numpy as np, pandas as pd
+from prefect_ds import PandasResultHandler
+from prefect_ds._storage import versions
+
+location, mode = sys.argv[1], sys.argv[2]
+handler = PandasResultHandler(location, versioned=True)
+def big(n):
+    return pd.DataFrame({"n": np.full(300_000, n), "x": np.arange(300_000) * 0.5})
+handler.write(big(0))
+print("done", handler.versions()[-1], flush=True)
+if mode == "before-commit":  # the data is stored, the record is not: hang there
+    def hang(*args, **kwargs):
+        print("hanging", flush=True)
+        time.sleep(600)
+    versions.commit = hang
+    handler.write(big(1))
+else:
+    n = 1
+    print("looping", flush=True)
+    while True:
+        handler.write(big(n))
+        print("done", handler.versions()[-1], flush=True)
+        n += 1
+"""
+
+
+def _kill(location: str, mode: str, delay: float) -> list[str]:
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CHILD), location, mode],
+                             stdout=subprocess.PIPE, text=True)
+    done: list[str] = []
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline().split()
+        assert line[0] == "done", line
+        done.append(line[1])
+        assert child.stdout.readline().strip() in {"hanging", "looping"}
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        done += [ln.split()[1] for ln in child.stdout.read().splitlines()
+                 if ln.startswith("done")]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    return done
+
+
+@pytest.mark.parametrize("mode,delays", [("before-commit", [0.0]),
+                                         ("loop", [0.1, 0.4])])
+def test_sigkill_mid_write_never_becomes_latest(mode: str, delays: list[float],
+                                               tmp_path: Path) -> None:
+    location = str(tmp_path / "big.parquet")
+    handler = PandasResultHandler(location, versioned=True)
+    root = tmp_path / "big.parquet.versions"
+    for delay in delays:
+        before = set(handler.versions())
+        done = _kill(location, mode, delay)
+        ids = handler.versions()
+        latest = handler.read()
+        assert latest["n"].nunique() == 1 and len(latest) == 300_000  # one complete frame
+        record = handler.version_record(ids[-1])
+        assert record["rows"] == 300_000
+        # latest is the last version the writer reported, or one it committed just after
+        assert ids[-1] == done[-1] or (ids[-1] > done[-1] and ids[-1] not in before)
+        if mode == "before-commit":
+            assert ids[-1] == done[-1]  # the stored but uncommitted version is not latest
+            uncommitted = [p.name for p in root.iterdir()
+                           if p.is_dir() and p.name not in ids]
+            assert len(uncommitted) == 1  # it is there, complete on disk, and ignored
+            assert (root / uncommitted[0] / "big.parquet").exists()
+        for version in ids:
+            assert handler.read(version=version)["n"].nunique() == 1
+
+
+# -- concurrent writers and pruning -------------------------------------------------------
+
+WRITER = """
+import sys, time
+import pandas as pd
+from prefect_ds import PandasResultHandler
+
+location, who, count, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+handler = PandasResultHandler(location, versioned=True)
+while not __import__("os").path.exists(start):
+    time.sleep(0.005)
+for i in range(count):
+    handler.write(pd.DataFrame({"who": [who] * 50, "i": [i] * 50, "k": range(50)}))
+print("ok", flush=True)
+"""
+
+PRUNER = """
+import sys, time
+from prefect_ds import PandasResultHandler
+
+location, start, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+handler = PandasResultHandler(location, versioned=True)
+while not __import__("os").path.exists(start):
+    time.sleep(0.005)
+pruned = 0
+while not __import__("os").path.exists(stop):
+    pruned += len(handler.prune(2))
+print("pruned", pruned, flush=True)
+"""
+
+
+@pytest.mark.parametrize("name", ["csv"])  # data file and sidecar: the hardest to keep whole
+def test_concurrent_writers_and_a_pruner(name: str, tmp_path: Path) -> None:
+    location = str(tmp_path / f"shared.{name}")
+    start, stop = tmp_path / "start", tmp_path / "stop"
+    count = 8
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, location, str(who), str(count),
+                                 str(start)], stdout=subprocess.PIPE, text=True)
+               for who in (1, 2)]
+    pruner = subprocess.Popen([sys.executable, "-c", PRUNER, location, str(start), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    handler = PandasResultHandler(location, versioned=True)
+    handler.write(pd.DataFrame({"who": [0] * 50, "i": [0] * 50, "k": range(50)}))
+    start.touch()
+    seen = 0
+    try:
+        while any(w.poll() is None for w in writers):
+            ids = handler.versions()
+            if ids:  # a reader meanwhile: whatever is latest is one whole writer's frame
+                try:
+                    df = handler.read()
+                except FileNotFoundError:  # pruned between listing and reading
+                    continue
+                assert df[["who", "i"]].drop_duplicates().shape[0] == 1
+                assert list(df["k"]) == list(range(50))
+                seen += 1
+        for w in writers:
+            assert w.communicate(timeout=60)[0].strip() == "ok"
+    finally:
+        stop.touch()
+        out = pruner.communicate(timeout=60)[0]
+    assert out.startswith("pruned"), out
+    ids = handler.versions()
+    assert len(ids) >= 2
+    for version in ids:  # every committed version survived whole
+        df = handler.read(version=version)
+        assert df[["who", "i"]].drop_duplicates().shape[0] == 1 and len(df) == 50
+    # every write of both writers was committed, then pruned or kept: none half done
+    root = tmp_path / f"shared.{name}.versions"
+    leftovers = [p.name for p in root.iterdir() if p.is_dir() and p.name not in ids]
+    assert leftovers == [], leftovers
+    assert seen > 0
+    handler.prune(1)
+    assert len(handler.versions()) == 1
+    os.remove(start)
