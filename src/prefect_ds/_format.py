@@ -33,8 +33,9 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
     then gives such a lazy frame back.
 ``SupportsVersions``
     ``version_location(location, version)``, ``commit_version``, ``committed_versions``,
-    ``version_record`` and ``remove_version``: keep each write of a versioned target as a
-    version at a derived location, committed by a record (``docs/versions.md``).
+    ``version_record``, ``remove_version`` and ``versioned_locations(pattern)``: keep
+    each write of a versioned target as a version at a derived location, committed by a
+    record (``docs/versions.md``).
 
 :class:`FileFormat` implements all of them for anything stored as files through fsspec, so
 a third-party file format gets them by subclassing it.
@@ -217,6 +218,8 @@ class SupportsVersions(Protocol):
 
     def remove_version(self, location: str, version: str) -> None: ...
 
+    def versioned_locations(self, pattern: str) -> list[str]: ...
+
 
 _UNSAFE_IN_KEYS = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`\x00]")
 
@@ -394,6 +397,12 @@ class FileFormat(Format):
     def remove_version(self, location: str, version: str) -> None:
         """Uncommit a version (its record goes first), then remove its files."""
         versions.remove(location, version, self.storage_options, self.delete)
+
+    def versioned_locations(self, pattern: str) -> list[str]:
+        """The locations matching ``pattern`` (a ``*`` glob) that keep versions."""
+        keyed = "#" in pattern
+        roots = self.list_locations(versions.root(pattern))
+        return sorted(versions.location_of_root(found, keyed) for found in roots)
 
     def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
         """A lock file beside a local data file, a lease object beside an S3 one, none on

@@ -68,6 +68,15 @@ def root(location: str) -> str:
     return f"{base}/{key}" if key else base
 
 
+def location_of_root(found: str, keyed: bool) -> str:
+    """The target whose versions live in the directory ``found`` (inverse of :func:`root`;
+    ``keyed``: the target has a ``#key``)."""
+    if keyed:
+        path, _, key = found.partition(SUFFIX + "/")
+        return f"{path}#{key}"
+    return found.rstrip("/").removesuffix(SUFFIX)
+
+
 def version_location(location: str, version: str) -> str:
     """Where version ``version`` of ``location`` is stored: the same name, one level down."""
     path, sep, fragment = location.partition("#")

@@ -33,6 +33,7 @@ from prefect_ds._format import (
     SupportsAssetKey,
     SupportsDiscard,
     SupportsLazyFrames,
+    SupportsListing,
     SupportsLock,
     SupportsMetadata,
     SupportsSidecarNames,
@@ -183,6 +184,12 @@ class VersionedFormat(Format):
         return f"<versioned {self.inner!r}{pinned}>"
 
 
+class _Listing:
+    def list_locations(self: Any, pattern: str) -> list[str]:
+        """The targets matching ``pattern`` that have versions."""
+        return list(self.versions_of.versioned_locations(pattern))
+
+
 class _Metadata:
     def read_metadata(self: Any, location: str) -> dict[str, str]:
         found = self.resolve(location)
@@ -224,6 +231,7 @@ class _SidecarNames:
 
 
 _MIXINS: tuple[tuple[type, type], ...] = (
+    (SupportsListing, _Listing),
     (SupportsMetadata, _Metadata),
     (SupportsTargetInfo, _Info),
     (SupportsLock, _Lock),

@@ -238,6 +238,17 @@ class SQLFormat(Format):
         _versions.uncommit(self._backend(loc), loc, version)
         self.delete(self.version_location(location, version))
 
+    def versioned_locations(self, pattern: str) -> list[str]:
+        """The tables matching ``pattern`` (``*`` in the table part) that have versions."""
+        url_part, _, table_pattern = pattern.rpartition("#")
+        schema, _, name_pattern = table_pattern.rpartition(".")
+        probe = parse_location(f"{url_part}#{schema + '.' if schema else ''}x")
+        if probe.backend == "sqlite" and not os.path.exists(str(probe.url.database)):
+            return []
+        names = _versions.targets(self._backend(probe), probe)
+        return [f"{url_part}#{schema + '.' if schema else ''}{name}" for name in sorted(names)
+                if fnmatch.fnmatchcase(name, name_pattern)]
+
 
 @contextlib.contextmanager
 def _naming(loc: SqlLocation) -> Iterator[None]:

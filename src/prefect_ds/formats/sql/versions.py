@@ -103,3 +103,12 @@ def uncommit(backend: Backend, loc: SqlLocation, version: str) -> None:
             s.run(f"DELETE FROM {_quoted(loc)} WHERE target = ? AND version = ?",
                   meta.meta_key(loc), version)
             s.commit()
+
+
+def targets(backend: Backend, loc: SqlLocation) -> list[str]:
+    """The tables of ``loc``'s schema that have committed versions."""
+    with backend.session(loc) as s:
+        if not catalog.exists(s, loc, VERSIONS_TABLE):
+            return []
+        rows = s.rows(f"SELECT DISTINCT target FROM {_quoted(loc)}")
+    return [str(row[0]) for row in rows]
