@@ -31,6 +31,7 @@ import os
 import posixpath
 import re
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,14 +98,43 @@ def commit(location: str, version: str, record: Mapping[str, Any],
         Path(temp).write_bytes(body)
 
 
+# Local listings by directory: (mtime_ns, inode, ids). A directory's mtime changes with
+# every entry added or removed, so an unchanged mtime means an unchanged listing, unless
+# the change fell in the same timestamp tick: a listing is only reused when the directory
+# was last modified more than RACY_AFTER seconds before it was taken.
+RACY_AFTER = 1.0
+_LISTINGS: dict[str, tuple[int, int, list[str]]] = {}
+
+
+def _local_committed(path: str) -> list[str]:
+    try:
+        stat = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    cached = _LISTINGS.get(path)
+    if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_ino):
+        return list(cached[2])
+    now = time.time_ns()
+    try:
+        ids = _ids(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if now - stat.st_mtime_ns > RACY_AFTER * 1e9:
+        _LISTINGS[path] = (stat.st_mtime_ns, stat.st_ino, ids)
+    return list(ids)
+
+
+def _ids(names: list[str]) -> list[str]:
+    found = (n[: -len(RECORD_SUFFIX)] for n in names if n.endswith(RECORD_SUFFIX))
+    return sorted(v for v in found if is_id(v))
+
+
 def committed(location: str, storage_options: Mapping[str, Any]) -> list[str]:
-    """The committed versions of ``location``, oldest first: one directory listing."""
+    """The committed versions of ``location``, oldest first: one directory listing (a
+    ``stat`` locally, when the directory has not changed since it was last listed)."""
     fs, path = filesystem(root(location), **storage_options)
     if is_local(fs):
-        try:
-            names = os.listdir(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        return _local_committed(path)
     else:
         fs.invalidate_cache(path)  # another process may have committed since the last look
         try:
@@ -112,8 +142,7 @@ def committed(location: str, storage_options: Mapping[str, Any]) -> list[str]:
                      for p in fs.ls(path, detail=False)]
         except FileNotFoundError:
             return []
-    ids = (n[: -len(RECORD_SUFFIX)] for n in names if n.endswith(RECORD_SUFFIX))
-    return sorted(v for v in ids if is_id(v))
+    return _ids(names)
 
 
 def read_record(location: str, version: str,
