@@ -353,3 +353,37 @@ def test_concurrent_writers_and_a_pruner(name: str, tmp_path: Path) -> None:
     handler.prune(1)
     assert len(handler.versions()) == 1
     os.remove(start)
+
+
+def test_a_cached_listing_never_hides_a_commit(tmp_path: Path) -> None:
+    """Locally an unchanged versions directory is not listed again; every commit, even two
+    within one timestamp tick of the directory, is still seen at once."""
+    handler = PandasResultHandler(str(tmp_path / "c.parquet"), versioned=True)
+    handler.write(frame(1))
+    time.sleep(layout.RACY_AFTER + 0.1)
+    assert len(handler.versions()) == 1  # cached now: the directory is a second old
+    assert len(handler.versions()) == 1
+    seen = []
+    for n in range(2, 6):  # commits in quick succession, each listed right after
+        handler.write(frame(n))
+        seen.append(len(handler.versions()))
+        assert int(handler.read()["n"].iloc[0]) == n
+    assert seen == [2, 3, 4, 5]
+    # the record, not the directory, commits a version
+    (tmp_path / "c.parquet.versions" / layout.new_id()).mkdir()
+    assert len(handler.versions()) == 5
+
+
+def test_two_commits_in_one_timestamp_tick_are_both_seen(tmp_path: Path) -> None:
+    """A directory's mtime has a coarse tick (jiffies, or seconds on some file systems): two
+    commits inside one tick leave it unchanged, so a fresh directory is never cached."""
+    handler = PandasResultHandler(str(tmp_path / "t.csv"), versioned=True)
+    root = tmp_path / "t.csv.versions"
+    handler.write(frame(1))
+    tick = time.time_ns()
+    os.utime(root, ns=(tick, tick))
+    assert len(handler.versions()) == 1
+    handler.write(frame(2))
+    os.utime(root, ns=(tick, tick))  # the second commit fell in the same tick
+    assert len(handler.versions()) == 2
+    assert int(handler.read()["n"].iloc[0]) == 2
