@@ -8,6 +8,7 @@ Prefect flow through every way a checkpoint recomputes (staleness, refresh_cache
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -177,7 +178,18 @@ def test_checkpoint_recomputes_add_versions_and_record_their_runs(
         runs.append(-1)
         return frame(n)
 
-    assert_frame_equal(pinned("a", 5), frame(1))
+    messages: list[str] = []
+    log = logging.getLogger("prefect_ds.checkpoint")  # Prefect's config may stop propagation
+    catch = logging.Handler(logging.INFO)
+    catch.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    log.addHandler(catch)
+    level, log.level = log.level, logging.INFO
+    try:
+        assert_frame_equal(pinned("a", 5), frame(1))
+    finally:
+        log.removeHandler(catch)
+        log.setLevel(level)
+    assert f"loaded checkpoint {tmp_path / 'sq_a.parquet'} (version {ids[0]})" in messages
 
     @checkpoint(str(tmp_path / "sq_{k}.parquet"), versioned=True,
                 load_version="20200101T000000.000000Z-000000")

@@ -260,7 +260,8 @@ class Checkpointed:
 
     def loaded(self, location: str, call: Call) -> None:
         """Bookkeeping after a hit: log, record the target, show the run as Cached."""
-        run_logger().info("loaded checkpoint %s", redact(location))
+        run_logger().info("loaded checkpoint %s%s", redact(location),
+                          _versions.version_note(self.handler.format, location))
         self.remember(location, call)
         if call.context is not None:
             mark_cached()
@@ -309,7 +310,8 @@ class Checkpointed:
             # file holds no frame worth keeping): remove it, then write afresh.
             self.discard(location)
             self.write_target(df, location, call)
-        run_logger().info("saved checkpoint %s", redact(location))
+        run_logger().info("saved checkpoint %s%s", redact(location),
+                          _versions.version_note(fmt, location))
         self.remember(location, call)
         if call.context is not None and _preview.enabled(self.preview):
             _preview.publish(df, location, self.handler.format, run_logger())

@@ -266,6 +266,16 @@ def pinned_view(fmt: VersionedFormat, version: str) -> VersionedFormat:
     return versioned(fmt.inner, version)
 
 
+def version_note(fmt: Format, location: str) -> str:
+    """`` (version <id>)`` for the version ``location`` last resolved to or was written as
+    through ``fmt``, for log lines; ``""`` for a plain format."""
+    if not isinstance(fmt, VersionedFormat):
+        return ""
+    with fmt._settled_lock:
+        version = fmt._settled.get(location)
+    return f" (version {version})" if version else ""
+
+
 def is_versioned(fmt: Format) -> bool:
     """Whether ``fmt`` is a versioned view."""
     return isinstance(fmt, VersionedFormat)
