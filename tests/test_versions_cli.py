@@ -44,6 +44,9 @@ def test_versions_commands_on_files(prefect_harness: None, tmp_path: Path) -> No
     old, new = handler.versions(r="eu")
     records = [handler.version_record(v, r="eu") for v in (old, new)]
 
+    assert "1 versioned target: add --versions" in cli("ls", template)
+    latest = json.loads(cli("show", str(tmp_path / "out_eu.csv"), "--json"))
+    assert latest["version"] == new and latest["rows"] == 3  # no --version: the latest
     out = cli("ls", template, "--versions")
     assert f"{new} (latest)" in out and old in out and "2 versions of 1 target" in out
     assert "cli-1" in out and "cli-2" in out and records[1]["task_run_id"] in out
@@ -75,6 +78,8 @@ def test_versions_commands_on_files(prefect_harness: None, tmp_path: Path) -> No
     assert old in out and "removed 1 version" in out
     assert handler.versions(r="eu") == [new]
     assert "nothing removed" in cli("rm", template, "--keep", "1", "-y")
+    assert "add --keep N" in cli("rm", template, "-y")  # rm alone deletes plain targets only
+    assert handler.versions(r="eu") == [new]
 
 
 def test_versions_commands_on_sqlite(tmp_path: Path) -> None:

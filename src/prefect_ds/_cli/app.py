@@ -143,6 +143,10 @@ def show_command(
                    f"--format NAME.") from None
     try:
         if not fmt.exists(location):
+            latest = cli_versions.latest(location, fmt)
+            if latest is not None:  # a versioned target: its latest version
+                show_command(location, format, rows, json, latest)
+                return
             _not_a_target(fmt, location, json)
         df = fmt.read(location)
     except typer.Exit:

@@ -148,6 +148,25 @@ KeepOpt = Annotated[int | None, typer.Option(
                    "older ones, instead of deleting targets.")]
 
 
+def _versions_hint(template: str, fmt: Format | None = None,
+                   option: str = "--versions") -> str:
+    """A pointer to ``option`` when ``template`` has versioned targets instead."""
+    from prefect_ds._cli.versions import versioned_count
+
+    if fmt is None:
+        from prefect_ds._registry import resolve_format
+
+        try:
+            fmt = resolve_format(template)
+        except Exception:
+            return ""
+    count = versioned_count(template, fmt)
+    if not count:
+        return ""
+    return (f"; it has {plural(count, 'versioned target')}: add {option} "
+            f"(prefect-ds {'ls' if option == '--versions' else 'rm'} TEMPLATE {option})")
+
+
 def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt = None,
                json: JsonOpt = False, versions: VersionsOpt = False) -> None:
     """List the stored targets of TEMPLATE with the argument values of each.
@@ -166,14 +185,15 @@ def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt 
         return
 
     ambiguous: list[Target] = []
-    _, targets = _find(template, format, where, ambiguous)
+    fmt, targets = _find(template, format, where, ambiguous)
     if json:
         emit_json([_record(t) for t in targets])
         return
     _warn_ambiguous(ambiguous, _fields(template), deleting=False)
     _note_ambiguous(targets)
     if not targets:
-        typer.echo(f"no stored targets match {redact(template)!r}")
+        typer.echo(f"no stored targets match {redact(template)!r}"
+                   f"{_versions_hint(template, fmt)}")
         return
     typer.echo(table(_rows(targets, _fields(template))))
     typer.echo(plural(len(targets), "target"))
@@ -208,7 +228,8 @@ def rm_command(
     _warn_ambiguous(ambiguous, _fields(template), deleting=True)
     _note_ambiguous(targets)
     if not targets:
-        typer.echo(f"no stored targets match {redact(template)!r}; nothing deleted")
+        typer.echo(f"no stored targets match {redact(template)!r}; nothing deleted"
+                   f"{_versions_hint(template, fmt, '--keep N')}")
         return
     typer.echo(table(_rows(targets, _fields(template))))
     these = "This target" if len(targets) == 1 else f"These {len(targets):,} targets"

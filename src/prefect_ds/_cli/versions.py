@@ -15,6 +15,7 @@ from prefect_ds._cli.output import emit_json, fail, plural, size, table
 
 if TYPE_CHECKING:
     from prefect_ds._cli.listing import Target
+    from prefect_ds._format import Format
     from prefect_ds._versions.versioned import VersionedFormat
 
 
@@ -42,6 +43,33 @@ def find(template: str, format: str | None,
         return fmt, find_targets(fmt, template, where)
     except Exception as exc:  # a storage library's error: one line, no traceback
         raise fail(scrub(f"{type(exc).__name__}: {exc}", template)) from None
+
+
+def latest(location: str, fmt: Format) -> str | None:
+    """The latest committed version of ``location``, if it is a versioned target."""
+    from prefect_ds._format import SupportsVersions
+
+    if not isinstance(fmt, SupportsVersions):
+        return None
+    try:
+        found = fmt.committed_versions(location)
+    except Exception:  # not a location this format keeps versions for
+        return None
+    return found[-1] if found else None
+
+
+def versioned_count(template: str, fmt: Format) -> int:
+    """How many versioned targets ``template`` has (0 when its format keeps none)."""
+    from prefect_ds._cli.listing import find_targets
+    from prefect_ds._format import SupportsVersions
+    from prefect_ds._versions.versioned import versioned
+
+    if not isinstance(fmt, SupportsVersions):
+        return 0
+    try:
+        return len(find_targets(versioned(fmt), template, {}))
+    except Exception:
+        return 0
 
 
 def _records(fmt: VersionedFormat, target: Target) -> list[dict[str, Any]]:
