@@ -24,6 +24,7 @@ from pandas.testing import assert_frame_equal
 from prefect_ds import (
     Format,
     PandasResultHandler,
+    UnsupportedFrameError,
     VersioningUnsupportedError,
     VersionNotFoundError,
     checkpoint,
@@ -95,6 +96,44 @@ def test_hdf_keys_of_one_file_keep_their_own_versions(tmp_path: Path) -> None:
     assert len(handler.versions(key="a")) == 2 and len(handler.versions(key="b")) == 1
     assert_frame_equal(handler.read(key="b"), frame(2))
     assert_frame_equal(handler.read(key="a"), frame(3))
+
+
+@pytest.mark.parametrize("name", ["csv", "parquet", "hdf"])
+def test_a_refused_frame_adds_no_version_and_leaves_nothing(name: str, tmp_path: Path) -> None:
+    handler = PandasResultHandler(str(tmp_path / ("r" + SUFFIXES[name])), name,
+                                  versioned=True)
+    handler.write(frame(1))
+    (kept,) = handler.versions()
+    bad = pd.DataFrame([[1, 2]], columns=["a", "a"])  # duplicate labels: refused
+    with pytest.raises(UnsupportedFrameError):
+        handler.write(bad)
+    assert handler.versions() == [kept]
+    root = tmp_path / ("r" + SUFFIXES[name] + ".versions")
+    assert sorted(p.name for p in root.iterdir()) == [kept, kept + ".json"]
+    assert_frame_equal(handler.read(), frame(1))
+
+
+def test_a_write_failing_inside_the_format_leaves_no_version_directory(tmp_path: Path) -> None:
+    """The format fails after its version's directory was made: the directory goes too."""
+    location = str(tmp_path / "f.parquet")
+    PandasResultHandler(location, versioned=True).write(frame(1))
+    failing = PandasResultHandler(location, versioned=True,
+                                  write_kwargs={"compression": "no-such-codec"})
+    with pytest.raises(Exception, match="no-such-codec"):
+        failing.write(frame(2))
+    (kept,) = failing.versions()
+    assert sorted(p.name for p in (tmp_path / "f.parquet.versions").iterdir()) == [
+        kept, kept + ".json"]
+
+
+def test_pruning_a_key_of_an_hdf_file_removes_its_version_whole(tmp_path: Path) -> None:
+    handler = PandasResultHandler(str(tmp_path / "s.h5") + "#{key}", versioned=True)
+    handler.write(frame(1), key="a")
+    handler.write(frame(2), key="a")
+    old, new = handler.versions(key="a")
+    assert handler.prune(1, key="a") == [old]
+    assert sorted(p.name for p in (tmp_path / "s.h5.versions" / "a").iterdir()) == [
+        new, new + ".json"]
 
 
 def test_wrong_uses_are_refused_with_the_fix(tmp_path: Path) -> None:

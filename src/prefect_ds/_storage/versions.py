@@ -31,13 +31,13 @@ import os
 import posixpath
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from prefect_ds._storage.files import filesystem, is_local, staged
-from prefect_ds._storage.locks import LOCK_MARKER
 
 SUFFIX = ".versions"
 RECORD_SUFFIX = ".json"
@@ -165,12 +165,8 @@ def remove(location: str, version: str, storage_options: Mapping[str, Any],
         fs.rm_file(path)
     delete_data(version_location(location, version))
     vfs, vpath = filesystem(f"{root(location)}/{version}", **storage_options)
-    if is_local(vfs):
-        with contextlib.suppress(OSError):  # gone, or a concurrent writer's files remain
-            for leftover in os.listdir(vpath):
-                if leftover.endswith(LOCK_MARKER):
-                    os.remove(os.path.join(vpath, leftover))
-            os.rmdir(vpath)
+    if is_local(vfs):  # the directory is this version's alone: lock files, emptied HDF5
+        shutil.rmtree(vpath, ignore_errors=True)
     else:
         with contextlib.suppress(FileNotFoundError):
             vfs.rm(vpath, recursive=True)

@@ -19,6 +19,7 @@ set of capabilities, from mixins.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Mapping
@@ -159,10 +160,15 @@ class VersionedFormat(Format):
         """Store ``df`` as a new committed version of ``location``; return its id."""
         version = new_id()
         where = self.location_of(location, version)
-        if metadata is not None:
-            self.inner.write(df, where, metadata=metadata, **kwargs)
-        else:
-            self.inner.write(df, where, **kwargs)
+        try:
+            if metadata is not None:
+                self.inner.write(df, where, metadata=metadata, **kwargs)
+            else:
+                self.inner.write(df, where, **kwargs)
+        except Exception:  # a refused frame leaves nothing behind, not even a directory
+            with contextlib.suppress(Exception):
+                self.versions_of.remove_version(location, version)
+            raise
         rows = len(df) if isinstance(df, pd.DataFrame) else None
         entry = _record.build(version, redact(location), self.inner.name, rows,
                               stored_info(self.inner, where), metadata)
