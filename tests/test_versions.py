@@ -15,10 +15,13 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from prefect_ds import (
@@ -444,3 +447,43 @@ def test_two_commits_in_one_timestamp_tick_are_both_seen(tmp_path: Path) -> None
     os.utime(root, ns=(tick, tick))  # the second commit fell in the same tick
     assert len(handler.versions()) == 2
     assert int(handler.read()["n"].iloc[0]) == 2
+
+
+LABELS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
+                 max_size=6)
+
+
+@st.composite
+def labelled(draw: st.DrawFn) -> pd.DataFrame:
+    """A small frame with drawn column labels, values and index (named or not)."""
+    n = draw(st.integers(0, 6))
+    labels = draw(st.lists(LABELS, unique=True, min_size=1, max_size=4))
+    columns = {label: draw(st.one_of(
+        st.lists(st.integers(-2**40, 2**40), min_size=n, max_size=n),
+        st.lists(st.floats(allow_nan=False), min_size=n, max_size=n),
+        st.lists(LABELS, min_size=n, max_size=n))) for label in labels}
+    df = pd.DataFrame(columns, index=pd.RangeIndex(n))
+    if draw(st.booleans()):
+        df.index = pd.Index(draw(st.lists(st.integers(), min_size=n, max_size=n, unique=True)),
+                            name=draw(st.none() | LABELS))
+    return df
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(labelled(), min_size=1, max_size=3), st.sampled_from(["parquet", "csv"]))
+def test_each_version_reads_back_as_the_plain_format_wrote_it(
+        tmp_path: Path, written: list[pd.DataFrame], name: str) -> None:
+    """Differential: version i reads back exactly as the plain format reads frame i."""
+    base = tmp_path / uuid.uuid4().hex
+    base.mkdir()
+    handler = PandasResultHandler(str(base / f"v_{{k}}.{name}"), versioned=True)
+    plain = PandasResultHandler(str(base / f"p_{{k}}_{{i}}.{name}"))
+    for df in written:
+        handler.write(df, k="x")
+    ids = handler.versions(k="x")
+    assert len(ids) == len(written) and ids == sorted(ids)
+    for i, (version, df) in enumerate(zip(ids, written, strict=True)):
+        plain.write(df, k="x", i=str(i))
+        assert_frame_equal(handler.read(version=version, k="x"), plain.read(k="x", i=str(i)))
+    assert_frame_equal(handler.read(k="x"), plain.read(k="x", i=str(len(written) - 1)))
