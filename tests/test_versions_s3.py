@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -78,3 +79,25 @@ def test_latest_follows_other_processes_and_skips_uncommitted(
     fmt = handler.format.inner  # type: ignore[attr-defined]
     fmt.write(pd.DataFrame({"n": [99]}), layout.version_location(location, layout.new_id()))
     assert handler.read()["n"].tolist() == [7] and len(handler.versions()) == 2
+
+
+def test_concurrent_writers_on_s3_commit_every_version(s3_server: object, s3_bucket: str) -> None:
+    """Two writers (threads with their own uploads) of one csv target: data and sidecar
+    of each version stay together, and every write is a committed version."""
+    handler = PandasResultHandler(f"{s3_bucket}/both.csv", versioned=True)
+
+    def write(who: int) -> None:
+        for i in range(3):
+            handler.write(pd.DataFrame({"who": [who] * 20, "i": [i] * 20}))
+
+    writers = [threading.Thread(target=write, args=(who,)) for who in (1, 2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    ids = handler.versions()
+    assert len(ids) == 6
+    for version in ids:
+        df = handler.read(version=version)
+        assert len(df) == 20 and df[["who", "i"]].drop_duplicates().shape[0] == 1
+        assert str(df["who"].dtype) == "int64"  # the sidecar that came with its data
