@@ -464,7 +464,8 @@ def labelled(draw: st.DrawFn) -> pd.DataFrame:
         st.lists(LABELS, min_size=n, max_size=n))) for label in labels}
     df = pd.DataFrame(columns, index=pd.RangeIndex(n))
     if draw(st.booleans()):
-        df.index = pd.Index(draw(st.lists(st.integers(), min_size=n, max_size=n, unique=True)),
+        df.index = pd.Index(draw(st.lists(st.integers(-2**40, 2**40), min_size=n, max_size=n,
+                                          unique=True)),
                             name=draw(st.none() | LABELS))
     return df
 
