@@ -488,3 +488,26 @@ def test_each_version_reads_back_as_the_plain_format_wrote_it(
         plain.write(df, k="x", i=str(i))
         assert_frame_equal(handler.read(version=version, k="x"), plain.read(k="x", i=str(i)))
     assert_frame_equal(handler.read(k="x"), plain.read(k="x", i=str(len(written) - 1)))
+
+
+def test_a_remembered_target_reloads_the_very_version_it_stored(tmp_path: Path) -> None:
+    """What a checkpoint hands the memory-releasing runner (``StoredTarget``) reloads the
+    version that call stored or loaded, not whatever is latest when it reloads."""
+    from prefect_ds._release import targets as _targets
+
+    @checkpoint(str(tmp_path / "r_{k}.parquet"), versioned=True)
+    def make(k: str) -> pd.DataFrame:
+        return frame(1)
+
+    handler = make.__prefect_ds_checkpoint__  # type: ignore[attr-defined]
+    assert handler.versioned
+    checkpointed = make.__prefect_ds_check_map__.__self__  # type: ignore[attr-defined]
+    make("a")
+    location = str(tmp_path / "r_a.parquet")
+    (first,) = handler.versions(k="a")
+    stored = checkpointed.handler.format.settled(location)
+    handler.write(frame(2), k="a")  # a newer version meanwhile
+    reloaded = _targets.StoredTarget(location, stored, {})
+    assert_frame_equal(reloaded.load(), frame(1))
+    assert_frame_equal(handler.read(k="a"), frame(2))
+    assert first in repr(stored)
