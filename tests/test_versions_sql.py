@@ -4,6 +4,7 @@ concurrent writers each commit theirs; pruning drops whole versions."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,13 @@ import pytest
 import sqlalchemy as sa
 from pandas.testing import assert_frame_equal
 
-from prefect_ds import PandasResultHandler, VersionNotFoundError, get_format, redact
+from prefect_ds import (
+    PandasResultHandler,
+    UnsafeLocationError,
+    VersionNotFoundError,
+    get_format,
+    redact,
+)
 
 pytest_plugins = ["sql_fixtures"]
 
@@ -113,3 +120,13 @@ def test_killed_writer_and_concurrent_writers(db_url: str, table: str) -> None:
     for version in ids[1:]:
         df = handler.read(version=version)
         assert len(df) == 20 and df[["who", "i"]].drop_duplicates().shape[0] == 1
+
+
+def test_a_table_name_too_long_for_versions_is_refused_before_any_sql(sqlite_url: str) -> None:
+    handler = PandasResultHandler(f"{sqlite_url}#{'t' * 32}", versioned=True)
+    with pytest.raises(UnsafeLocationError, match="at most 31 characters"):
+        handler.write(frame(1))
+    assert not os.path.exists(sqlite_url.removeprefix("sqlite:///"))
+    ok = PandasResultHandler(f"{sqlite_url}#{'t' * 31}", versioned=True)
+    ok.write(frame(1))
+    assert_frame_equal(ok.read(), frame(1))

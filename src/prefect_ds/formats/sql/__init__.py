@@ -25,14 +25,25 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 import pyarrow as pa
 
-from prefect_ds._errors import CorruptTargetError, TemplateError, UnsupportedFrameError
+from prefect_ds._errors import (
+    CorruptTargetError,
+    TemplateError,
+    UnsafeLocationError,
+    UnsupportedFrameError,
+)
 from prefect_ds._format import Format, TargetInfo, safe_asset_key
 from prefect_ds.formats.sql import adbc as _adbc
 from prefect_ds.formats.sql import versions as _versions
 from prefect_ds.formats.sql.alchemy import AlchemyBackend
 from prefect_ds.formats.sql.backend import Backend
 from prefect_ds.formats.sql.meta import META_TABLE
-from prefect_ds.formats.sql.names import RESERVED_PREFIX, SqlLocation, parse_location, safe_location
+from prefect_ds.formats.sql.names import (
+    MAX_IDENTIFIER,
+    RESERVED_PREFIX,
+    SqlLocation,
+    parse_location,
+    safe_location,
+)
 from prefect_ds.formats.sql.schema import StaleMetadata, TableMeta, prepare, restore
 from prefect_ds.hookspecs import Register, hookimpl
 
@@ -211,6 +222,14 @@ class SQLFormat(Format):
     def version_location(self, location: str, version: str) -> str:
         """The same database, table ``<table>__v<version>``."""
         loc = parse_location(location)
+        longest = MAX_IDENTIFIER - len(_versions.table_for("", version))
+        if len(loc.table) > longest:
+            raise UnsafeLocationError(
+                f"table {loc.qualified!r} at {loc.shown} is too long to keep versions: a "
+                f"version's table is the name plus {MAX_IDENTIFIER - longest} characters, and "
+                f"names may have at most {MAX_IDENTIFIER}. Use a table name of at most "
+                f"{longest} characters. Nothing was sent to the database."
+            )
         url_part = location.rpartition("#")[0]
         schema = f"{loc.schema}." if loc.schema else ""
         return f"{url_part}#{schema}{_versions.table_for(loc.table, version)}"
