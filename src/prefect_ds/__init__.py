@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         UnknownFormatError,
         UnsafeLocationError,
         UnsupportedFrameError,
+        VersioningUnsupportedError,
+        VersionNotFoundError,
     )
     from prefect_ds._format import (
         FileFormat,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         SupportsSidecarNames,
         SupportsStorageOptions,
         SupportsTargetInfo,
+        SupportsVersions,
         TargetInfo,
     )
     from prefect_ds._handler import PandasResultHandler, ResultHandler
@@ -78,6 +81,9 @@ _HOMES = {
     ),
     "PandasResultHandler": "prefect_ds._handler",
     "ResultHandler": "prefect_ds._handler",
+    "SupportsVersions": "prefect_ds._format",
+    "VersionNotFoundError": "prefect_ds._errors",
+    "VersioningUnsupportedError": "prefect_ds._errors",
     "redact": "prefect_ds._redact",
     **dict.fromkeys(
         ["available_formats", "get_format", "register_plugin", "resolve_format"],
@@ -152,12 +158,15 @@ __all__ = [
     "SupportsSidecarNames",
     "SupportsStorageOptions",
     "SupportsTargetInfo",
+    "SupportsVersions",
     "TargetInfo",
     "TargetLockTimeout",
     "TemplateError",
     "UnknownFormatError",
     "UnsafeLocationError",
     "UnsupportedFrameError",
+    "VersionNotFoundError",
+    "VersioningUnsupportedError",
     "arrow_columns",
     "arrow_to_frame",
     "available_formats",

@@ -77,3 +77,11 @@ class UnsupportedFrameError(PrefectDSError, ValueError, TypeError):
     Raised before anything is written. It is a ``ValueError`` and a ``TypeError`` both,
     since formats refused such frames with either before this error existed.
     """
+
+
+class VersionNotFoundError(PrefectDSError, LookupError):
+    """A pinned version of a versioned target is not among its committed versions."""
+
+
+class VersioningUnsupportedError(PrefectDSError, TypeError):
+    """``versioned=True`` was asked of a format that cannot keep versions."""

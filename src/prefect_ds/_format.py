@@ -31,6 +31,11 @@ code asks for it with ``isinstance(fmt, SupportsX)`` and nothing else:
     ``accepts_frame(result)``: whether ``write`` also stores ``result``, a frame that is
     not a pandas one (a Dask DataFrame, written where its partitions live); ``read``
     then gives such a lazy frame back.
+``SupportsVersions``
+    ``version_location(location, version)``, ``commit_version``, ``committed_versions``,
+    ``version_record``, ``remove_version`` and ``versioned_locations(pattern)``: keep
+    each write of a versioned target as a version at a derived location, committed by a
+    record (``docs/versions.md``).
 
 :class:`FileFormat` implements all of them for anything stored as files through fsspec, so
 a third-party file format gets them by subclassing it.
@@ -63,7 +68,7 @@ import fsspec
 import pandas as pd
 
 from prefect_ds._errors import TemplateError
-from prefect_ds._storage import sidecar
+from prefect_ds._storage import sidecar, versions
 from prefect_ds._storage.files import bound_sidecar, filesystem, is_local, modified_time
 from prefect_ds._storage.lease import S3Lease, supports_leases
 from prefect_ds._storage.locks import FileLock
@@ -199,6 +204,30 @@ class SupportsLazyFrames(Protocol):
     """A format that stores lazy frames (Dask DataFrames) besides pandas ones."""
 
     def accepts_frame(self, result: object) -> bool: ...
+
+
+@runtime_checkable
+class SupportsVersions(Protocol):
+    """A format that keeps versions of a target at derived locations (``docs/versions.md``).
+
+    ``version_location`` names where a version's data goes (the format writes it there as
+    any target); ``commit_version`` records it, atomically, after the data is stored: only
+    committed versions are listed by ``committed_versions`` (oldest first), so a crash
+    mid-write never commits one. ``remove_version`` takes the record away, then the data.
+    """
+
+    def version_location(self, location: str, version: str) -> str: ...
+
+    def commit_version(self, location: str, version: str,
+                       record: Mapping[str, Any]) -> None: ...
+
+    def committed_versions(self, location: str) -> list[str]: ...
+
+    def version_record(self, location: str, version: str) -> dict[str, Any]: ...
+
+    def remove_version(self, location: str, version: str) -> None: ...
+
+    def versioned_locations(self, pattern: str) -> list[str]: ...
 
 
 _UNSAFE_IN_KEYS = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`\x00]")
@@ -357,6 +386,32 @@ class FileFormat(Format):
     def accepts_frame(self, result: object) -> bool:
         """A file holds one pandas frame: no lazy frames."""
         return False
+
+    def version_location(self, location: str, version: str) -> str:
+        """``name.versions/<version>/name`` beside the target (``_storage.versions``)."""
+        return versions.version_location(location, version)
+
+    def commit_version(self, location: str, version: str, record: Mapping[str, Any]) -> None:
+        """Write the version's record, which commits it, atomically."""
+        versions.commit(location, version, record, self.storage_options)
+
+    def committed_versions(self, location: str) -> list[str]:
+        """The committed versions of ``location``, oldest first (one listing)."""
+        return versions.committed(location, self.storage_options)
+
+    def version_record(self, location: str, version: str) -> dict[str, Any]:
+        """The record a version was committed with (``{}`` if none)."""
+        return versions.read_record(location, version, self.storage_options)
+
+    def remove_version(self, location: str, version: str) -> None:
+        """Uncommit a version (its record goes first), then remove its files."""
+        versions.remove(location, version, self.storage_options, self.delete)
+
+    def versioned_locations(self, pattern: str) -> list[str]:
+        """The locations matching ``pattern`` (a ``*`` glob) that keep versions."""
+        keyed = "#" in pattern
+        roots = self.list_locations(versions.root(pattern))
+        return sorted(versions.location_of_root(found, keyed) for found in roots)
 
     def lock(self, location: str, timeout: float | None = None) -> AbstractContextManager[None]:
         """A lock file beside a local data file, a lease object beside an S3 one, none on

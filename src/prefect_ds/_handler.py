@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -26,6 +27,7 @@ from prefect_ds._registry import resolve_format
 from prefect_ds._storage import kinds as _kinds
 from prefect_ds._storage.blocks import StorageRoot, storage_root
 from prefect_ds._storage.files import require_filesystem
+from prefect_ds._versions import versioned as _versions
 
 
 class ResultHandler:
@@ -48,6 +50,10 @@ class ResultHandler:
     storage block, or a saved block's slug (``"s3-bucket/lab"``), used as the root of a
     relative ``location``; credentials come from the block (``storage_options`` override
     them). A slug is loaded from the Prefect API once, here.
+
+    ``versioned=True`` keeps every write as a new version of the target and reads the
+    latest complete one; :meth:`versions` lists them, ``read(version=...)`` pins one, and
+    each version records the Prefect run that wrote it (``docs/versions.md``).
     """
 
     default_kind: ClassVar[str | None] = None  # None: the kind recorded with the target
@@ -61,6 +67,7 @@ class ResultHandler:
         write_kwargs: Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         storage: object | str | None = None,
+        versioned: bool = False,
     ) -> None:
         location = as_location(location)
         self.storage: StorageRoot | None = None
@@ -85,6 +92,9 @@ class ResultHandler:
             self.format = cast(Format, self.format.with_storage_options(**storage_options))
         self.read_kwargs = dict(read_kwargs or {})
         self.write_kwargs = dict(write_kwargs or {})
+        self.versioned = bool(versioned)
+        if self.versioned:
+            self.format = _versions.for_handler(self.format, self.template)
 
     @property
     def location(self) -> str:
@@ -97,20 +107,51 @@ class ResultHandler:
                     if isinstance(self.format, SupportsSidecarNames) else ())
         return self.template.render(arguments, suffixes)
 
-    def read(self, /, *, kind: str | None = None, **arguments: Any) -> Any:
+    def read(self, /, version: str | None = None, *, kind: str | None = None,
+             **arguments: Any) -> Any:
         """Load the frame stored for these arguments, as ``kind``.
 
         ``kind`` is ``"pandas"``, ``"polars"`` or ``"arrow"`` (or an exact kind such as
         ``"polars.LazyFrame"``); without it, the kind recorded with the target. A
-        template field named ``kind`` takes the argument instead.
+        template field named ``kind`` takes the argument instead. ``version`` reads that
+        version of a versioned target (else the latest); a template field named
+        ``version`` of an unversioned handler takes it instead.
         """
+        if version is not None and not self.versioned and "version" in self.template.fields:
+            arguments["version"] = version  # a template field of that name, as before
+            version = None
         if "kind" in self.template.fields and kind is not None:
             arguments["kind"] = kind
             kind = None
         kind = self.default_kind if kind is None else kind
         if kind is not None:
             _kinds.check_kind(kind, repr(self))
-        return read_frame(self.format, self.render(**arguments), self.read_kwargs, kind)
+        fmt = self.format
+        if version is not None:
+            fmt = _versions.pinned_view(_versions.view(self.format, self.location), version)
+        return read_frame(fmt, self.render(**arguments), self.read_kwargs, kind)
+
+    def versions(self, /, **arguments: Any) -> list[str]:
+        """The committed versions stored for these arguments, oldest first."""
+        return _versions.view(self.format, self.location).versions(self.render(**arguments))
+
+    def version_record(self, version: str, /, **arguments: Any) -> dict[str, Any]:
+        """The run record of one version: flow and task run, fingerprint parts, rows,
+        bytes and write time."""
+        return _versions.view(self.format, self.location).record(
+            self.render(**arguments), version)
+
+    def prune(self, keep: int, /, **arguments: Any) -> list[str]:
+        """Remove all but the newest ``keep`` versions; return the removed version ids."""
+        return _versions.view(self.format, self.location).prune(
+            self.render(**arguments), keep)
+
+    def pinned(self, version: str) -> ResultHandler:
+        """A copy of this versioned handler whose reads see ``version`` only."""
+        clone = copy.copy(self)
+        clone.format = _versions.pinned_view(_versions.view(self.format, self.location),
+                                             version)
+        return clone
 
     def write(self, df: Any, /, **arguments: Any) -> str:
         """Store the frame ``df`` for these arguments atomically; return the location."""
@@ -122,7 +163,9 @@ class ResultHandler:
                 f"got {type(df).__module__}.{type(df).__qualname__}; nothing was written"
             )
         location = self.render(**arguments)
-        with self._lock(location):  # one writer at a time: one complete result remains
+        # One writer at a time: one complete result remains. A version has a location of
+        # its own, so versioned writers need not wait for each other.
+        with contextlib.nullcontext() if self.versioned else self._lock(location):
             write_frame(self.format, df, location, self.write_kwargs)
         _lineage.report("materialized", self.format, location, df)  # inside a run only
         return location
@@ -142,7 +185,9 @@ class ResultHandler:
         self.format.delete(self.render(**arguments))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({redact(self.location)!r}, format={self.format.name!r})"
+        versioned = ", versioned=True" if self.versioned else ""
+        return (f"{type(self).__name__}({redact(self.location)!r}, "
+                f"format={self.format.name!r}{versioned})")
 
 
 class PandasResultHandler(ResultHandler):

@@ -65,6 +65,8 @@ def checkpoint(
     storage: object | str | None = None,
     preview: bool | None = None,
     kind: str | None = None,
+    versioned: bool | None = None,
+    load_version: str | None = None,
 ) -> Callable[[F], F]:
     """Store a task function's frame at ``location`` and skip the call when it exists.
 
@@ -111,6 +113,13 @@ def checkpoint(
     saved block's slug (``"s3-bucket/lab"``) used as the root of a relative ``location``,
     with the block's credentials. ``preview=True`` publishes a table artifact of each
     stored frame (``None``: the ``PREFECT_DS_PREVIEW`` environment variable decides).
+
+    ``versioned=True`` keeps every stored frame as a new version of the target: a
+    recompute (``invalidate_on``, ``refresh_cache``, ``cache_expiration``) adds a version
+    and never deletes one, and a hit loads the latest complete version.
+    ``load_version="<id>"`` pins the loaded version: the call loads it whatever the
+    staleness settings say, and raises :class:`VersionNotFoundError` if it is not there
+    (``docs/versions.md``).
     """
     if lock_timeout is not None and not (isinstance(lock_timeout, (int, float))
                                          and lock_timeout >= 0):
@@ -131,11 +140,19 @@ def checkpoint(
                 f"{type(location).__name__} instead"
             )
         handler = location
+        if versioned is not None and bool(versioned) != handler.versioned:
+            raise TypeError(
+                f"checkpoint({location!r}, versioned={versioned!r}) got a "
+                f"PandasResultHandler with versioned={handler.versioned}; pass versioned "
+                f"to the PandasResultHandler instead"
+            )
     else:
         handler = ResultHandler(
             location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
-            storage=storage,
+            storage=storage, versioned=bool(versioned),
         )
+    if load_version is not None:
+        handler = handler.pinned(load_version)
 
     def decorate(fn: F) -> F:
         return cast(F, Checkpointed(handler, fn, invalidate_on, strict, on_corrupt,
@@ -157,6 +174,8 @@ def checkpoint_task(
     storage: object | str | None = None,
     preview: bool | None = None,
     kind: str | None = None,
+    versioned: bool | None = None,
+    load_version: str | None = None,
     **task_options: Any,
 ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
     """``@task(...)`` over ``@checkpoint(...)``, with defaults fit for large DataFrames.
@@ -177,7 +196,8 @@ def checkpoint_task(
         options["persist_result"] = False
     wrap = checkpoint(location, format, read_kwargs=read_kwargs, write_kwargs=write_kwargs,
                       invalidate_on=invalidate_on, strict=strict, on_corrupt=on_corrupt,
-                      lock_timeout=lock_timeout, storage=storage, preview=preview, kind=kind)
+                      lock_timeout=lock_timeout, storage=storage, preview=preview, kind=kind,
+                      versioned=versioned, load_version=load_version)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         return cast("Task[Any, Any]", task(**options)(wrap(fn)))

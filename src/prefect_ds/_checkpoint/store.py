@@ -44,6 +44,7 @@ from prefect_ds._redact import redact, scrub
 from prefect_ds._release import targets as _targets
 from prefect_ds._release.targets import StoredTarget
 from prefect_ds._storage import kinds as _kinds
+from prefect_ds._versions import versioned as _versions
 
 OnCorrupt = Literal["error", "recompute"]
 ON_CORRUPT = ("error", "recompute")
@@ -172,6 +173,8 @@ class Checkpointed:
         for a later one: replacing it is a collision (``collisions.replacing``).
         """
         fmt = self.handler.format
+        if _versions.is_pinned(fmt):
+            return True  # load_version: that version, whatever staleness would say
         if _refresh.refresh_requested(call.context):
             if fmt.exists(location):
                 run_logger().info("refresh_cache is set: running %s and replacing checkpoint %s",
@@ -267,7 +270,8 @@ class Checkpointed:
 
     def loaded(self, location: str, call: Call, stored: object) -> None:
         """Bookkeeping after a hit: log, record the target, show the run as Cached."""
-        run_logger().info("loaded checkpoint %s", redact(location))
+        run_logger().info("loaded checkpoint %s%s", redact(location),
+                          _versions.version_note(self.handler.format, location))
         self.remember(location, call, _kinds.kind_of(stored))
         if call.context is not None:
             mark_cached()
@@ -316,7 +320,8 @@ class Checkpointed:
             # file holds no frame worth keeping): remove it, then write afresh.
             self.discard(location)
             self.write_target(df, location, call)
-        run_logger().info("saved checkpoint %s", redact(location))
+        run_logger().info("saved checkpoint %s%s", redact(location),
+                          _versions.version_note(fmt, location))
         if call.context is not None and _preview.enabled(self.preview):
             shown = _kinds.preview_frame(df) if _kinds.kind_of(df) is not None else df
             if shown is not None:
@@ -338,9 +343,12 @@ class Checkpointed:
 
     def remember(self, location: str, call: Call, kind: str | None) -> None:
         if call.task_run_id is not None:
+            fmt = self.handler.format
+            if isinstance(fmt, _versions.VersionedFormat):
+                fmt = fmt.settled(location)  # the very version this call loaded or stored
             _targets.remember(
                 call.task_run_id,
-                StoredTarget(location, self.handler.format, self.handler.read_kwargs, kind),
+                StoredTarget(location, fmt, self.handler.read_kwargs, kind),
                 call.flow_run_id,
             )
 

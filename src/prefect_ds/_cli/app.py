@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from prefect_ds._cli import targets
+from prefect_ds._cli import versions as cli_versions
 from prefect_ds._cli.output import emit_json, fail, plural, table
 
 if TYPE_CHECKING:
@@ -109,6 +110,9 @@ def show_command(
     rows: Annotated[int, typer.Option(
         "--rows", "-n", min=0, help="How many of the first rows to print.")] = 5,
     json: JsonOpt = False,
+    version: Annotated[str | None, typer.Option(
+        "--version", "-V", help="Open this version of a versioned target "
+                                "(prefect-ds ls TEMPLATE --versions lists them).")] = None,
 ) -> None:
     """Print the shape, dtypes and first rows of the result stored at LOCATION."""
     from prefect_ds._errors import UnknownFormatError
@@ -116,6 +120,16 @@ def show_command(
     from prefect_ds._registry import resolve_format
 
     shown = redact(location)
+    if version is not None:
+        from prefect_ds._cli.versions import read_version, view
+
+        df = read_version(location, format, version)
+        name, shown = view(location, format).name, f"{shown} @ {version}"
+        if json:
+            emit_json({**_record(df, shown, name, rows), "version": version})
+        else:
+            typer.echo(_describe(df, shown, name, rows))
+        return
     try:
         fmt = resolve_format(location, format)
     except UnknownFormatError as exc:
@@ -129,6 +143,10 @@ def show_command(
                    f"--format NAME.") from None
     try:
         if not fmt.exists(location):
+            latest = cli_versions.latest(location, fmt)
+            if latest is not None:  # a versioned target: its latest version
+                show_command(location, format, rows, json, latest)
+                return
             _not_a_target(fmt, location, json)
         df = fmt.read(location)
     except typer.Exit:
@@ -251,6 +269,7 @@ def _index_dtypes(df: pd.DataFrame) -> list[object]:
 
 app.command("ls")(targets.ls_command)
 app.command("rm")(targets.rm_command)
+app.command("diff")(cli_versions.diff_command)
 
 
 def main() -> None:

@@ -140,25 +140,60 @@ def _note_ambiguous(targets: Sequence[Target]) -> None:
             typer.echo(f"  {redact(t.location)}", err=True)
 
 
+VersionsOpt = Annotated[bool, typer.Option(
+    "--versions", help="List every version of TEMPLATE's versioned targets, with the flow "
+                       "run and task run that wrote each.")]
+KeepOpt = Annotated[int | None, typer.Option(
+    "--keep", help="Keep the newest N versions of each versioned target and remove the "
+                   "older ones, instead of deleting targets.")]
+
+
+def _versions_hint(template: str, fmt: Format | None = None,
+                   option: str = "--versions") -> str:
+    """A pointer to ``option`` when ``template`` has versioned targets instead."""
+    from prefect_ds._cli.versions import versioned_count
+
+    if fmt is None:
+        from prefect_ds._registry import resolve_format
+
+        try:
+            fmt = resolve_format(template)
+        except Exception:
+            return ""
+    count = versioned_count(template, fmt)
+    if not count:
+        return ""
+    return (f"; it has {plural(count, 'versioned target')}: add {option} "
+            f"(prefect-ds {'ls' if option == '--versions' else 'rm'} TEMPLATE {option})")
+
+
 def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt = None,
-               json: JsonOpt = False) -> None:
+               json: JsonOpt = False, versions: VersionsOpt = False) -> None:
     """List the stored targets of TEMPLATE with the argument values of each.
 
     Also shows row counts where they are cheap to read, sizes, modification times and
     which fingerprint parts (code, inputs, ...) are stored with each target; "none" means
-    it was written without invalidate_on, or by someone else.
+    it was written without invalidate_on, or by someone else. With --versions: every
+    version of each versioned target, oldest first, with the run that wrote it.
     """
     from prefect_ds._redact import redact
 
+    if versions:
+        from prefect_ds._cli.versions import ls_versions
+
+        ls_versions(template, format, _where(where), json, _fields(template))
+        return
+
     ambiguous: list[Target] = []
-    _, targets = _find(template, format, where, ambiguous)
+    fmt, targets = _find(template, format, where, ambiguous)
     if json:
         emit_json([_record(t) for t in targets])
         return
     _warn_ambiguous(ambiguous, _fields(template), deleting=False)
     _note_ambiguous(targets)
     if not targets:
-        typer.echo(f"no stored targets match {redact(template)!r}")
+        typer.echo(f"no stored targets match {redact(template)!r}"
+                   f"{_versions_hint(template, fmt)}")
         return
     typer.echo(table(_rows(targets, _fields(template))))
     typer.echo(plural(len(targets), "target"))
@@ -170,22 +205,31 @@ def rm_command(
     where: WhereOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
     = False,
+    keep: KeepOpt = None,
 ) -> None:
     """Delete the stored targets of TEMPLATE that --where selects (all without it).
 
     The next run of the checkpointed tasks recomputes exactly those. Prints exactly what
     will be deleted and asks first, unless --yes. Only names the template could have
     rendered are deleted; a name it splits two ways only when both readings are selected.
+    With --keep N: of each versioned target, remove all but the newest N versions.
     """
     from prefect_ds._cli.listing import delete_targets
     from prefect_ds._redact import redact, scrub
+
+    if keep is not None:
+        from prefect_ds._cli.versions import rm_keep
+
+        rm_keep(template, format, _where(where), keep, yes)
+        return
 
     ambiguous: list[Target] = []
     fmt, targets = _find(template, format, where, ambiguous)
     _warn_ambiguous(ambiguous, _fields(template), deleting=True)
     _note_ambiguous(targets)
     if not targets:
-        typer.echo(f"no stored targets match {redact(template)!r}; nothing deleted")
+        typer.echo(f"no stored targets match {redact(template)!r}; nothing deleted"
+                   f"{_versions_hint(template, fmt, '--keep N')}")
         return
     typer.echo(table(_rows(targets, _fields(template))))
     these = "This target" if len(targets) == 1 else f"These {len(targets):,} targets"

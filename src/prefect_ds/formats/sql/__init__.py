@@ -25,13 +25,25 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 import pyarrow as pa
 
-from prefect_ds._errors import CorruptTargetError, TemplateError, UnsupportedFrameError
+from prefect_ds._errors import (
+    CorruptTargetError,
+    TemplateError,
+    UnsafeLocationError,
+    UnsupportedFrameError,
+)
 from prefect_ds._format import Format, TargetInfo, safe_asset_key
 from prefect_ds.formats.sql import adbc as _adbc
+from prefect_ds.formats.sql import versions as _versions
 from prefect_ds.formats.sql.alchemy import AlchemyBackend
 from prefect_ds.formats.sql.backend import Backend
 from prefect_ds.formats.sql.meta import META_TABLE
-from prefect_ds.formats.sql.names import RESERVED_PREFIX, SqlLocation, parse_location, safe_location
+from prefect_ds.formats.sql.names import (
+    MAX_IDENTIFIER,
+    RESERVED_PREFIX,
+    SqlLocation,
+    parse_location,
+    safe_location,
+)
 from prefect_ds.formats.sql.schema import StaleMetadata, TableMeta, prepare, restore
 from prefect_ds.hookspecs import Register, hookimpl
 
@@ -159,7 +171,8 @@ class SQLFormat(Format):
         probe = parse_location(f"{url_part}#{schema + '.' if schema else ''}x")
         found = []
         for name in sorted(self._backend(probe).list_tables(probe)):
-            if name.startswith(RESERVED_PREFIX) or name == META_TABLE:
+            if (name.startswith(RESERVED_PREFIX) or name == META_TABLE
+                    or _versions.is_version_table(name)):
                 continue
             if fnmatch.fnmatchcase(name, table_pattern):
                 found.append(f"{url_part}#{schema + '.' if schema else ''}{name}")
@@ -203,6 +216,57 @@ class SQLFormat(Format):
         """Drop the table and forget its metadata; no error if it is absent."""
         loc = parse_location(location)
         self._backend(loc).delete(loc)
+
+    # -- versions (prefect_ds.SupportsVersions; formats/sql/versions.py) -------------------
+
+    def version_location(self, location: str, version: str) -> str:
+        """The same database, table ``<table>__v<version>``."""
+        loc = parse_location(location)
+        longest = MAX_IDENTIFIER - len(_versions.table_for("", version))
+        if len(loc.table) > longest:
+            raise UnsafeLocationError(
+                f"table {loc.qualified!r} at {loc.shown} is too long to keep versions: a "
+                f"version's table is the name plus {MAX_IDENTIFIER - longest} characters, and "
+                f"names may have at most {MAX_IDENTIFIER}. Use a table name of at most "
+                f"{longest} characters. Nothing was sent to the database."
+            )
+        url_part = location.rpartition("#")[0]
+        schema = f"{loc.schema}." if loc.schema else ""
+        return f"{url_part}#{schema}{_versions.table_for(loc.table, version)}"
+
+    def commit_version(self, location: str, version: str, record: Mapping[str, Any]) -> None:
+        """Insert the version's row into ``_prefect_ds_versions``: it is committed."""
+        loc = parse_location(location)
+        _versions.commit(self._backend(loc), loc, version, record)
+
+    def committed_versions(self, location: str) -> list[str]:
+        """The committed versions of the table, oldest first."""
+        loc = parse_location(location)
+        if loc.backend == "sqlite" and not os.path.exists(str(loc.url.database)):
+            return []
+        return _versions.committed(self._backend(loc), loc)
+
+    def version_record(self, location: str, version: str) -> dict[str, Any]:
+        """The run record committed with a version."""
+        loc = parse_location(location)
+        return _versions.read_record(self._backend(loc), loc, version)
+
+    def remove_version(self, location: str, version: str) -> None:
+        """Uncommit a version (its row goes first), then drop its table."""
+        loc = parse_location(location)
+        _versions.uncommit(self._backend(loc), loc, version)
+        self.delete(self.version_location(location, version))
+
+    def versioned_locations(self, pattern: str) -> list[str]:
+        """The tables matching ``pattern`` (``*`` in the table part) that have versions."""
+        url_part, _, table_pattern = pattern.rpartition("#")
+        schema, _, name_pattern = table_pattern.rpartition(".")
+        probe = parse_location(f"{url_part}#{schema + '.' if schema else ''}x")
+        if probe.backend == "sqlite" and not os.path.exists(str(probe.url.database)):
+            return []
+        names = _versions.targets(self._backend(probe), probe)
+        return [f"{url_part}#{schema + '.' if schema else ''}{name}" for name in sorted(names)
+                if fnmatch.fnmatchcase(name, name_pattern)]
 
 
 @contextlib.contextmanager
