@@ -396,3 +396,25 @@ def test_generated_polars_frames_round_trip_exactly_or_are_refused(tmp_path: Pat
 
     check()
     assert outcomes["exact"] > 25  # most frames are stored; refusals are csv's nested types
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "hdf"])
+def test_versions_keep_each_write_s_kind(tmp_path: Path, fmt: str) -> None:
+    """A versioned handler records each version's kind: the latest reads back as the
+    latest write's kind, and a pinned older version as its own."""
+    suffix = {"parquet": ".parquet", "csv": ".csv", "hdf": ".h5"}[fmt]
+    handler = ResultHandler(str(tmp_path / f"v_{{n}}{suffix}"), versioned=True)
+    first = plain_polars()
+    second = pa.table({"x": pa.array([1, 2], pa.int64())})
+    handler.write(first, n=1)
+    handler.write(second, n=1)
+    older, newer = handler.versions(n=1)
+    latest = handler.read(n=1)
+    assert isinstance(latest, pa.Table) and latest.equals(second)
+    pinned = handler.read(older, n=1)
+    assert isinstance(pinned, pl.DataFrame)
+    assert pinned.equals(first)
+    assert handler.version_record(newer, n=1)["rows"] == 2
+    plain = ResultHandler(str(tmp_path / f"plain{suffix}"))  # versioning changes no read
+    plain.write(first)
+    assert_frame_equal(handler.read(older, kind="pandas", n=1), plain.read(kind="pandas"))
