@@ -228,9 +228,14 @@ def where(i: int) -> dict[str, Any]:
     client_context = SyncClientContext.get()
     run_context = TaskRunContext.get()
     assert run_context is not None
+    runs_on_client = None
+    if client_context is not None:  # how many task runs this very client object served
+        client = client_context.client
+        runs_on_client = getattr(client, "_test_runs", 0) + 1
+        client._test_runs = runs_on_client  # type: ignore[attr-defined]
     return {
         "worker": (os.getpid(), threading.get_ident()),
-        "client": id(client_context.client) if client_context else None,
+        "client": runs_on_client,
         "flow_run": str(runtime.flow_run.id),
         "deployment": runtime.deployment.id,
         "parameters": runtime.deployment.parameters,
@@ -368,11 +373,13 @@ def test_kept_worker_state_keeps_everything_prefect_shows(
         assert seen["parameters"] == {"region": "EU"}
         assert "kept-state" in seen["tags"]
         assert seen["client"] is not None and seen["untokenized"]
-    # one API client per worker thread, kept across its task runs
-    clients: dict[Any, set[int]] = {}
+    # one API client per worker thread, kept across its task runs: each run on a thread
+    # finds the count its predecessor left on the client (earlier tests' runs included)
+    clients: dict[Any, list[int]] = {}
     for seen in out["seen"]:
-        clients.setdefault(tuple(seen["worker"]), set()).add(seen["client"])
-    assert all(len(ids) == 1 for ids in clients.values()), clients
+        clients.setdefault(tuple(seen["worker"]), []).append(seen["client"])
+    for counts in clients.values():
+        assert sorted(counts) == list(range(min(counts), min(counts) + len(counts))), clients
     assert len(clients) < calls  # some thread ran several task runs
     assert len({pid for pid, _ in clients}) == 2  # on both worker processes
 

@@ -188,7 +188,7 @@ def test_fast_dask_path_finds_every_internal() -> None:
     assert internals.missing() == ()
 
 
-def test_context_variables_of_settings_and_sync_client() -> None:
+def test_context_variables_of_settings_and_sync_client(prefect_harness: None) -> None:
     """_dask/worker.py sets ``SettingsContext.__var__`` and ``SyncClientContext.__var__``
     directly, and ``get_client(sync_client=True)`` (how Prefect's engine gets its client)
     answers with the client of the current ``SyncClientContext``."""

@@ -149,9 +149,13 @@ def _open_client() -> Any:
 
     context = SyncClientContext()
     context.client.__enter__()
-    settings = SettingsContext.get()
-    if settings is None or settings.settings.client.server_version_check_enabled:
-        context.client.raise_for_api_version_mismatch_once()
+    try:
+        settings = SettingsContext.get()
+        if settings is None or settings.settings.client.server_version_check_enabled:
+            context.client.raise_for_api_version_mismatch_once()
+    except BaseException:
+        _close(_Client(context))
+        raise
     return context
 
 
