@@ -441,6 +441,7 @@ def test_missing_internals_fall_back_with_one_warning(
     def fallback() -> list[Any]:
         ok = where.map(range(2))
         bad = broken.submit()
+        ok.wait()
         bad.wait()
         return [*(f.state.name for f in ok), bad.state.name,
                 *(f.result()["untokenized"] for f in ok)]
