@@ -144,3 +144,28 @@ def test_explicit_format_and_resolution_errors(tmp_path: Path) -> None:
         PandasResultHandler(str(tmp_path / "{x}.parquet"), format="nope")
     with pytest.raises(TemplateError):
         PandasResultHandler(str(tmp_path / "{}.parquet"))
+
+
+@pytest.mark.parametrize(("suffix", "options"), [
+    (".parquet", {"compression": "nope"}), (".parquet", {"bogus": 1}), (".csv", {"bogus": 1}),
+    (".h5", {"bogus": 1}),
+])
+def test_a_refused_write_option_is_named_and_nothing_is_written(
+        tmp_path: Path, suffix: str, options: dict[str, object]) -> None:
+    """A format's own complaint about write_kwargs (pyarrow's ArrowException, an unknown
+    keyword's TypeError) becomes a FormatOptionError naming the option and the format."""
+    from prefect_ds import FormatOptionError
+
+    handler = PandasResultHandler(str(tmp_path / f"x{suffix}"), write_kwargs=options)
+    with pytest.raises(FormatOptionError, match=repr(next(iter(options)))) as info:
+        handler.write(pd.DataFrame({"a": [1]}))
+    assert handler.format.name in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_unknown_read_option_is_named(tmp_path: Path) -> None:
+    from prefect_ds import FormatOptionError
+
+    PandasResultHandler(str(tmp_path / "x.parquet")).write(pd.DataFrame({"a": [1]}))
+    with pytest.raises(FormatOptionError, match="'bogus'"):
+        PandasResultHandler(str(tmp_path / "x.parquet"), read_kwargs={"bogus": 1}).read()

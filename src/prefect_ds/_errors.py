@@ -79,6 +79,15 @@ class UnsupportedFrameError(PrefectDSError, ValueError, TypeError):
     """
 
 
+class FormatOptionError(PrefectDSError, ValueError, TypeError):
+    """A format refused the ``read_kwargs`` or ``write_kwargs`` it was given.
+
+    Raised in place of the library's own error (a pyarrow ``ArrowException``, a
+    ``TypeError`` for an unknown keyword, ...), naming the format, the options and the
+    location; nothing was written.
+    """
+
+
 class VersionNotFoundError(PrefectDSError, LookupError):
     """A pinned version of a versioned target is not among its committed versions."""
 

@@ -10,11 +10,13 @@ and conversions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prefect_ds._errors import CorruptTargetError
+from prefect_ds._errors import CorruptTargetError, FormatOptionError, PrefectDSError
 from prefect_ds._format import Format, SupportsMetadata, frame_kinds, stored_metadata
+from prefect_ds._redact import redact
 from prefect_ds._storage import kinds as _kinds
 
 
@@ -31,10 +33,11 @@ def write_frame(fmt: Format, frame: Any, location: str, write_kwargs: Mapping[st
         record.update(_kinds.schema_record(frame, kind))  # cast back exactly on read
     if record and isinstance(fmt, SupportsMetadata):
         metadata = {**(metadata or {}), **record}
-    if metadata is not None:
-        fmt.write(native, location, metadata=dict(metadata), **write_kwargs)
-    else:
-        fmt.write(native, location, **write_kwargs)
+    with _options_refused(fmt, "write_kwargs", write_kwargs, location):
+        if metadata is not None:
+            fmt.write(native, location, metadata=dict(metadata), **write_kwargs)
+        else:
+            fmt.write(native, location, **write_kwargs)
     return kind
 
 
@@ -57,8 +60,37 @@ def read_frame(fmt: Format, location: str, read_kwargs: Mapping[str, Any],
     target = _kinds.wanted(kind, _kinds.stored_kind(metadata))
 
     def read(native: str) -> Any:
-        if native == _kinds.PANDAS:
-            return fmt.read(location, **read_kwargs)
-        return fmt.read(location, kind=native, **read_kwargs)
+        with _options_refused(fmt, "read_kwargs", read_kwargs, location):
+            if native == _kinds.PANDAS:
+                return fmt.read(location, **read_kwargs)
+            return fmt.read(location, kind=native, **read_kwargs)
 
     return _kinds.read_as(read, frame_kinds(fmt), target, metadata)
+
+
+@contextlib.contextmanager
+def _options_refused(fmt: Format, what: str, options: Mapping[str, Any],
+                     location: str) -> Iterator[None]:
+    """Turn the library's own complaint about ``options`` into a FormatOptionError.
+
+    Only when options were given, and only for the errors a bad option raises: an unknown
+    keyword's ``TypeError``, and on writes also a bad value's ``ValueError`` or pyarrow
+    ``ArrowException`` (on reads those may describe a damaged file, so they pass through,
+    as do our own errors, missing files and I/O failures).
+    """
+    try:
+        yield
+    except (PrefectDSError, FileNotFoundError, OSError):
+        raise
+    except Exception as exc:
+        writing = what == "write_kwargs"
+        refused = isinstance(exc, TypeError) or (writing and (
+            isinstance(exc, ValueError) or type(exc).__module__.startswith("pyarrow")))
+        if not options or not refused:
+            raise
+        lost = "; nothing was written" if writing else ""
+        raise FormatOptionError(
+            f"the {fmt.name} format refused {what}={{{', '.join(map(repr, options))}}} at "
+            f"{redact(location)!r}: {redact(str(exc))}. Check the option names and values "
+            f"against the format's documentation{lost}"
+        ) from exc
