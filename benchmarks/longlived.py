@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import record
 from memory import rss_mb, start_server
 
 CALLS = 20
@@ -108,6 +109,7 @@ def main() -> None:
     env["PREFECT_LOGGING_LEVEL"] = "WARNING"
     server, url = start_server(env)
     env["PREFECT_API_URL"] = url
+    figures: dict[str, Any] = {"load_average": os.getloadavg()[0]}
     try:
         print(f"{'runner':8} {'runs':>6} {'RSS@mark':>10} {'RSS@last':>10} {'growth':>8} "
               f"{'s/run':>6}  records left (targets, claims, flow runs)")
@@ -126,6 +128,12 @@ def main() -> None:
                   f"{out['seconds_per_run']:>6.2f}  ({records['targets']}, "
                   f"{records['claims']}, {records['watched_flow_runs']})"
                   f"  [run {out['mark']} -> {out['runs']}]")
+            figures[name] = {"growth_pct": round(growth * 100, 2),
+                             "rss_mark_mb": out["rss_mark_mb"],
+                             "rss_last_mb": out["rss_last_mb"],
+                             "seconds_per_run": out["seconds_per_run"], **records}
+        figures["load_average_end"] = os.getloadavg()[0]
+        record("longlived", figures, runs=args.runs, mark=args.mark)
     finally:
         server.terminate()
         server.wait(timeout=30)
