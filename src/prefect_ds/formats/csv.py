@@ -123,15 +123,7 @@ class CsvFormat(FileFormat):
             **record,
             **extra,
         }
-        pcsv_options = pcsv.WriteOptions(include_header=header, delimiter=sep)
-        sidecar = self.sidecars(location)[0]
-        with staged(sidecar, location, **self.storage_options) as (sidecar_temp, data_temp):
-            if table is not None:
-                pcsv.write_csv(table, data_temp, write_options=pcsv_options)
-            else:
-                open(data_temp, "wb").close()
-            doc["bytes"] = os.path.getsize(data_temp)
-            self._dump_sidecar(doc, sidecar_temp, data_temp, location)
+        self._commit(table, doc, location)
 
     def _write_arrow(self, table: pa.Table, location: str, options: Mapping[str, Any],
                      extra: Mapping[str, Any]) -> None:
@@ -146,11 +138,16 @@ class CsvFormat(FileFormat):
         written, record = _csv_arrow.encode(table)  # refuses before any file is touched
         doc: dict[str, Any] = {"prefect_ds_csv": SCHEMA_VERSION, "delimiter": sep,
                                "header": header, **record, **extra}
-        pcsv_options = pcsv.WriteOptions(include_header=header, delimiter=sep)
+        self._commit(written if written.num_columns else None, doc, location)
+
+    def _commit(self, table: pa.Table | None, doc: dict[str, Any], location: str) -> None:
+        """Write ``table`` (None: an empty data file) and its sidecar ``doc`` in one commit."""
+        write_options = pcsv.WriteOptions(include_header=doc["header"],
+                                          delimiter=doc["delimiter"])
         sidecar = self.sidecars(location)[0]
         with staged(sidecar, location, **self.storage_options) as (sidecar_temp, data_temp):
-            if written.num_columns:
-                pcsv.write_csv(written, data_temp, write_options=pcsv_options)
+            if table is not None:
+                pcsv.write_csv(table, data_temp, write_options=write_options)
             else:
                 open(data_temp, "wb").close()
             doc["bytes"] = os.path.getsize(data_temp)
