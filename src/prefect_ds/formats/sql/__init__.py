@@ -20,10 +20,7 @@ import fnmatch
 import os
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Literal
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from prefect_ds._errors import (
     CorruptTargetError,
@@ -32,6 +29,7 @@ from prefect_ds._errors import (
     UnsupportedFrameError,
 )
 from prefect_ds._format import Format, TargetInfo, safe_asset_key
+from prefect_ds._lazy import lazy
 from prefect_ds.formats.sql import adbc as _adbc
 from prefect_ds.formats.sql import versions as _versions
 from prefect_ds.formats.sql.alchemy import AlchemyBackend
@@ -46,6 +44,13 @@ from prefect_ds.formats.sql.names import (
 )
 from prefect_ds.formats.sql.schema import StaleMetadata, TableMeta, prepare, restore
 from prefect_ds.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
 
 Engine = Literal["auto", "adbc", "sqlalchemy"]
 _ENGINES = ("auto", "adbc", "sqlalchemy")
