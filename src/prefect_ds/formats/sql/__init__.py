@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib.util
 import os
 import warnings
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from prefect_ds._errors import (
     CorruptTargetError,
+    MissingDependencyError,
     TemplateError,
     UnsafeLocationError,
     UnsupportedFrameError,
@@ -51,6 +53,13 @@ if TYPE_CHECKING:
 else:
     pd = lazy("pandas")
     pa = lazy("pyarrow")
+
+SCHEMES = ("sqlite", "postgresql")
+# SQLAlchemy is imported on the first read or write; that it is installed is checked
+# here, so the install hint travels with this format's registration.
+if importlib.util.find_spec("sqlalchemy") is None:
+    raise MissingDependencyError("sql", "sqlalchemy", "pip install 'prefect-ds[sql]'",
+                                 schemes=SCHEMES)
 
 Engine = Literal["auto", "adbc", "sqlalchemy"]
 _ENGINES = ("auto", "adbc", "sqlalchemy")
@@ -111,7 +120,7 @@ class SQLFormat(Format):
     """
 
     name = "sql"
-    schemes = ("sqlite", "postgresql")
+    schemes = SCHEMES
     default_read_kwargs: ClassVar[Mapping[str, Any]] = {"engine": None}
     default_write_kwargs: ClassVar[Mapping[str, Any]] = {
         "engine": None, "chunksize": None, "index": None,
