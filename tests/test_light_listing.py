@@ -7,6 +7,8 @@ numpy, h5py, SQLAlchemy and polars unimported (the timing lives in benchmarks/cl
 Each probe is a fresh interpreter of a real environment that has this one's packages but
 not the feather plugin: that third-party package imports pandas and pyarrow itself when
 it loads, which is its own choice, so with it installed nothing here could be told apart.
+SQLAlchemy, now imported on first use, must still be named as the ``[sql]`` extra when it
+is missing (as h5py is for ``[hdf]``, in test_registry).
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ else:
     pd = lazy("pandas")
     pa = lazy("pyarrow")
 
-
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
