@@ -6,7 +6,13 @@ Compared, interleaved, medians:
 
 * ``prefect-ds --help`` against a bare interpreter (``python -c pass``) and against
   ``import typer`` alone, the floor any typer command pays;
-* ``prefect-ds formats`` (loads every format plugin) against ``--help``;
+* ``prefect-ds formats`` (loads every format plugin, but none of pandas, pyarrow, numpy,
+  h5py or SQLAlchemy: built-in formats import those on first use) against ``--help`` and
+  against the bare interpreter, and ``formats --json`` against ``formats``; the heavy
+  libraries a ``formats`` run did import are printed (a third-party plugin may import
+  its own at load: the feather plugin imports pandas and pyarrow), so ``formats`` is also
+  timed in a throwaway environment with this one's packages but no third-party plugin
+  (built-ins only);
 * ``import prefect_ds`` against the bare interpreter;
 * with ``--against SRC`` (another checkout's ``src``, e.g. an older release), ``--help``
   against the same command run from that source, under the same load.
@@ -23,18 +29,23 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from common import interleaved
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from plugin_dists import venv_without  # noqa: E402  (the tests' throwaway environments)
+
+SRC = str(ROOT / "src")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)}
 CLI = "import sys; from prefect_ds._cli import main; sys.argv[0] = 'prefect-ds'; main()"
 
 
-def python(*args: str, env: dict[str, str] = ENV) -> None:
-    done = subprocess.run([sys.executable, *args], env=env, stdout=subprocess.DEVNULL,
+def python(*args: str, env: dict[str, str] = ENV, interpreter: str = sys.executable) -> None:
+    done = subprocess.run([interpreter, *args], env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     if done.returncode not in (0,):
         raise SystemExit(f"{args} exited with {done.returncode}")
@@ -53,6 +64,15 @@ def main() -> None:
     def formats() -> None:
         python("-c", CLI, "formats")
 
+    def formats_json() -> None:
+        python("-c", CLI, "formats", "--json")
+
+    scratch = tempfile.TemporaryDirectory(prefix="prefect-ds-cli-")
+    built_ins_only = str(venv_without(Path(scratch.name) / "venv", "prefect_ds_feather"))
+
+    def formats_built_ins() -> None:
+        python("-c", CLI, "formats", interpreter=built_ins_only)
+
     def bare() -> None:
         python("-c", "pass")
 
@@ -69,8 +89,16 @@ def main() -> None:
     rows.append(("prefect-ds --help", "import typer", ours, base))
     ours, base = interleaved(package, bare, repeat)
     rows.append(("import prefect_ds", "python -c pass", ours, base))
-    ours, base = interleaved(formats, help_, max(3, repeat // 3))
+    ours, base = interleaved(formats, help_, repeat)
     rows.append(("prefect-ds formats", "prefect-ds --help", ours, base))
+    ours, base = interleaved(formats, bare, repeat)
+    rows.append(("prefect-ds formats", "python -c pass", ours, base))
+    ours, base = interleaved(formats_json, formats, repeat)
+    rows.append(("formats --json", "prefect-ds formats", ours, base))
+    ours, base = interleaved(formats_built_ins, help_, repeat)
+    rows.append(("formats (built-ins)", "prefect-ds --help", ours, base))
+    ours, base = interleaved(formats_built_ins, bare, repeat)
+    rows.append(("formats (built-ins)", "python -c pass", ours, base))
     if options.against:
         other = {**ENV, "PYTHONPATH": os.path.abspath(options.against)}
 
@@ -87,6 +115,26 @@ def main() -> None:
     print(f"\ncold --help: {cold_help:.3f} s (bar: 0.15 s) -> "
           f"{'within' if cold_help <= 0.15 else 'over'} the bar on this machine now; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for label, interpreter in (("prefect-ds formats", sys.executable),
+                               ("formats (built-ins)", built_ins_only)):
+        cold = next(r[2] for r in rows if r[0] == label)
+        heavy = heavy_imports("formats", interpreter=interpreter)
+        print(f"cold {label}: {cold:.3f} s; heavy libraries it imported: "
+              f"{', '.join(heavy) or 'none'}")
+    scratch.cleanup()
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+HEAVY = ("pandas", "pyarrow", "numpy", "h5py", "sqlalchemy", "polars")
+
+
+def heavy_imports(*args: str, interpreter: str = sys.executable) -> list[str]:
+    """The heavy libraries a ``prefect-ds ARGS`` run leaves in ``sys.modules``."""
+    probe = (CLI.replace("main()", "\ntry:\n    main()\nexcept SystemExit:\n    pass\n")
+             + f"print('HEAVY', *(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([interpreter, "-c", probe, *args], env=ENV, text=True,
+                          capture_output=True, check=True)
+    return done.stdout.strip().splitlines()[-1].split()[1:]
 
 
 if __name__ == "__main__":

@@ -62,16 +62,21 @@ import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import fsspec
-import pandas as pd
 
 from prefect_ds._errors import TemplateError
+from prefect_ds._lazy import lazy
 from prefect_ds._storage import sidecar, versions
 from prefect_ds._storage.files import bound_sidecar, filesystem, is_local, modified_time
 from prefect_ds._storage.lease import S3Lease, supports_leases
 from prefect_ds._storage.locks import FileLock
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 _F = TypeVar("_F", bound="FileFormat")
 

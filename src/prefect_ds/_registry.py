@@ -176,7 +176,7 @@ def resolve_format(location: str | os.PathLike[str], format: str | None = None) 
     location = as_location(location)
     formats = [r.format for r in current().formats.values()]
     path = location.split("#", 1)[0].split("?", 1)[0].lower()
-    _check_scheme(location, path, formats)
+    _check_scheme(location, path, formats, current().unavailable)
     by_suffix = [f for f in formats if any(path.endswith(s) for s in f.suffixes)]
     if by_suffix:
         longest = max(len(s) for f in by_suffix for s in f.suffixes if path.endswith(s))
@@ -220,10 +220,16 @@ def _unavailable_message(name: str, why: Unavailable) -> str:
     return f"The {name!r} plugin failed to load ({why.reason}).{hint}"
 
 
-def _check_scheme(location: str, path: str, formats: list[Format]) -> None:
-    """Refuse a URL scheme that is neither a format's nor a file system fsspec knows."""
+def _check_scheme(location: str, path: str, formats: list[Format],
+                  unavailable: dict[str, Unavailable]) -> None:
+    """Refuse a URL scheme that is neither a format's nor a file system fsspec knows.
+
+    A scheme of a format that failed to load passes: the caller names what to install.
+    """
     scheme = path.split("://", 1)[0].split("+", 1)[0] if "://" in path else ""
     if not scheme or any(scheme in f.schemes for f in formats):
+        return
+    if any(scheme in why.schemes for why in unavailable.values()):
         return
     import fsspec
 

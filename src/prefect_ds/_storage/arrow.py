@@ -25,15 +25,21 @@ import contextlib
 import json
 import warnings
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds._storage.dtypes import describe, from_spec, same_dtype, zone_spec
 from prefect_ds._storage.labels import decode_labels, encode_labels, level_values, same_labels
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
 
 _DTYPES_KEY = b"prefect_ds:dtypes"
 

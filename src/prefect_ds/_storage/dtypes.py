@@ -19,11 +19,18 @@ import contextlib
 import datetime
 import zoneinfo
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
+from prefect_ds._lazy import lazy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 

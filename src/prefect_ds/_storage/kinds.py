@@ -27,21 +27,27 @@ it is already imported) or polars output was asked for.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import MissingDependencyError, UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds._storage.arrow import (
     arrow_to_frame,
     frame_to_arrow,
     made_from_pandas,
     restore_schema,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
 
 PANDAS = "pandas"
 SERIES = "pandas.Series"
@@ -189,13 +195,15 @@ def check_polars(schema: Mapping[str, Any], format_name: str) -> None:
             )
 
 
-# pandas' nullable dtypes for what numpy would turn into float (integers with nulls) or
-# object (booleans with nulls): exact, and what a pandas-only format stores.
-_NULLABLE = {
-    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-    pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
-    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
-}
+@functools.cache
+def _nullable() -> dict[pa.DataType, Any]:
+    """pandas' nullable dtypes for what numpy would turn into float (integers with nulls)
+    or object (booleans with nulls): exact, and what a pandas-only format stores."""
+    return {
+        pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+        pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
+    }
 
 
 def _arrow_to_pandas(table: pa.Table, format_name: str, exact: bool) -> pd.DataFrame:
@@ -207,7 +215,7 @@ def _arrow_to_pandas(table: pa.Table, format_name: str, exact: bool) -> pd.DataF
         columns = [column.cast(pa.timestamp("ms")) if pa.types.is_date(column.type)
                    else column for column in table.columns]
         plain = pa.Table.from_arrays(columns, names=table.column_names)
-        converted: pd.DataFrame = plain.to_pandas(types_mapper=_NULLABLE.get)
+        converted: pd.DataFrame = plain.to_pandas(types_mapper=_nullable().get)
         return converted
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise UnsupportedFrameError(

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds._storage.dtypes import describe, from_spec, same_dtype
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
 
 
 def level_values(index: pd.Index, i: int) -> pd.Index:

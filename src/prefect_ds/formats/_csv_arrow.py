@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds._storage.arrow import restore_schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pa = lazy("pyarrow")
+    pc = lazy("pyarrow.compute")
 
 
 def stored_type(field: pa.Field) -> pa.DataType:

@@ -11,19 +11,27 @@ rules out.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds._redact import redact
 from prefect_ds._storage.arrow import check_fields
 from prefect_ds._storage.dtypes import describe, from_spec
 from prefect_ds._storage.labels import decode_labels, encode_labels, level_values
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+    pc = lazy("pyarrow.compute")
 
 _JSON_NAMES = (str, int, float, bool, type(None))
 
@@ -230,11 +238,13 @@ def _arrow_column(values: Any, spec: dict[str, Any], what: str) -> pa.ChunkedArr
 # pyarrow parses timestamps in years 1..9999 only, and a nanosecond one only from a whole
 # second that fits in int64; columns reaching beyond (one day of margin for time zone
 # offsets) are written as integer counts of their unit instead of text.
+# (Plain datetime arithmetic, equal to pandas' Timestamps, so importing this costs no pandas.)
+_EPOCH = datetime.datetime(1970, 1, 1)
 _SAFE_SECONDS = (
-    (pd.Timestamp("0001-01-02") - pd.Timestamp("1970-01-01").as_unit("s")).total_seconds(),
-    (pd.Timestamp("9999-12-30") - pd.Timestamp("1970-01-01").as_unit("s")).total_seconds(),
+    (datetime.datetime(1, 1, 2) - _EPOCH).total_seconds(),
+    (datetime.datetime(9999, 12, 30) - _EPOCH).total_seconds(),
 )
-_NS_SAFE_MIN = (pd.Timestamp.min + pd.Timedelta(days=1)).value
+_NS_SAFE_MIN = -(2**63) + 1 + 86_400 * 10**9  # (pd.Timestamp.min + pd.Timedelta(days=1)).value
 
 
 def _text_safe(array: pa.Array | pa.ChunkedArray) -> bool:

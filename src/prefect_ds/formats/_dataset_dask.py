@@ -20,10 +20,17 @@ import posixpath
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.dataset as pads
+from prefect_ds._lazy import lazy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+else:
+    pa = lazy("pyarrow")
+    pads = lazy("pyarrow.dataset")
+
 
 _PART = re.compile(r"part\.(\d+)\.parquet")
 

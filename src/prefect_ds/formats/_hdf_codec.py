@@ -18,23 +18,31 @@ tagged by its ``kind`` attribute.
 from __future__ import annotations
 
 import datetime
+import functools
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Union
 
 from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds._storage.labels import level_values
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    # A column's values, as handed to the DataFrame / Index constructors.
+    ArrayLike = Union[np.ndarray, pd.api.extensions.ExtensionArray]  # noqa: UP007
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
 
 LAYOUT = "prefect-ds frame"
 LAYOUT_VERSION = 1
 
-# A column's values, as handed to the DataFrame / Index constructors.
-ArrayLike = Union[np.ndarray, pd.api.extensions.ExtensionArray]  # noqa: UP007
 
 
 class LayoutError(ValueError):
@@ -59,7 +67,9 @@ class Node:
 
 Tree = Union[Leaf, Node]  # noqa: UP007
 
-_MASKED_ARRAYS = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
+@functools.cache
+def _masked_arrays() -> tuple[type[Any], ...]:
+    return (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
 
 
 # --------------------------------------------------------------------------- encode
@@ -87,7 +97,10 @@ def encode_frame(df: pd.DataFrame) -> Node:
     return Node(attrs, {"index": _encode_index(df.index), "columns": columns})
 
 
-_DEFAULT_STR = pd.Index(["text"]).dtype  # what pd.Index(names) makes of strings
+@functools.cache
+def _default_str() -> Any:
+    """What ``pd.Index(names)`` makes of strings (taken once, on first use)."""
+    return pd.Index(["text"]).dtype
 
 
 def _column_names(df: pd.DataFrame) -> list[str]:
@@ -98,7 +111,7 @@ def _column_names(df: pd.DataFrame) -> list[str]:
             "df.columns = ['_'.join(map(str, c)) for c in df.columns]"
         )
     empty_range = isinstance(columns, pd.RangeIndex) and not len(columns)
-    if not empty_range and columns.dtype != object and columns.dtype != _DEFAULT_STR:
+    if not empty_range and columns.dtype != object and columns.dtype != _default_str():
         raise UnsupportedFrameError(
             f"the hdf format needs string column names, but the column index has dtype "
             f"{columns.dtype}; rename them first, e.g. df.columns = df.columns.astype(str)"
@@ -189,7 +202,7 @@ def _encode_column(series: pd.Series, what: str) -> Tree:
         na = "nan" if dtype.na_value is not pd.NA else "NA"
         return _encode_strings(arrow, {"kind": "string", "dtype": label,
                                        "storage": dtype.storage, "na_value": na})
-    if isinstance(series.array, _MASKED_ARRAYS):
+    if isinstance(series.array, _masked_arrays()):
         array = series.array
         numpy_dtype: np.dtype[Any] = getattr(array.dtype, "numpy_dtype")  # noqa: B009
         values = array.to_numpy(dtype=numpy_dtype, na_value=numpy_dtype.type(0))
@@ -322,7 +335,7 @@ def decode_frame(root: Node, columns: Iterable[str]) -> pd.DataFrame:
     column_name = _name_attr(root.attrs, "columns_name")
     column_index: pd.Index = (
         pd.RangeIndex(0, name=column_name) if column_kind == "range" and not names
-        else pd.Index(names, dtype=object if column_kind == "object" else _DEFAULT_STR,
+        else pd.Index(names, dtype=object if column_kind == "object" else _default_str(),
                       name=column_name))
     df: pd.DataFrame = pd.DataFrame(data, index=index, copy=False)
     df.columns = column_index
@@ -377,7 +390,7 @@ def decode_column(tree: Tree, what: str, nrows: int | None) -> ArrayLike:
             return aware
         if kind == "masked" and isinstance(tree, Node):
             masked: Any = pd.api.types.pandas_dtype(str(tree.attrs["dtype"]))
-            if not issubclass(masked.construct_array_type(), _MASKED_ARRAYS):
+            if not issubclass(masked.construct_array_type(), _masked_arrays()):
                 raise LayoutError(f"{what}: {masked} is not a nullable numeric dtype")
             values = _checked(_leaf(tree, "values", what), masked.numpy_dtype, nrows, what)
             mask = _checked(_leaf(tree, "mask", what), np.dtype(bool), nrows, what)

@@ -55,14 +55,11 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from typing import IO, Any, ClassVar
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pcsv
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from prefect_ds._errors import CorruptTargetError
 from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._lazy import lazy
 from prefect_ds._redact import redact
 from prefect_ds._storage import binding
 from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
@@ -71,6 +68,15 @@ from prefect_ds._storage.locks import is_locked
 from prefect_ds.formats import _csv_arrow
 from prefect_ds.formats._csv_codec import column_types, decode, encode, select
 from prefect_ds.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+else:
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+    pcsv = lazy("pyarrow.csv")
 
 SIDECAR_SUFFIX = ".schema.json"
 SCHEMA_VERSION = 1
@@ -206,7 +212,7 @@ class CsvFormat(FileFormat):
                 try:
                     exact = _csv_arrow.decode(_parse(stream, doc, location,
                                                      _csv_arrow.column_types(doc)), doc)
-                except _INCONSISTENT as exc:
+                except _disagreement_errors() as exc:
                     raise _inconsistent(location, self.sidecars(location)[0], exc) from None
                 if exact.num_columns and exact.num_rows != doc["rows"]:
                     raise _inconsistent(location, self.sidecars(location)[0], ValueError(
@@ -219,14 +225,14 @@ class CsvFormat(FileFormat):
                 return parsed
             try:
                 table = _parse(stream, doc, location)
-            except _INCONSISTENT as exc:
+            except _disagreement_errors() as exc:
                 raise _inconsistent(location, self.sidecars(location)[0], exc) from None
         if table.num_columns and table.num_rows != doc["rows"]:
             raise _inconsistent(location, self.sidecars(location)[0], ValueError(
                 f"{table.num_rows} rows parsed, {doc['rows']} recorded"))
         try:
             frame = decode(table, doc, location, self.sidecars(location)[0])
-        except _INCONSISTENT as exc:
+        except _disagreement_errors() as exc:
             raise _inconsistent(location, self.sidecars(location)[0], exc) from None
         return select(frame, options.get("columns"))
 
@@ -352,8 +358,13 @@ class CsvFormat(FileFormat):
         return dict(doc)
 
 
-# What interpreting a sidecar that disagrees with itself or its data file can raise.
-_INCONSISTENT = (KeyError, IndexError, StopIteration, TypeError, ValueError, pa.ArrowException)
+def _disagreement_errors() -> tuple[type[BaseException], ...]:
+    """What interpreting a sidecar that disagrees with itself or its data file can raise.
+
+    A function, evaluated only when an ``except`` clause meets an exception, so that
+    importing this module needs no pyarrow.
+    """
+    return (KeyError, IndexError, StopIteration, TypeError, ValueError, pa.ArrowException)
 
 
 def _inconsistent(location: str, sidecar: str, exc: BaseException) -> CorruptTargetError:

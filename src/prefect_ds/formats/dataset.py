@@ -43,22 +43,31 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._lazy import lazy
 from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.dtypes import from_spec, same_dtype
 from prefect_ds._storage.files import STALE_AFTER, filesystem, is_local, staged
 from prefect_ds.formats import _dataset_dask as _dask
 from prefect_ds.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+    pc = lazy("pyarrow.compute")
+    pads = lazy("pyarrow.dataset")
+    pq = lazy("pyarrow.parquet")
 
 MANIFEST = "_prefect_ds_manifest.json"
 GENERATION_PREFIX = "_prefect-ds-"

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
+import importlib.util
 import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import IO, Any, ClassVar
-
-import numpy as np
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from prefect_ds._errors import CorruptTargetError, MissingDependencyError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._lazy import lazy
 from prefect_ds._locations import split_fragment
 from prefect_ds._redact import redact
 from prefect_ds._storage.files import filesystem, is_local, modified_time, staged
@@ -47,12 +47,22 @@ from prefect_ds.formats._hdf_codec import (
 from prefect_ds.hookspecs import Register, hookimpl
 
 SUFFIXES = (".h5", ".hdf5", ".hdf")
-try:
-    import h5py
-    from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
-except ImportError as exc:  # the install hint travels with this format's registration
+# h5py is imported on the first read or write; that it is installed is checked here, so
+# the install hint travels with this format's registration.
+if importlib.util.find_spec("h5py") is None:
     raise MissingDependencyError("hdf", "h5py", "pip install 'prefect-ds[hdf]'",
-                                 suffixes=SUFFIXES) from exc
+                                 suffixes=SUFFIXES)
+if TYPE_CHECKING:
+    import h5py
+    import numpy as np
+    import pandas as pd
+    from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
+    h5py = lazy("h5py")
+    h5a, h5d, h5g, h5o, h5p, h5s, h5t = (
+        lazy(f"h5py.{name}") for name in ("h5a", "h5d", "h5g", "h5o", "h5p", "h5s", "h5t"))
 
 __all__ = ["HdfFormat", "UnsupportedFrameError"]
 
@@ -386,7 +396,10 @@ def _write_frame(out: h5py.File, key: str, tree: Node, options: dict[str, Any]) 
 # The file is the same as h5py's high-level API writes (UTF-8 link names; attributes as
 # h5py stores them: variable-length UTF-8 strings, int64, HDF5 enum booleans).
 
-_STRING = h5py.string_dtype()
+
+@functools.cache
+def _string_dtype() -> Any:
+    return h5py.string_dtype()
 
 
 def _link_plist() -> Any:
@@ -418,7 +431,7 @@ def _write_members(group: h5py.Group, node: Node, options: dict[str, Any]) -> No
 
 def _write_attrs(object_id: Any, attrs: dict[str, Any]) -> None:
     for name, value in attrs.items():
-        data = np.asarray(value, dtype=_STRING if isinstance(value, (str, list)) else None)
+        data = np.asarray(value, dtype=_string_dtype() if isinstance(value, (str, list)) else None)
         attr = h5a.create(object_id, name.encode(), h5t.py_create(data.dtype, logical=True),
                           h5s.create_simple(data.shape))
         attr.write(data, mtype=h5t.py_create(data.dtype))

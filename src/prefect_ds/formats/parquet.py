@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
 from prefect_ds._format import FileFormat, TargetInfo
+from prefect_ds._lazy import lazy
 from prefect_ds._redact import redact
 from prefect_ds._storage.arrow import (
     arrow_columns,
@@ -30,6 +28,13 @@ from prefect_ds._storage.arrow import (
 from prefect_ds._storage.files import filesystem, modified_time, open_for_read, staged
 from prefect_ds._storage.kinds import kind_of
 from prefect_ds.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    pa = lazy("pyarrow")
+    pq = lazy("pyarrow.parquet")
 
 _METADATA_KEY = b"prefect_ds:metadata"  # the caller's {str: str} (fingerprints)
 # The options polars' own writer and reader take; any other sends polars through pyarrow.

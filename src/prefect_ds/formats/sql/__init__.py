@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib.util
 import os
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Literal
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from prefect_ds._errors import (
     CorruptTargetError,
+    MissingDependencyError,
     TemplateError,
     UnsafeLocationError,
     UnsupportedFrameError,
 )
 from prefect_ds._format import Format, TargetInfo, safe_asset_key
+from prefect_ds._lazy import lazy
 from prefect_ds.formats.sql import adbc as _adbc
 from prefect_ds.formats.sql import versions as _versions
 from prefect_ds.formats.sql.alchemy import AlchemyBackend
@@ -46,6 +46,20 @@ from prefect_ds.formats.sql.names import (
 )
 from prefect_ds.formats.sql.schema import StaleMetadata, TableMeta, prepare, restore
 from prefect_ds.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+
+SCHEMES = ("sqlite", "postgresql")
+# SQLAlchemy is imported on the first read or write; that it is installed is checked
+# here, so the install hint travels with this format's registration.
+if importlib.util.find_spec("sqlalchemy") is None:
+    raise MissingDependencyError("sql", "sqlalchemy", "pip install 'prefect-ds[sql]'",
+                                 schemes=SCHEMES)
 
 Engine = Literal["auto", "adbc", "sqlalchemy"]
 _ENGINES = ("auto", "adbc", "sqlalchemy")
@@ -106,7 +120,7 @@ class SQLFormat(Format):
     """
 
     name = "sql"
-    schemes = ("sqlite", "postgresql")
+    schemes = SCHEMES
     default_read_kwargs: ClassVar[Mapping[str, Any]] = {"engine": None}
     default_write_kwargs: ClassVar[Mapping[str, Any]] = {
         "engine": None, "chunksize": None, "index": None,

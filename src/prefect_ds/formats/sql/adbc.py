@@ -14,13 +14,17 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
+from prefect_ds._lazy import lazy
 from prefect_ds._redact import scrub
 from prefect_ds.formats.sql.backend import Backend, DbapiSession, Session
 from prefect_ds.formats.sql.names import SqlLocation
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy("pyarrow")
 
 log = logging.getLogger("prefect_ds.sql")
 

@@ -15,16 +15,22 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import MissingDependencyError
+from prefect_ds._lazy import lazy
 from prefect_ds.formats.sql.backend import Backend, DbapiSession, Session
 from prefect_ds.formats.sql.names import SqlLocation
 from prefect_ds.formats.sql.schema import to_sqlalchemy_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import sqlalchemy as sa
+else:
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+    sa = lazy("sqlalchemy")
 
 _engines: dict[str, tuple[int, sa.Engine]] = {}
 _lock = threading.Lock()

@@ -33,15 +33,20 @@ import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from prefect_ds._errors import UnsafeLocationError, UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds.formats.sql import catalog, meta
 from prefect_ds.formats.sql.names import SqlLocation
 from prefect_ds.formats.sql.schema import Prepared, TableMeta, matches
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
 
 log = logging.getLogger("prefect_ds.sql")
 

@@ -10,15 +10,22 @@ table ready for the database (limits of the database itself).
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds.formats.sql.names import SqlLocation
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    np = lazy("numpy")
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+    pc = lazy("pyarrow.compute")
 
 MAX_COLUMNS = {"sqlite": 2000, "postgresql": 1600}  # SQLITE_MAX_COLUMN; MaxHeapAttributeNumber
 _DATABASE = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}

@@ -13,13 +13,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
-
-from sqlalchemy.engine import URL, Dialect, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import TemplateError, UnsafeLocationError
+from prefect_ds._lazy import lazy
 from prefect_ds._redact import redact, scrub
+
+if TYPE_CHECKING:
+    import sqlalchemy.engine as sa_engine
+    import sqlalchemy.exc as sa_exc
+    from sqlalchemy.engine import URL, Dialect
+else:
+    sa_engine = lazy("sqlalchemy.engine")
+    sa_exc = lazy("sqlalchemy.exc")
 
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; we refuse them instead
 RESERVED_PREFIX = "_prefect_ds"
@@ -123,8 +129,8 @@ def parse_location(location: str) -> SqlLocation:
             f"'#', then the table, e.g. {_EXAMPLE}"
         )
     try:
-        url = make_url(url_part)
-    except (ArgumentError, ValueError) as exc:
+        url = sa_engine.make_url(url_part)
+    except (sa_exc.ArgumentError, ValueError) as exc:
         raise TemplateError(
             f"cannot parse the database URL of {safe_location(location)!r} "
             f"({scrub(str(exc), location)}); "

@@ -25,16 +25,22 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from prefect_ds._errors import CorruptTargetError, UnsupportedFrameError
+from prefect_ds._lazy import lazy
 from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 from prefect_ds.formats.sql.checks import check_frame, check_table
 from prefect_ds.formats.sql.names import SqlLocation
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+    pc = lazy("pyarrow.compute")
 
 FORMAT_VERSION = 1
 _FREQ_KEY = b"prefect_ds:freq"
