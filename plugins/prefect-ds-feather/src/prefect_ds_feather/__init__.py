@@ -7,20 +7,24 @@ makes ``feather`` appear in ``prefect_ds.available_formats()``, and locations en
 Feather is Arrow's own file format, so besides pandas frames it declares Arrow tables and
 record-batch streams as kinds it takes natively (``kinds``): prefect-ds hands it polars
 frames as Arrow tables, and a polars ``LazyFrame`` as a stream it writes batch by batch.
+
+pyarrow is imported inside the methods that read and write, not when the module loads:
+listing the installed formats (``prefect-ds formats``) imports every format plugin, and
+needs only their names and suffixes.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.feather as feather
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import prefect_ds
 from prefect_ds.hookspecs import Register
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["FeatherFormat", "register_formats"]
 
@@ -44,6 +48,9 @@ class FeatherFormat(prefect_ds.FileFormat):
     def read(self, location: str, *, kind: str = "pandas", **kwargs: Any) -> Any:
         """The stored frame as ``kind``: ``"pandas"`` (exact dtypes and index),
         ``"arrow"`` or ``"arrow.RecordBatchReader"`` (the stored Arrow types, untouched)."""
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
         kwargs = self.read_options(kwargs)
         columns = kwargs.pop("columns", None)
         try:
@@ -69,6 +76,9 @@ class FeatherFormat(prefect_ds.FileFormat):
         return table.to_reader() if kind == "arrow.RecordBatchReader" else table
 
     def _readable(self, location: str) -> bool:
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
         try:
             with prefect_ds.open_for_read(location, **self.storage_options) as source:
                 feather.read_table(source)
@@ -85,6 +95,9 @@ class FeatherFormat(prefect_ds.FileFormat):
         inside the file instead of in a sidecar. An Arrow table is written as it is, a
         record-batch stream batch by batch, never held whole.
         """
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
         options = self.write_options(kwargs)
         if isinstance(df, (pa.Table, pa.RecordBatchReader)):
             options.pop("index", None)  # only a pandas frame has an index
@@ -106,6 +119,8 @@ class FeatherFormat(prefect_ds.FileFormat):
 
     def _write_arrow(self, data: pa.Table | pa.RecordBatchReader, location: str,
                      metadata: Mapping[str, str] | None, options: dict[str, Any]) -> None:
+        import pyarrow as pa
+
         if isinstance(data, pa.RecordBatchReader) and any(
                 pa.types.is_dictionary(field.type) for field in data.schema):
             # An Arrow IPC file holds one dictionary per column, and each batch of a
@@ -140,6 +155,8 @@ class FeatherFormat(prefect_ds.FileFormat):
 
     def read_metadata(self, location: str) -> dict[str, str]:
         """The ``metadata`` given to :meth:`write`, from the file's footer (``{}`` if none)."""
+        import pyarrow as pa
+
         with prefect_ds.open_for_read(location, **self.storage_options) as source:
             schema = pa.ipc.open_file(source).schema
         raw = (schema.metadata or {}).get(METADATA_KEY)
