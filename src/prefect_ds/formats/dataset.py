@@ -38,7 +38,6 @@ import os
 import posixpath
 import re
 import secrets
-import sys
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -752,9 +751,11 @@ def _scan(dataset: pads.Dataset, expression: pc.Expression | None) -> Any:
 
 def _arrow_input(frame: Any, location: str) -> pa.Table:
     """An Arrow table or a polars ``LazyFrame`` (collected) as the table to write."""
+    import sys
+
     if isinstance(frame, pa.Table):
         return frame
-    polars = sys.modules.get("polars")
+    polars = sys.modules.get("polars")  # a polars frame exists only once it is imported
     if polars is not None and isinstance(frame, polars.LazyFrame):
         table: pa.Table = frame.collect().to_arrow()
         return table
@@ -768,7 +769,8 @@ def _partition_type_ok(field_type: pa.DataType) -> bool:
     """Whether values of ``field_type`` make directory names that parse back exactly."""
     plain = _plain(field_type)
     return bool(
-        pa.types.is_integer(plain) or pa.types.is_boolean(plain) or pa.types.is_date(plain)
+        pa.types.is_integer(plain) or pa.types.is_floating(plain) or pa.types.is_boolean(plain)
+        or pa.types.is_date(plain)
         or pa.types.is_string(plain) or pa.types.is_large_string(plain)
         or (pa.types.is_timestamp(plain) and plain.tz is None))
 
@@ -780,7 +782,7 @@ def _arrow_partition_columns(schema: pa.Schema, value: Any, location: str) -> li
         if not _partition_type_ok(schema.field(c).type):
             raise UnsupportedFrameError(
                 f"partition column {c!r} has Arrow type {schema.field(c).type}, which cannot "
-                f"be a directory name that reads back exactly; partition by an integer, "
+                f"be a directory name that reads back exactly; partition by a number, "
                 f"string, bool, date or timestamp (without time zone) column"
             )
     return cols
