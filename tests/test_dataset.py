@@ -603,7 +603,7 @@ _arrow_keys = st.sampled_from([
     ("int", lambda r, n: pa.array(r.integers(-3, 3, n), pa.int8())),
     ("str", lambda r, n: pa.array(r.choice(["a", "b c", "d/e", "f%g", "é", None], n),
                                   pa.large_string())),
-    ("dict", lambda r, n: pa.array(r.choice(["x", "y", None], n)).dictionary_encode()),
+    ("dict", lambda r, n: pa.array(r.choice(["x", "y", None], n), pa.string()).dictionary_encode()),
     ("bool", lambda r, n: pa.array(r.choice([True, False, None], n), pa.bool_())),
     ("float", lambda r, n: pa.array(r.choice([0.1, -0.0, 0.0, np.nan, 1e300], n))),
     ("date", lambda r, n: pa.array(r.integers(0, 3, n).astype("datetime64[D]"))),
