@@ -558,6 +558,10 @@ def test_arrow_partition_columns_that_cannot_read_back_are_refused(tmp_path: Pat
             fmt().write(table, f"{tmp_path}/d/", partition_cols=[column])
     with pytest.raises(UnsupportedFrameError, match="does not have"):
         fmt().write(table, f"{tmp_path}/d/", partition_cols=["nope"])
+    with pytest.raises(UnsupportedFrameError, match="rename that column"):
+        fmt().write(pa.table({"__prefect_ds_row__": [1], "x": [2]}), f"{tmp_path}/d/")
+    with pytest.raises(TypeError, match=r"builtins\.dict"):
+        fmt().write({"x": [1]}, f"{tmp_path}/d/")
     assert not (tmp_path / "d").exists()
 
 

@@ -25,6 +25,11 @@ back exactly as written: dtypes, index, column and row order.
 A directory of Parquet files written by another tool (pandas, pyarrow, Spark, Dask) has
 no manifest: it still reads (hive partitions inferred), with a warning that prefect-ds did
 not commit it, and ``target_info`` reports ``committed=False``.
+
+Arrow tables and polars frames are written from Arrow, never through pandas, with their
+own Arrow schema in the manifest; any dataset reads as a ``pyarrow.Table``
+(``kind="arrow"``) or as a polars ``LazyFrame`` scanning the committed files, which
+hands polars' filters and column selection to the Parquet scan.
 """
 
 from __future__ import annotations
@@ -753,16 +758,24 @@ def _arrow_input(frame: Any, location: str) -> pa.Table:
     """An Arrow table or a polars ``LazyFrame`` (collected) as the table to write."""
     import sys
 
-    if isinstance(frame, pa.Table):
-        return frame
+    table: pa.Table
     polars = sys.modules.get("polars")  # a polars frame exists only once it is imported
-    if polars is not None and isinstance(frame, polars.LazyFrame):
-        table: pa.Table = frame.collect().to_arrow()
-        return table
-    raise TypeError(
-        f"the dataset format stores pandas or Dask DataFrames, polars frames and Arrow "
-        f"tables; got a {type(frame).__module__}.{type(frame).__qualname__} for {location!r}"
-    )
+    if isinstance(frame, pa.Table):
+        table = frame
+    elif polars is not None and isinstance(frame, polars.LazyFrame):
+        table = frame.collect().to_arrow()
+    else:
+        raise TypeError(
+            f"the dataset format stores pandas or Dask DataFrames, polars frames and Arrow "
+            f"tables; got a {type(frame).__module__}.{type(frame).__qualname__} for "
+            f"{location!r}"
+        )
+    if ROW_COLUMN in table.column_names:
+        raise UnsupportedFrameError(
+            f"the column name {ROW_COLUMN!r} is the dataset format's own (the stored row "
+            f"order); rename that column before writing to {location!r}"
+        )
+    return table
 
 
 def _partition_type_ok(field_type: pa.DataType) -> bool:
