@@ -283,8 +283,23 @@ def test_s3_round_trip_and_commit_marker(s3_server: Any, s3_bucket: str) -> None
     info = fmt().target_info(location)
     assert (info.rows, info.committed) == (len(df), True)
     assert info.partitions == df.groupby(["part", "region"], observed=True).ngroups
+    table = fmt().read(location, kind="arrow", filters=[("part", "==", 2)])
+    pd.testing.assert_frame_equal(prefect_ds.arrow_to_frame(table),
+                                  df[df["part"] == 2], check_exact=True)
     fmt().delete(location)
     assert _s3_keys(s3_server.endpoint, s3_bucket) == []
+
+
+def test_polars_lazy_scan_on_s3(s3_server: Any, s3_bucket: str) -> None:
+    """The scan reads through the dataset's own file system (its storage options)."""
+    pl = _polars()
+    df = polars_frame(200)
+    location = f"{s3_bucket}/lazy/"
+    fmt().write(df.to_arrow(), location, partition_cols=["region"])
+    lazy = fmt().read(location, kind="polars.LazyFrame")
+    assert lazy.collect().equals(df)
+    assert lazy.filter(pl.col("part") == 1).collect().equals(df.filter(pl.col("part") == 1))
+    fmt().delete(location)
 
 
 @pytest.mark.parametrize("phase", ["staging", "commit"])
