@@ -213,9 +213,11 @@ class DatasetFormat(FileFormat):
                 "partitions": len({posixpath.dirname(f["path"]) for f in files}),
                 "metadata": dict(metadata or {}),
             }
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 fs.rm(base, recursive=True)
+            if isinstance(exc, pa.ArrowNotImplementedError):  # a type Parquet cannot hold
+                raise _unwritable(exc) from exc
             raise
         self.commit(location, manifest)
 
@@ -817,6 +819,15 @@ def _arrow_group_codes(table: pa.Table, cols: list[str]) -> np.ndarray:
     if len(cols) > 1:
         codes, _ = pd.factorize(codes)
     return np.asarray(codes, dtype=np.int64)
+
+
+def _unwritable(exc: BaseException) -> UnsupportedFrameError:
+    """A frame holding a type Parquet cannot store; nothing was committed."""
+    return UnsupportedFrameError(
+        f"the dataset format cannot store this frame ({type(exc).__name__}: {exc}); nothing "
+        f"was written. Cast the column it names to a type Parquet holds (docs/fidelity.md "
+        f"lists them), or store it in another format"
+    )
 
 
 @hookimpl
