@@ -536,6 +536,9 @@ def test_pandas_datasets_read_as_arrow_and_lazily(tmp_path: Path) -> None:
     assert lazy.collect().equals(pl.from_arrow(table))
     north = lazy.filter(pl.col("region") == "north").select("x").collect()
     assert north["x"].to_list() == df.loc[df["region"] == "north", "x"].tolist()
+    stream = h.read(kind="arrow.RecordBatchReader")
+    assert isinstance(stream, pa.RecordBatchReader) and stream.read_all().equals(table)
+    assert h.read(kind="polars").equals(pl.from_arrow(table))
     pd.testing.assert_frame_equal(h.read(), df, check_exact=True)  # pandas as before
 
 
