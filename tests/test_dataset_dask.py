@@ -185,3 +185,12 @@ def test_ds_dask_task_runner_checkpoints_a_dask_frame(prefect_harness: None,
     assert len(os.listdir(markers)) == 1
     stored = get_format("dataset").read(location.format(n=1000), engine="pandas")
     assert sorted(stored["v"]) == list(np.arange(1000, dtype=np.float64))
+    # the files the cluster wrote read as Arrow, and lazily with polars, without Dask
+    table = get_format("dataset").read(location.format(n=1000), kind="arrow",
+                                       filters=[("key", "==", 1)])
+    assert sorted(table.column("v").to_pylist()) == list(range(1, 1000, 3))
+    pl = pytest.importorskip("polars", reason="opt-in: the [polars] extra is not installed")
+    lazy = get_format("dataset").read(location.format(n=1000), kind="polars.LazyFrame")
+    assert isinstance(lazy, pl.LazyFrame)
+    assert lazy.filter(pl.col("key") == 2).select(pl.col("v").sum()).collect().item() == float(
+        sum(range(2, 1000, 3)))

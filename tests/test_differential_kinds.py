@@ -37,10 +37,11 @@ def test_each_dtype_is_exact_converted_or_refused_as_published(
     assert outcome == published().get((row.name, fmt)), (
         f"{row.name} through {fmt}: {outcome!r}, but docs/fidelity.md publishes "
         f"{published().get((row.name, fmt))!r}")
-    if outcome == "exact" and row.library == "polars" and fmt in ("parquet", "feather"):
+    if outcome == "exact" and row.library == "polars" and fmt in ("parquet", "feather",
+                                                                  "dataset"):
         frame = row.build()
         theirs: Any
-        if fmt == "parquet":
+        if fmt in ("parquet", "dataset"):
             frame.write_parquet(tmp_path / "theirs.parquet")
             theirs = pl.read_parquet(tmp_path / "theirs.parquet")
         else:

@@ -25,6 +25,11 @@ back exactly as written: dtypes, index, column and row order.
 A directory of Parquet files written by another tool (pandas, pyarrow, Spark, Dask) has
 no manifest: it still reads (hive partitions inferred), with a warning that prefect-ds did
 not commit it, and ``target_info`` reports ``committed=False``.
+
+Arrow tables and polars frames are written from Arrow, never through pandas, with their
+own Arrow schema in the manifest; any dataset reads as a ``pyarrow.Table``
+(``kind="arrow"``) or as a polars ``LazyFrame`` scanning the committed files, which
+hands polars' filters and column selection to the Parquet scan.
 """
 
 from __future__ import annotations
@@ -126,6 +131,10 @@ class DatasetFormat(FileFormat):
 
     name = "dataset"
     suffixes = ("/",)
+    # Arrow tables are written as they are (polars frames through ``to_arrow``, a
+    # LazyFrame collected first) and read back with their exact schema; a LazyFrame read
+    # is a polars scan over the committed files, so filters and columns reach the files.
+    kinds = ("pandas", "arrow", "polars.LazyFrame")
     default_write_kwargs: ClassVar[dict[str, Any]] = {"compression": "snappy"}
 
     # -- locations -------------------------------------------------------------------------
@@ -179,15 +188,18 @@ class DatasetFormat(FileFormat):
         if _dask.is_dask_frame(df):
             self._write_dask(df, location, metadata, options)
             return
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(
-                f"the dataset format stores pandas or Dask DataFrames; got a "
-                f"{type(df).__module__}.{type(df).__qualname__} for {location!r}"
-            )
-        partition_cols = _partition_columns(df, options.pop("partition_cols", None), location)
+        if isinstance(df, pd.DataFrame):
+            partition_cols = _partition_columns(df, options.pop("partition_cols", None),
+                                                location)
+            table = frame_to_arrow(df, "dataset")
+            codes = _group_codes(df, partition_cols) if partition_cols else None
+        else:
+            table = _arrow_input(df, location)
+            partition_cols = _arrow_partition_columns(
+                table.schema, options.pop("partition_cols", None), location)
+            codes = _arrow_group_codes(table, partition_cols) if partition_cols else None
         max_rows = options.pop("max_rows_per_file", None)
-        table = frame_to_arrow(df, "dataset")
-        pieces, ordered = _split(df, table, partition_cols, max_rows)
+        pieces, ordered = _split(codes, table, partition_cols, max_rows)
         fs, root = self._fs(location)
         self.sweep(location)
         generation = new_generation()
@@ -210,9 +222,11 @@ class DatasetFormat(FileFormat):
                 "partitions": len({posixpath.dirname(f["path"]) for f in files}),
                 "metadata": dict(metadata or {}),
             }
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 fs.rm(base, recursive=True)
+            if isinstance(exc, pa.ArrowNotImplementedError):  # a type Parquet cannot hold
+                raise _unwritable(exc) from exc
             raise
         self.commit(location, manifest)
 
@@ -346,13 +360,17 @@ class DatasetFormat(FileFormat):
         )
         return dataset
 
-    def read(self, location: str, **kwargs: Any) -> pd.DataFrame:
+    def read(self, location: str, *, kind: str = "pandas", **kwargs: Any) -> Any:
         """The frame stored at ``location``; ``filters`` and ``columns`` are pushed down.
 
-        A committed dataset read whole comes back exactly as written.
+        A committed dataset read whole comes back exactly as written. ``kind="arrow"``
+        gives a :class:`pyarrow.Table`, ``kind="polars.LazyFrame"`` a lazy polars scan
+        of the committed files (``columns`` are field names for both).
         """
         options = self.read_options(kwargs)
         _check_read_options(options, location)
+        if kind != "pandas":
+            return self._read_kind(location, kind, options)
         manifest = self.manifest(location)
         engine = options.get("engine") or (manifest or {}).get("engine", "pandas")
         if engine not in ("pandas", "dask"):
@@ -363,15 +381,24 @@ class DatasetFormat(FileFormat):
             lazy: pd.DataFrame = self._read_dask(location, manifest, columns,
                                                  options.get("filters"))
             return lazy  # a dask.dataframe.DataFrame, which computes like one
-        dataset = self._dataset(location, hide_row_column=False)
         expression = _expression(options.get("filters"), location)
         if manifest is None:
+            dataset = self._dataset(location, hide_row_column=False)
             foreign: pd.DataFrame = dataset.to_table(columns=columns,
                                                      filter=expression).to_pandas()
             return foreign
         schema = _decode_schema(manifest["schema"])
-        row_column = manifest.get("row_column")
         names = _selected(schema, columns, location)
+        table = self._table(location, manifest, names, expression)
+        return _categories_in_order(arrow_to_frame(table), schema)
+
+    def _table(self, location: str, manifest: dict[str, Any], names: list[str],
+               expression: pc.Expression | None) -> pa.Table:
+        """The committed fields ``names`` of the rows ``expression`` keeps, in the written
+        order, with the written types and schema metadata."""
+        dataset = self._dataset(location, hide_row_column=False)
+        schema = _decode_schema(manifest["schema"])
+        row_column = manifest.get("row_column")
         scan = [*names, row_column] if row_column else names
         try:
             table = dataset.to_table(columns=scan, filter=expression)
@@ -384,9 +411,49 @@ class DatasetFormat(FileFormat):
             table = table.drop_columns([row_column]).take(
                 _restoring_order(table.column(row_column), manifest.get("rows")))
         target = pa.schema([schema.field(n) for n in names])
-        table = table.select(names).cast(target)
-        return _categories_in_order(arrow_to_frame(table.replace_schema_metadata(
-            schema.metadata)), schema)
+        return table.select(names).cast(target).replace_schema_metadata(schema.metadata)
+
+    def _read_kind(self, location: str, kind: str, options: dict[str, Any]) -> Any:
+        """The dataset as an Arrow table or a lazy polars scan (never through pandas)."""
+        if kind not in ("arrow", "polars.LazyFrame"):
+            raise ValueError(f"the dataset format reads kind 'pandas', 'arrow' or "
+                             f"'polars.LazyFrame', not {kind!r}")
+        if options.get("engine") not in (None, "pandas"):
+            raise TypeError(f"engine={options['engine']!r} for {location!r} reads pandas "
+                            f"frames only; leave it out to read kind={kind!r}")
+        manifest = self.manifest(location)
+        expression = _expression(options.get("filters"), location)
+        columns = options.get("columns")
+        if manifest is None:
+            dataset = self._dataset(location, hide_row_column=True)
+            names = _fields(dataset.schema, columns, location)
+            if kind == "arrow":
+                return dataset.to_table(columns=names, filter=expression)
+            return _scan(dataset, expression).select(names)
+        schema = _decode_schema(manifest["schema"])
+        names = _fields(schema, columns, location)
+        if kind == "arrow":
+            return self._table(location, manifest, names, expression)
+        return self._scan(location, manifest, names, expression)
+
+    def _scan(self, location: str, manifest: dict[str, Any], names: list[str],
+              expression: pc.Expression | None) -> Any:
+        """A polars ``LazyFrame`` over the committed files: polars hands its filters and
+        columns to the pyarrow dataset scan (partitions and row groups are skipped), the
+        partition columns get their written types, the written row order comes back."""
+        import polars as pl
+
+        schema = _decode_schema(manifest["schema"])
+        parts = _decode_schema(manifest["partition_schema"]).names
+        row_column = manifest.get("row_column")
+        lazy = _scan(self._dataset(location, hide_row_column=False), expression)
+        if parts:
+            exact = pl.from_arrow(pa.schema(
+                [schema.field(n) for n in parts]).empty_table()).schema  # type: ignore[union-attr]
+            lazy = lazy.cast(dict(exact))
+        if row_column:
+            lazy = lazy.sort(row_column).drop(row_column)
+        return lazy.select(names)
 
     def _read_dask(self, location: str, manifest: dict[str, Any] | None,
                    columns: list[str] | None, filters: Any) -> Any:
@@ -473,7 +540,8 @@ class DatasetFormat(FileFormat):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]:
+def _partition_names(columns: list[Any], value: Any, location: str) -> list[str]:
+    """The partition columns ``value`` names, checked against the frame's ``columns``."""
     if value is None:
         return []
     if isinstance(value, str) or not isinstance(value, Sequence):
@@ -482,13 +550,13 @@ def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]
             f"e.g. write_kwargs={{'partition_cols': ['region']}}"
         )
     cols = list(value)
-    missing = [c for c in cols if c not in df.columns]
+    missing = [c for c in cols if c not in columns]
     if missing:
         raise UnsupportedFrameError(
             f"partition_cols names {missing!r}, which the frame written to {location!r} does "
-            f"not have; its columns are {list(df.columns)!r}"
+            f"not have; its columns are {columns!r}"
         )
-    if len(set(cols)) != len(cols) or len(cols) >= df.shape[1]:
+    if len(set(cols)) != len(cols) or len(cols) >= len(columns):
         raise UnsupportedFrameError(
             f"partition_cols {cols!r} for {location!r} must name distinct columns and leave "
             f"at least one column to store in the files"
@@ -499,6 +567,11 @@ def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]
             f"partition column names {bad!r} cannot be directory names in {location!r}: use "
             f"letters, digits and '_-.' (rename them before writing)"
         )
+    return cols
+
+
+def _partition_columns(df: pd.DataFrame, value: Any, location: str) -> list[str]:
+    cols = _partition_names(list(df.columns), value, location)
     for c in cols:
         dtype = df[c].dtype
         if not (pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
@@ -546,16 +619,16 @@ def _group_codes(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     return np.asarray(codes, dtype=np.int64)
 
 
-def _split(df: pd.DataFrame, table: pa.Table, cols: list[str],
+def _split(codes: np.ndarray | None, table: pa.Table, cols: list[str],
            max_rows: int | None) -> tuple[list[tuple[list[str], pa.Table]], bool]:
-    """The files to write (path segments, table) and whether their order is the rows'."""
+    """The files to write (path segments, table) and whether their order is the rows';
+    ``codes`` numbers each row's partition group (:func:`_group_codes`)."""
     pieces: list[tuple[list[str], pa.Table]] = []
-    if not cols:
+    if not cols or codes is None:
         step = max_rows or max(table.num_rows, 1)
         for start in range(0, max(table.num_rows, 1), step):
             pieces.append(([], table.slice(start, step)))
         return pieces, True
-    codes = _group_codes(df, cols)
     ordered = bool(np.all(codes[1:] >= codes[:-1]))
     if not ordered:
         small = codes.astype(np.uint16) if codes.max(initial=0) < 2**16 else codes
@@ -672,6 +745,98 @@ def _selected(schema: pa.Schema, columns: Any, location: str) -> list[str]:
         raise KeyError(f"columns {missing!r} are not in the dataset at {location!r}")
     wanted = set(columns) | set(index)
     return [n for n in schema.names if n in wanted]
+
+
+def _fields(schema: pa.Schema, columns: Any, location: str) -> list[str]:
+    """The fields an Arrow or polars read gives: ``columns`` as named, else all of them."""
+    if columns is None:
+        return [n for n in schema.names if n != ROW_COLUMN]
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise KeyError(f"columns {missing!r} are not in the dataset at {location!r}")
+    return list(columns)
+
+
+def _scan(dataset: pads.Dataset, expression: pc.Expression | None) -> Any:
+    """A polars scan of ``dataset`` (the ``filters`` read option applied in the scan)."""
+    import polars as pl
+
+    return pl.scan_pyarrow_dataset(
+        dataset if expression is None else dataset.filter(expression))
+
+
+def _arrow_input(frame: Any, location: str) -> pa.Table:
+    """An Arrow table or a polars ``LazyFrame`` (collected) as the table to write."""
+    import sys
+
+    table: pa.Table
+    polars = sys.modules.get("polars")  # a polars frame exists only once it is imported
+    if isinstance(frame, pa.Table):
+        table = frame
+    elif polars is not None and isinstance(frame, polars.LazyFrame):
+        table = frame.collect().to_arrow()
+    else:
+        raise TypeError(
+            f"the dataset format stores pandas or Dask DataFrames, polars frames and Arrow "
+            f"tables; got a {type(frame).__module__}.{type(frame).__qualname__} for "
+            f"{location!r}"
+        )
+    if ROW_COLUMN in table.column_names:
+        raise UnsupportedFrameError(
+            f"the column name {ROW_COLUMN!r} is the dataset format's own (the stored row "
+            f"order); rename that column before writing to {location!r}"
+        )
+    return table
+
+
+def _partition_type_ok(field_type: pa.DataType) -> bool:
+    """Whether values of ``field_type`` make directory names that parse back exactly."""
+    plain = _plain(field_type)
+    return bool(
+        pa.types.is_integer(plain) or pa.types.is_floating(plain) or pa.types.is_boolean(plain)
+        or pa.types.is_date(plain)
+        or pa.types.is_string(plain) or pa.types.is_large_string(plain)
+        or (pa.types.is_timestamp(plain) and plain.tz is None))
+
+
+def _arrow_partition_columns(schema: pa.Schema, value: Any, location: str) -> list[str]:
+    """:func:`_partition_columns` for an Arrow table."""
+    cols = _partition_names(list(schema.names), value, location)
+    for c in cols:
+        if not _partition_type_ok(schema.field(c).type):
+            raise UnsupportedFrameError(
+                f"partition column {c!r} has Arrow type {schema.field(c).type}, which cannot "
+                f"be a directory name that reads back exactly; partition by a number, "
+                f"string, bool, date or timestamp (without time zone) column"
+            )
+    return cols
+
+
+def _arrow_group_codes(table: pa.Table, cols: list[str]) -> np.ndarray:
+    """:func:`_group_codes` of an Arrow table: groups numbered in order of first appearance,
+    nulls a group of their own."""
+    codes: np.ndarray | None = None
+    for name in cols:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        uniques = pc.unique(column)
+        found = pc.index_in(column, value_set=uniques, skip_nulls=False).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+        codes = found if codes is None else codes * len(uniques) + found
+    assert codes is not None
+    if len(cols) > 1:
+        codes, _ = pd.factorize(codes)
+    return np.asarray(codes, dtype=np.int64)
+
+
+def _unwritable(exc: BaseException) -> UnsupportedFrameError:
+    """A frame holding a type Parquet cannot store; nothing was committed."""
+    return UnsupportedFrameError(
+        f"the dataset format cannot store this frame ({type(exc).__name__}: {exc}); nothing "
+        f"was written. Cast the column it names to a type Parquet holds (docs/fidelity.md "
+        f"lists them), or store it in another format"
+    )
 
 
 @hookimpl
