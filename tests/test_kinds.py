@@ -418,3 +418,20 @@ def test_versions_keep_each_write_s_kind(tmp_path: Path, fmt: str) -> None:
     plain = ResultHandler(str(tmp_path / f"plain{suffix}"))  # versioning changes no read
     plain.write(first)
     assert_frame_equal(handler.read(older, kind="pandas", n=1), plain.read(kind="pandas"))
+
+
+def test_kinds_are_told_while_another_thread_imports_polars(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module half imported by another thread sits in sys.modules without its classes
+    yet: telling a frame's kind must not fail on it (no polars frame can exist then)."""
+    import types
+
+    from prefect_ds._storage.kinds import kind_of
+
+    half = types.ModuleType("polars")
+    monkeypatch.setitem(sys.modules, "polars", half)
+    assert kind_of(pd.DataFrame({"a": [1]})) == "pandas"
+    assert kind_of({"a": [1]}) is None
+    half.DataFrame = pl.DataFrame  # type: ignore[attr-defined]  # LazyFrame not yet bound
+    assert kind_of(pl.DataFrame({"a": [1]})) == "polars"
+    assert kind_of(object()) is None

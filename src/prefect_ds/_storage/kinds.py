@@ -73,12 +73,14 @@ def kind_of(obj: object) -> str | None:
         return ARROW
     if isinstance(obj, pa.RecordBatchReader):
         return STREAM
-    polars = sys.modules.get("polars")  # a polars frame exists only once polars is imported
-    if polars is not None:
-        if isinstance(obj, polars.DataFrame):
-            return POLARS
-        if isinstance(obj, polars.LazyFrame):
-            return LAZY
+    # A polars frame exists only once polars is imported. Another thread may be importing
+    # it right now (the module is in sys.modules, half initialised): a class it does not
+    # have yet cannot have made ``obj``.
+    polars = sys.modules.get("polars")
+    for name, kind in (("DataFrame", POLARS), ("LazyFrame", LAZY)):
+        cls = getattr(polars, name, None)
+        if isinstance(cls, type) and isinstance(obj, cls):
+            return kind
     return None
 
 
