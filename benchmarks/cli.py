@@ -82,23 +82,20 @@ def main() -> None:
     def package() -> None:
         python("-c", "import prefect_ds")
 
+    pairs = [
+        ("prefect-ds --help", help_, "python -c pass", bare),
+        ("prefect-ds --help", help_, "import typer", typer_only),
+        ("import prefect_ds", package, "python -c pass", bare),
+        ("prefect-ds formats", formats, "prefect-ds --help", help_),
+        ("prefect-ds formats", formats, "python -c pass", bare),
+        ("formats --json", formats_json, "prefect-ds formats", formats),
+        ("formats (built-ins)", formats_built_ins, "prefect-ds --help", help_),
+        ("formats (built-ins)", formats_built_ins, "python -c pass", bare),
+    ]
     rows = []
-    ours, base = interleaved(help_, bare, repeat)
-    rows.append(("prefect-ds --help", "python -c pass", ours, base))
-    ours, base = interleaved(help_, typer_only, repeat)
-    rows.append(("prefect-ds --help", "import typer", ours, base))
-    ours, base = interleaved(package, bare, repeat)
-    rows.append(("import prefect_ds", "python -c pass", ours, base))
-    ours, base = interleaved(formats, help_, repeat)
-    rows.append(("prefect-ds formats", "prefect-ds --help", ours, base))
-    ours, base = interleaved(formats, bare, repeat)
-    rows.append(("prefect-ds formats", "python -c pass", ours, base))
-    ours, base = interleaved(formats_json, formats, repeat)
-    rows.append(("formats --json", "prefect-ds formats", ours, base))
-    ours, base = interleaved(formats_built_ins, help_, repeat)
-    rows.append(("formats (built-ins)", "prefect-ds --help", ours, base))
-    ours, base = interleaved(formats_built_ins, bare, repeat)
-    rows.append(("formats (built-ins)", "python -c pass", ours, base))
+    for name, ours_fn, against, base_fn in pairs:
+        ours, base = interleaved(ours_fn, base_fn, repeat)
+        rows.append((name, against, ours, base))
     if options.against:
         other = {**ENV, "PYTHONPATH": os.path.abspath(options.against)}
 

@@ -343,9 +343,8 @@ class Checkpointed:
 
     def remember(self, location: str, call: Call, kind: str | None) -> None:
         if call.task_run_id is not None:
-            fmt = self.handler.format
-            if isinstance(fmt, _versions.VersionedFormat):
-                fmt = fmt.settled(location)  # the very version this call loaded or stored
+            # the very version this call loaded or stored, for a versioned target
+            fmt = _versions.settled(self.handler.format, location)
             _targets.remember(
                 call.task_run_id,
                 StoredTarget(location, fmt, self.handler.read_kwargs, kind),

@@ -285,6 +285,12 @@ def pinned_view(fmt: VersionedFormat, version: str) -> VersionedFormat:
     return versioned(fmt.inner, version)
 
 
+def settled(fmt: Format, location: str) -> Format:
+    """The format that reads back exactly what ``location`` last resolved to or was
+    written as through ``fmt``: that version for a versioned view, else ``fmt`` itself."""
+    return fmt.settled(location) if isinstance(fmt, VersionedFormat) else fmt
+
+
 def version_note(fmt: Format, location: str) -> str:
     """`` (version <id>)`` for the version ``location`` last resolved to or was written as
     through ``fmt``, for log lines; ``""`` for a plain format."""
