@@ -8,7 +8,6 @@ Task functions travel to the workers by cloudpickle, as in production.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect_dask import DaskTaskRunner
 from support import count
+from support.clusters import local_cluster
 
 from prefect_ds import (
     PandasResultHandler,
@@ -40,20 +40,8 @@ FRAME_MB = FRAME_ROWS * 8 / 2**20
 
 @pytest.fixture(scope="module")
 def cluster(prefect_harness: None, s3_server: Any) -> Iterator[distributed.LocalCluster]:
-    # Functions defined in this module go to the workers by value (the workers do not
-    # have the tests directory on their path).
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
-        with distributed.LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as local:
-            yield local
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_cluster(__name__, n_workers=2, threads_per_worker=1) as local:
+        yield local
 
 
 def test_checkpointed_tasks_pickle(tmp_path: Any) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import sys
 import threading
 import time
 import weakref
@@ -19,13 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import allow_failure, quote, unmapped
+from support.clusters import local_cluster
 from support.events import asset_events
 
 from prefect_ds import (
@@ -49,20 +48,8 @@ def frame(n: int, rows: int = 3) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def cluster(prefect_harness: None) -> Iterator[Any]:
-    import distributed
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
-        with distributed.LocalCluster(
-            n_workers=1,
-            processes=True,
-            threads_per_worker=4,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as local:
-            yield local
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_cluster(__name__, n_workers=1, threads_per_worker=4) as local:
+        yield local
 
 
 @pytest.fixture(params=RUNNERS)
