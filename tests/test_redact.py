@@ -257,3 +257,36 @@ def test_released_result_and_stored_target_reprs() -> None:
     released = ReleasedResult("clean", uuid.uuid4(), "DataFrame", 10, "(1, 2)", target)
     assert_clean(repr(target), repr(released))
     assert "postgresql://u:***@h/db#t" in repr(released)
+
+
+def test_a_refused_option_names_no_password() -> None:
+    """FormatOptionError repeats the location and the library's complaint: both redacted."""
+    from prefect_ds import Format, FormatOptionError
+    from prefect_ds._frames import read_frame, write_frame
+
+    location = f"postgresql://user:{quote(PASSWORD, safe='')}@db.example/lab#t"
+
+    class Complaining(Format):
+        name = "complaining"
+
+        def read(self, location: str, **kwargs: object) -> pd.DataFrame:
+            raise TypeError(f"unexpected keyword {sorted(kwargs)} for {location}")
+
+        def write(self, df: pd.DataFrame, location: str, **kwargs: object) -> None:
+            raise ValueError(f"bad option {sorted(kwargs)} for {location}")
+
+        def exists(self, location: str) -> bool:
+            return False
+
+        def delete(self, location: str) -> None:
+            pass
+
+    fmt = Complaining()
+    errors = []
+    with pytest.raises(FormatOptionError, match="'bogus'") as info:
+        write_frame(fmt, pd.DataFrame({"a": [1]}), location, {"bogus": 1})
+    errors.append(info.value)
+    with pytest.raises(FormatOptionError, match="'bogus'") as info:
+        read_frame(fmt, location, {"bogus": 1}, "pandas")
+    errors.append(info.value)
+    assert_clean(*errors)

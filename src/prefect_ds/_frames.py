@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect_ds._errors import CorruptTargetError, FormatOptionError, PrefectDSError
 from prefect_ds._format import Format, SupportsMetadata, frame_kinds, stored_metadata
-from prefect_ds._redact import redact
+from prefect_ds._redact import redact, scrub
 from prefect_ds._storage import kinds as _kinds
 
 
@@ -91,6 +91,6 @@ def _options_refused(fmt: Format, what: str, options: Mapping[str, Any],
         lost = "; nothing was written" if writing else ""
         raise FormatOptionError(
             f"the {fmt.name} format refused {what}={{{', '.join(map(repr, options))}}} at "
-            f"{redact(location)!r}: {redact(str(exc))}. Check the option names and values "
+            f"{redact(location)!r}: {scrub(str(exc), location)}. Check the option names and values "
             f"against the format's documentation{lost}"
         ) from exc
