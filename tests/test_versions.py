@@ -225,7 +225,9 @@ def test_checkpoint_recomputes_add_versions_and_record_their_runs(
     catch = logging.Handler(logging.INFO)
     catch.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
     log.addHandler(catch)
-    level, log.level = log.level, logging.INFO
+    level = log.level
+    log.setLevel(logging.INFO)  # setLevel, not .level =: that would keep the logger's cached
+    # "INFO is off" from an earlier call, and the line would be dropped
     try:
         assert_frame_equal(pinned("a", 5), frame(1))
     finally:
