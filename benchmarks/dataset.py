@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-from common import interleaved, mixed_frame
+from common import interleaved, mixed_frame, record
 
 import prefect_ds
 
@@ -35,8 +35,11 @@ def fresh(root: str, name: str) -> Callable[[], str]:
     return lambda: f"{root}/{name}-{next(counter)}/"
 
 
-def row(label: str, ours: float, base: float) -> None:
+def row(figures: dict[str, Any], label: str, ours: float, base: float) -> None:
+    """Print one pair and keep it, under ``label``, for :func:`common.record`."""
     print(f"{label:<34} {ours:8.3f} s {base:8.3f} s {ours / base:7.2f}x")
+    figures[label] = {"ours_s": round(ours, 4), "baseline_s": round(base, 4),
+                      "ratio": round(ours / base, 3)}
 
 
 def main() -> None:
@@ -48,6 +51,7 @@ def main() -> None:
     fmt = prefect_ds.get_format("dataset")
     df = mixed_frame(args.rows)
     root = tempfile.mkdtemp(prefix="prefect-ds-bench-")
+    figures: dict[str, Any] = {}
     print(f"{args.rows:,} rows x {df.shape[1]} columns, partitioned by 'region' "
           f"({df['region'].nunique()} values); median of {args.repeat}")
     print(f"{'':<34} {'ours':>10} {'baseline':>10} {'ratio':>8}")
@@ -56,19 +60,21 @@ def main() -> None:
         w = interleaved(lambda: fmt.write(df, ours_loc(), partition_cols=["region"]),
                         lambda: df.to_parquet(base_loc(), partition_cols=["region"]),
                         args.repeat)
-        row("pandas write vs to_parquet", *w)
+        row(figures, "pandas write vs to_parquet", *w)
         ours_one, base_one = ours_loc(), base_loc()
         fmt.write(df, ours_one, partition_cols=["region"])
         df.to_parquet(base_one, partition_cols=["region"])
         r = interleaved(lambda: fmt.read(ours_one), lambda: pd.read_parquet(base_one),
                         args.repeat)
-        row("pandas read vs read_parquet", *r)
-        dask_rows(fmt, df, root, args)
+        row(figures, "pandas read vs read_parquet", *r)
+        dask_rows(fmt, df, root, args, figures)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    record("dataset", figures, rows=args.rows, repeat=args.repeat, parts=args.parts)
 
 
-def dask_rows(fmt: Any, df: pd.DataFrame, root: str, args: argparse.Namespace) -> None:
+def dask_rows(fmt: Any, df: pd.DataFrame, root: str, args: argparse.Namespace,
+              figures: dict[str, Any]) -> None:
     import dask.dataframe as dd
     import distributed
 
@@ -81,7 +87,7 @@ def dask_rows(fmt: Any, df: pd.DataFrame, root: str, args: argparse.Namespace) -
                         lambda: ddf.to_parquet(base_loc(), partition_on=["region"],
                                                write_metadata_file=False),
                         args.repeat)
-        row("dask write vs dd.to_parquet", *w)
+        row(figures, "dask write vs dd.to_parquet", *w)
         ours_one, base_one = ours_loc(), base_loc()
         fmt.write(ddf, ours_one, partition_cols=["region"])
         ddf.to_parquet(base_one, partition_on=["region"], write_metadata_file=False)
@@ -91,7 +97,7 @@ def dask_rows(fmt: Any, df: pd.DataFrame, root: str, args: argparse.Namespace) -
 
         r = interleaved(lambda: full(fmt.read(ours_one)),
                         lambda: full(dd.read_parquet(base_one)), args.repeat)
-        row("dask read vs dd.read_parquet", *r)
+        row(figures, "dask read vs dd.read_parquet", *r)
 
 
 if __name__ == "__main__":
