@@ -68,7 +68,6 @@ def main() -> None:
           f"rounds; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on "
           f"{os.cpu_count()} cores\n")
     steps: dict[str, list[float]] = {}
-    sizes: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="prefect-ds-durability-", dir=args.dir) as tmp:
         csv, parquet = Path(tmp) / "direct.csv", Path(tmp) / "direct.parquet"
         for _ in range(args.repeat):
@@ -84,9 +83,9 @@ def main() -> None:
                 "parquet fsync": seconds(lambda: fsync_path(str(parquet))),
                 "directory fsync": seconds(lambda: fsync_path(tmp, directory=True)),
             }
-            for step, took in timings.items():
-                steps.setdefault(step, []).append(took)
-        sizes = {"csv": csv.stat().st_size / 1e6, "parquet": parquet.stat().st_size / 1e6}
+            for step, one in timings.items():
+                steps.setdefault(step, []).append(one)
+        sizes = {path.suffix[1:]: path.stat().st_size / 1_000_000 for path in (csv, parquet)}
 
     median = {step: statistics.median(took) for step, took in steps.items()}
     figures = {
