@@ -43,6 +43,7 @@ docs-check: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/io.py
+	$(BIN)/python benchmarks/durability.py
 	$(BIN)/python benchmarks/io_sql.py
 	$(BIN)/python benchmarks/checkpoint.py
 	$(BIN)/python benchmarks/memory.py

@@ -220,7 +220,7 @@ def main() -> None:
             op = f"{case.op} ({case.note})" if case.note else case.op
             print(f"{case.format:8} {op:16} {ours:7.3f}  {case.baseline:18} {theirs:7.3f}  "
                   f"{result:>22} {cpu_ratio:>10}  {target:>14}  {mark}")
-            figures[f"{case.format} {case.op} vs {case.baseline}"] = {
+            figures[f"{case.format} {op} vs {case.baseline}"] = {
                 "ours_s": round(ours, 3), "baseline_s": round(theirs, 3),
                 "ratio": round(ratio, 3), "cpu_ratio": round(cpu, 3)}
         print()
