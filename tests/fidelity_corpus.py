@@ -174,6 +174,13 @@ def uint64_above_int64() -> pd.DataFrame:
     return pd.DataFrame({"u": pd.array([0, None, 2**64 - 1], dtype="UInt64")})
 
 
+@case("dtype: object ints beyond 64 bits", fast=True)
+def object_ints_beyond_64_bits() -> pd.DataFrame:
+    # Python ints no 64-bit type holds: pyarrow raises OverflowError for them
+    return pd.DataFrame({"x": pd.Series([1, 2**64, -(2**63) - 1], dtype=object)},
+                        index=pd.Index([0, 2**70, 2], dtype=object))
+
+
 @case("dtype: strings", fast=True)
 def parquet_pyarrow_backed_string() -> pd.DataFrame:
     return pd.DataFrame({"a": pd.Series(["a", None, "c"], dtype="string[pyarrow]"),

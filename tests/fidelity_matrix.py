@@ -86,6 +86,7 @@ CONVERSIONS: dict[tuple[str, str], tuple[str, Callable[[pd.DataFrame], pd.DataFr
 REASONS: list[tuple[str, str]] = [
     (r"complex", "complex numbers"),
     (r"not valid Unicode|lone surrogate", "text that is not valid Unicode (lone surrogates)"),
+    (r"outside the 64-bit range|int too large to convert", "integers beyond 64 bits"),
     (r"unique column names|duplicate column names", "duplicate column labels"),
     (r"different time zones", "datetimes of mixed time zones in one column"),
     (r"holding (mixed|mixed-integer|mixed-integer-float) values|Expected bytes, got|"

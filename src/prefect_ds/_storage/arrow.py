@@ -151,17 +151,27 @@ def _check_values(values: pd.Series | pd.Index, what: str, fmt: str) -> None:
             )
 
 
+def _conversion_errors() -> tuple[type[BaseException], ...]:
+    """What pyarrow raises for values it cannot convert (OverflowError: ints beyond 64 bits)."""
+    return (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError)
+
+
 def _from_pandas(df: pd.DataFrame, fmt: str) -> pa.Table:
     try:
         with warnings.catch_warnings():
             # index names that are not text: the dtypes record keeps them
             warnings.filterwarnings("ignore", "The DataFrame has non-str index name")
             return pa.Table.from_pandas(df, preserve_index=None)
-    except (pa.ArrowException, UnicodeError, TypeError, ValueError) as exc:
+    except _conversion_errors() as exc:
         culprit = _failing_column(df)
-        text = ("text that is not valid Unicode (a lone surrogate); replace those characters, "
-                "e.g. .str.encode('utf-8', 'replace').str.decode('utf-8')"
-                if isinstance(exc, UnicodeError) else f"values Arrow cannot convert ({exc})")
+        if isinstance(exc, UnicodeError):
+            text = ("text that is not valid Unicode (a lone surrogate); replace those "
+                    "characters, e.g. .str.encode('utf-8', 'replace').str.decode('utf-8')")
+        elif isinstance(exc, OverflowError):
+            text = ("integers outside the 64-bit range; store them as text (.astype(str)) "
+                    "or, if losing digits is acceptable, as floats")
+        else:
+            text = f"values Arrow cannot convert ({exc})"
         raise UnsupportedFrameError(
             f"{culprit} holds {text}; the {fmt} format cannot store it"
         ) from exc
@@ -172,12 +182,12 @@ def _failing_column(df: pd.DataFrame) -> str:
     for i in range(df.index.nlevels):
         try:
             pa.array(level_values(df.index, i), from_pandas=True)
-        except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+        except _conversion_errors():
             return f"index level {i} ({df.index.names[i]!r})"
     for position, name in enumerate(df.columns):
         try:
             pa.array(df.iloc[:, position], from_pandas=True)
-        except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+        except _conversion_errors():
             return f"column {name!r}"
     return "the frame"
 

@@ -211,7 +211,7 @@ def _arrow_column(values: Any, spec: dict[str, Any], what: str) -> pa.ChunkedArr
             f"format writes UTF-8. Replace those characters first, e.g. "
             f".str.encode('utf-8', 'replace').str.decode('utf-8')"
         ) from exc
-    except (pa.ArrowException, TypeError, ValueError) as exc:
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
         raise UnsupportedFrameError(
             f"{what} (dtype {dtype}) cannot be written as CSV: {exc}. Convert it to a "
             f"string or numeric dtype first"
