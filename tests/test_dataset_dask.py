@@ -35,9 +35,10 @@ from prefect_ds.dask import DSDaskTaskRunner
 dd = pytest.importorskip("dask.dataframe")
 
 WORKERS = 2
-# A worker holding dask, pandas, pyarrow, s3fs and Prefect uses 210-280 MiB before any
-# data; with a 400 MiB limit Dask pauses it at 80% with nothing it can spill and the run
-# stalls. 1 GiB leaves the data a real share while the dataset still dwarfs the cluster.
+# A worker that has imported dask, pandas, pyarrow and s3fs holds ~170 MiB before any data
+# (more with Prefect and polars); with a 400 MiB limit Dask paused the workers at 80% with
+# nothing left to spill, and the read-back stalled. 1 GiB leaves the data a real share
+# while the dataset still dwarfs the cluster.
 LIMIT_MB = 1024
 # The dataset is TIMES x the sum of the workers' limits: 1 by default, so the test runs
 # in minutes on a small shared machine; PREFECT_DS_DATASET_TIMES=4 for the full check.
