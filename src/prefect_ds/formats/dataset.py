@@ -610,12 +610,17 @@ def _segments(table: pa.Table, cols: list[str], firsts: np.ndarray) -> list[list
 def _group_codes(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     """Each row's partition group, numbered in order of first appearance (nulls too)."""
     codes: np.ndarray | None = None
+    keys = []
     for name in cols:
-        found, uniques = pd.factorize(df[name], use_na_sentinel=False)
-        codes = found if codes is None else codes * len(uniques) + found
+        keys.append(df[name])
+        if pd.api.types.is_float_dtype(df[name].dtype):  # factorize counts -0.0 as 0.0
+            values = df[name].to_numpy(dtype=float, na_value=np.nan)
+            keys.append(pd.Series(np.signbit(values) & (values == 0)))
+    for key in keys:
+        found, uniques = pd.factorize(key, use_na_sentinel=False)
+        # renumbered at each step, so the combined codes stay below the row count
+        codes = found if codes is None else pd.factorize(codes * len(uniques) + found)[0]
     assert codes is not None
-    if len(cols) > 1:
-        codes, _ = pd.factorize(codes)
     return np.asarray(codes, dtype=np.int64)
 
 
@@ -823,10 +828,8 @@ def _arrow_group_codes(table: pa.Table, cols: list[str]) -> np.ndarray:
         uniques = pc.unique(column)
         found = pc.index_in(column, value_set=uniques, skip_nulls=False).to_numpy(
             zero_copy_only=False).astype(np.int64)
-        codes = found if codes is None else codes * len(uniques) + found
+        codes = found if codes is None else pd.factorize(codes * len(uniques) + found)[0]
     assert codes is not None
-    if len(cols) > 1:
-        codes, _ = pd.factorize(codes)
     return np.asarray(codes, dtype=np.int64)
 
 
