@@ -782,6 +782,39 @@ def test_same_schema_write_keeps_indexes_grants_and_views_on_postgresql(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_table_referenced_by_a_foreign_key_is_refused_and_kept(
+    pg_url: str, table: str, engine: str
+) -> None:
+    """PostgreSQL neither truncates nor drops a table another table's foreign key points
+    at: both writes (same columns: refilled in place; other columns: replaced) are refused
+    naming the constraint, and neither table changes. A key pointing at its own table
+    does not stop a refill."""
+    location = f"{pg_url}#{table}"
+    fmt = SQLFormat(engine)  # type: ignore[arg-type]
+    fmt.write(pd.DataFrame({"id": [1, 2], "parent": [None, 1]}, dtype="Int64"), location)
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        conn.execute(f'ALTER TABLE "{table}" ADD PRIMARY KEY (id)')
+        conn.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_self" '
+                     f'FOREIGN KEY (parent) REFERENCES "{table}" (id)')
+    refill = pd.DataFrame({"id": [5, 6], "parent": [None, 5]}, dtype="Int64")
+    fmt.write(refill, location)  # only its own key points at it: refilled in place
+    assert_frame_equal(fmt.read(location), refill)
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{table}_c" (pid bigint CONSTRAINT "{table}_fk" '
+                     f'REFERENCES "{table}" (id))')
+        conn.execute(f'INSERT INTO "{table}_c" VALUES (5)')
+    snapshot = raw_rows(pg_url, table)
+    for frame in (refill.assign(id=[7, 8]), pd.DataFrame({"other": [1]})):
+        with pytest.raises(UnsupportedFrameError,
+                           match=f"foreign keys of other tables \\({table}_c.{table}_fk\\)"):
+            fmt.write(frame, location)
+        assert raw_rows(pg_url, table) == snapshot
+        assert raw_rows(pg_url, f"{table}_c")[0] == [(5,)]
+    assert_frame_equal(fmt.read(location), refill)
+    assert temp_tables(pg_url) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_same_schema_write_keeps_indexes_triggers_and_views_on_sqlite(
     sqlite_url: str, table: str, engine: str
 ) -> None:

@@ -162,6 +162,7 @@ class Backend(abc.ABC):
             else:
                 s.create(temp, data.slice(0, 0))
                 new = catalog.columns(s, loc, temp)
+            _refuse_referenced(s, loc, found)
             if found and catalog.columns(s, loc, loc.table) == new:  # keep the table
                 if loc.backend == "sqlite":
                     s.run(f"DELETE FROM {loc.quoted()}")
@@ -341,6 +342,17 @@ def _require_table(s: Session, loc: SqlLocation) -> None:
     _refuse_case_twin(loc, found)
     if not found:
         raise FileNotFoundError(_missing(loc))
+
+
+def _refuse_referenced(s: Session, loc: SqlLocation, found: list[str]) -> None:
+    keys = catalog.referencing_keys(s, loc, loc.table) if found else []
+    if keys:
+        raise UnsupportedFrameError(
+            f"table {loc.qualified!r} is referenced by foreign keys of other tables "
+            f"({', '.join(keys)}): PostgreSQL can neither empty nor replace it while they "
+            f"point at it. Nothing was written. Drop those constraints first (ALTER TABLE "
+            f"... DROP CONSTRAINT ...), or write the frame to another table."
+        )
 
 
 def _refuse_dependent_views(s: Session, loc: SqlLocation, found: list[str]) -> None:

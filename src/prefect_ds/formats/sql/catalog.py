@@ -100,6 +100,24 @@ def dependent_views(s: Session, loc: SqlLocation, name: str) -> list[str]:
     return [str(r[0]) for r in found]
 
 
+def referencing_keys(s: Session, loc: SqlLocation, name: str) -> list[str]:
+    """Other tables' foreign keys that point at ``name`` (``table.constraint``): PostgreSQL
+    neither truncates nor drops a table they reference."""
+    if loc.backend == "sqlite":
+        return []  # SQLite checks foreign keys only when a connection turns them on
+    schema, params = _pg_schema(loc)
+    found = s.rows(
+        "SELECT src.relname, con.conname FROM pg_catalog.pg_constraint con "
+        "JOIN pg_catalog.pg_class c ON c.oid = con.confrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_class src ON src.oid = con.conrelid "
+        f"WHERE con.contype = 'f' AND c.relname = ? AND n.nspname = {schema} "
+        "AND con.conrelid <> con.confrelid ORDER BY 1, 2",
+        name, *params,
+    )
+    return [f"{r[0]}.{r[1]}" for r in found]
+
+
 def schema_exists(s: Session, loc: SqlLocation) -> bool:
     if loc.schema is None:
         return True
