@@ -27,7 +27,7 @@ from hypothesis import given
 from support.datasets import frame, register, unregister
 
 import prefect_ds
-from prefect_ds import Format, UnsupportedFrameError, resolve_format
+from prefect_ds import CorruptTargetError, Format, UnsupportedFrameError, resolve_format
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -360,6 +360,23 @@ def test_foreign_directories_load_and_say_so(tmp_path: Path, writer: str,
     assert info.committed is False
     assert info.rows == len(df)
     assert info.partitions == df["part"].nunique()
+
+
+def test_a_foreign_directory_with_other_files_is_a_clear_error(tmp_path: Path) -> None:
+    """Spark's ``_SUCCESS`` and hidden files are skipped; a file that is not Parquet is
+    named in a prefect-ds error (not pyarrow's), and nothing is changed."""
+    root = tmp_path / "foreign"
+    root.mkdir()
+    frame(4).to_parquet(root / "part-0.parquet")
+    (root / "_SUCCESS").write_text("")
+    (root / ".part-0.parquet.crc").write_bytes(b"crc")
+    assert len(fmt().read(f"{root}/")) == len(frame(4))
+    (root / "notes.txt").write_text("hi")
+    for action in (fmt().read, fmt().target_info, fmt().dataset):
+        with pytest.raises(CorruptTargetError, match=r"not committed by prefect-ds.*notes\.txt"):
+            action(f"{root}/")
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".part-0.parquet.crc", "_SUCCESS", "notes.txt", "part-0.parquet"]
 
 
 def test_writing_over_a_foreign_directory_commits_ours(tmp_path: Path) -> None:

@@ -53,6 +53,22 @@ def test_s3_without_s3fs_names_the_extra(tmp_path: Path) -> None:
                            "it with: pip install 'prefect-ds[s3]'"), label
 
 
+def test_other_fsspec_schemes_name_the_package_they_need(tmp_path: Path) -> None:
+    """A scheme prefect-ds has no extra for names the package fsspec's registry gives
+    (gcsfs), or the module fsspec's own filesystem needs (paramiko for sftp://)."""
+    python = venv_without(tmp_path / "venv", "gcsfs", "paramiko")
+    results = probe(python, ("gcsfs", "paramiko"), {
+        "gs": "prefect_ds.PandasResultHandler('gs://bucket/{x}.parquet')",
+        "sftp": "prefect_ds.get_format('csv').read('sftp://host/a.csv')",
+    })
+    for label, package in (("gs", "gcsfs"), ("sftp", "paramiko")):
+        name, message, ours, import_error = results[label]
+        assert name == "MissingDependencyError", (label, message)
+        assert ours and import_error
+        assert message.endswith(f"needs {package}, which is not installed. Install it with: "
+                                f"pip install {package}"), message
+
+
 def test_postgresql_without_a_driver_names_the_extra(tmp_path: Path) -> None:
     blocked = ("psycopg", "psycopg_binary", "psycopg2", "adbc_driver_postgresql",
                "asyncpg", "pg8000")

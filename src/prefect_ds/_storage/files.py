@@ -42,6 +42,7 @@ from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.registry import known_implementations
 
 from prefect_ds._errors import MissingDependencyError
 from prefect_ds._storage import binding
@@ -91,8 +92,10 @@ def _missing_filesystem(location: str, exc: ImportError) -> MissingDependencyErr
     if protocol in _EXTRAS:
         package, install = _EXTRAS[protocol]
     else:
-        known = fsspec.registry.known_implementations.get(protocol, {})
-        package = str(known.get("class", "")).split(".", 1)[0] or str(exc)
+        known = known_implementations.get(protocol, {})
+        package = str(known.get("class", "")).split(".", 1)[0]
+        if package in ("", "fsspec"):  # fsspec's own filesystem, missing a module it uses
+            package = getattr(exc.__cause__, "name", None) or str(exc)
         install = f"pip install {package}"
     return MissingDependencyError("", package, install, needed_by=f"a {protocol}:// location")
 

@@ -350,8 +350,16 @@ class DatasetFormat(FileFormat):
         )
 
     def _foreign(self, location: str, fs: Any, root: str) -> pads.Dataset:
-        dataset = (pads.dataset(root, format="parquet", filesystem=fs, partitioning="hive")
-                   if fs.isdir(root) else None)
+        try:
+            dataset = (pads.dataset(root, format="parquet", filesystem=fs, partitioning="hive")
+                       if fs.isdir(root) else None)
+        except pa.ArrowInvalid as exc:  # a file that is not Parquet, or clashing schemas
+            raise CorruptTargetError(
+                f"{location} was not committed by prefect-ds, and pyarrow cannot read it as "
+                f"one Parquet dataset: {exc}. Move files that are not Parquet out of the "
+                f"directory (names starting with '_' or '.' are ignored), or read them "
+                f"yourself"
+            ) from None
         if dataset is None or not dataset.files:  # nothing, or only uncommitted generations
             raise FileNotFoundError(f"no dataset is stored at {location!r}")
         log.warning(
