@@ -681,3 +681,15 @@ def test_any_partitioned_arrow_table_reads_back_exactly(
                     == np.asarray(want.fill_null(0.0)).view(np.int64).tolist())
         else:
             assert got.to_pylist() == want.to_pylist()
+
+
+@pytest.mark.parametrize(("location", "root"), [
+    ("sales/2024/", "sales/2024"), ("s3://bucket/sales//", "s3://bucket/sales"),
+    ("s3://bucket/", "s3://bucket"), ("/", "/"), ("file:///", "file:///"),
+    ("simplecache::s3://bucket/x/", "simplecache::s3://bucket/x"),
+])
+def test_a_dataset_s_root_is_its_location_without_trailing_slashes(location: str,
+                                                                   root: str) -> None:
+    from prefect_ds.formats.dataset import root_of
+
+    assert root_of(location) == root  # a root stays one: file:/// is not the working dir

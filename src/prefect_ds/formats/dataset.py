@@ -91,8 +91,10 @@ log = logging.getLogger("prefect_ds.dataset")
 
 
 def root_of(location: str) -> str:
-    """``location`` without its trailing separators (the dataset's directory or prefix)."""
-    return location.rstrip("/") or location
+    """``location`` without its trailing separators (the dataset's directory or prefix);
+    a root stays a root (``file:///`` is ``/``, not the working directory)."""
+    scheme, sep, path = location.rpartition("://")
+    return f"{scheme}{sep}{path.rstrip('/') or path}"
 
 
 def new_generation() -> str:
