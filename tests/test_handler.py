@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
-from prefect_ds import PandasResultHandler, TemplateError, UnknownFormatError, get_format
+from prefect_ds import (
+    PandasResultHandler,
+    TemplateError,
+    UnknownFormatError,
+    checkpoint,
+    get_format,
+)
 
 
 def frame(rows: int = 20) -> pd.DataFrame:
@@ -132,6 +139,17 @@ def test_read_and_write_kwargs_pass_through(tmp_path: Path) -> None:
     meta = pq.ParquetFile(tmp_path / "k.parquet").metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
     assert list(handler.read(x="k").columns) == ["value"]
+
+
+@pytest.mark.parametrize("bad", [[("compression", "zstd")], "compression=zstd", {1: "x"}])
+def test_kwargs_that_are_not_a_mapping_of_names_are_refused_at_once(tmp_path: Path,
+                                                                     bad: Any) -> None:
+    for name in ("read_kwargs", "write_kwargs"):
+        with pytest.raises(TypeError, match=f"{name} must be a mapping of keyword arguments"):
+            PandasResultHandler(str(tmp_path / "{x}.parquet"), **{name: bad})
+        with pytest.raises(TypeError, match=f"{name} must be a mapping of keyword arguments"):
+            checkpoint(str(tmp_path / "{x}.parquet"), **{name: bad})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_explicit_format_and_resolution_errors(tmp_path: Path) -> None:

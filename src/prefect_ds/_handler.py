@@ -90,8 +90,8 @@ class ResultHandler:
                     f"settings in the location instead"
                 )
             self.format = cast(Format, self.format.with_storage_options(**storage_options))
-        self.read_kwargs = dict(read_kwargs or {})
-        self.write_kwargs = dict(write_kwargs or {})
+        self.read_kwargs = _options(read_kwargs, "read_kwargs")
+        self.write_kwargs = _options(write_kwargs, "write_kwargs")
         self.versioned = bool(versioned)
         if self.versioned:
             self.format = _versions.for_handler(self.format, self.template)
@@ -223,3 +223,15 @@ def _load_block(slug: str) -> object:
             f"storage={slug!r}: no such saved block ({exc}); create it with Block.save() or "
             f"in the Prefect UI, or pass a block instance"
         ) from None
+
+
+def _options(given: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """``read_kwargs``/``write_kwargs`` as a dict, refusing anything but a mapping of
+    keyword names (a list or a string would fail later, far from its cause)."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping) or not all(isinstance(k, str) for k in given):
+        raise TypeError(f"{name} must be a mapping of keyword arguments for the format, "
+                        f"like {{'compression': 'zstd'}}; got a {type(given).__name__}"
+                        f"{' with keys that are not names' if isinstance(given, Mapping) else ''}")
+    return dict(given)
