@@ -162,11 +162,16 @@ def test_show_never_prints_a_password() -> None:
     if "sql" not in available_formats():
         pytest.skip("format 'sql' is not installed")
     location = "postgresql://analyst:topsecret@127.0.0.1:9/lab#sales"  # nothing listens on 9
-    result = runner.invoke(app, ["show", location])
-    assert result.exit_code == 1
-    assert result.stderr.startswith("error: ")
-    assert "topsecret" not in result.output
-    assert "Traceback" not in result.output
+    for command in (["show", location], ["ls", location.replace("sales", "s*")],
+                    ["rm", "--yes", location]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, command
+        assert result.stderr.startswith("error: ")
+        assert "topsecret" not in result.output
+        assert "Traceback" not in result.output
+        # the database it could not reach, not a table an earlier command named (the
+        # connection pool is per database) nor a listing's placeholder
+        assert "cannot connect to postgresql://analyst:***@127.0.0.1:9/lab:" in result.stderr
 
 
 def test_formats_reports_a_duplicate_registration(tmp_path: Path) -> None:

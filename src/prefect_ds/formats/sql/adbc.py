@@ -65,8 +65,8 @@ def _connect(loc: SqlLocation) -> Any:
         return pg_dbapi.connect(uri)
     except Exception as exc:  # the driver's message may quote the URI
         raise ConnectionError(
-            f"cannot connect to {loc.shown}: {_scrub(str(exc), loc)}. Check the host, port, "
-            f"user and database in the URL (or PGPASSWORD / ~/.pgpass for the password)."
+            f"cannot connect to {loc.database_shown}: {_scrub(str(exc), loc)}. Check the host, "
+            f"port, user and database in the URL (or PGPASSWORD / ~/.pgpass for the password)."
         ) from None
 
 

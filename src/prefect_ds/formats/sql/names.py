@@ -89,6 +89,12 @@ class SqlLocation:
         return safe_location(self.location)
 
     @property
+    def database_shown(self) -> str:
+        """The database URL alone, password hidden: what a connection error is about (a
+        pooled connection serves every table of the database)."""
+        return safe_location(self.location.rpartition("#")[0] or self.location)
+
+    @property
     def qualified(self) -> str:
         """``schema.table`` or ``table``, unquoted, for messages."""
         return f"{self.schema}.{self.table}" if self.schema else self.table
