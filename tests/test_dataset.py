@@ -6,6 +6,7 @@ processes killed with SIGKILL, directories written by pandas, pyarrow and Dask.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -433,9 +434,33 @@ def test_cli_ls_and_show_understand_datasets(tmp_path: Path) -> None:
     listed = runner.invoke(app, ["ls", f"{tmp_path}/sales/{{year}}/"])
     assert listed.exit_code == 0, listed.output
     assert "2023" in listed.output and "2024" in listed.output and "3,000" in listed.output
+    parts = frame(2024)["part"].nunique()
+    header = listed.output.splitlines()[0].split()
+    assert header[:4] == ["LOCATION", "YEAR", "ROWS", "PARTITIONS"]
+    row = next(line.split() for line in listed.output.splitlines() if "2024/" in line)
+    assert row[2:4] == ["3,000", f"{parts:,}"]
+    as_json = runner.invoke(app, ["ls", f"{tmp_path}/sales/{{year}}/", "--json"])
+    records = {r["values"]["year"]: r for r in json.loads(as_json.output)}
+    assert records["2024"]["partitions"] == parts and records["2024"]["committed"] is True
     shown = runner.invoke(app, ["show", f"{tmp_path}/sales/2024/"])
     assert shown.exit_code == 0, shown.output
     assert "3,000 rows x 5 columns" in shown.output
+    assert f"stored: {parts} partitions, " in shown.output
+    assert ", committed by prefect-ds" in shown.output
+
+    # Files another tool wrote: shown, and said to be not ours; ls lists only ours.
+    frame(7).to_parquet(tmp_path / "theirs", partition_cols=["part"])
+    theirs = f"{tmp_path}/theirs/"
+    shown = runner.invoke(app, ["show", theirs])
+    assert shown.exit_code == 0, shown.output
+    assert "NOT committed by prefect-ds" in shown.output
+    assert f"stored: {frame(7)['part'].nunique()} partitions" in shown.output
+    as_json = runner.invoke(app, ["show", theirs, "--json"])
+    assert json.loads(as_json.stdout)["committed"] is False
+    listed = runner.invoke(app, ["ls", theirs])
+    assert listed.exit_code == 0 and "no stored targets match" in listed.output
+    assert "not committed by prefect-ds" in listed.output
+    assert (tmp_path / "theirs").is_dir()  # nothing was changed
 
 
 def test_checkpoint_stores_a_dataset(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ import typer
 
 from prefect_ds._cli import targets
 from prefect_ds._cli import versions as cli_versions
-from prefect_ds._cli.output import emit_json, fail, plural, table
+from prefect_ds._cli.output import emit_json, fail, plural, size, table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from prefect_ds._format import Format
+    from prefect_ds._format import Format, TargetInfo
 
 app = typer.Typer(
     name="prefect-ds",
@@ -142,7 +142,8 @@ def show_command(
         raise fail(f"{scrub(str(exc), location)} On the command line, name a format with "
                    f"--format NAME.") from None
     try:
-        if not fmt.exists(location):
+        info = _stored(fmt, location)
+        if not fmt.exists(location) and info.committed is not False:  # not another tool's
             latest = cli_versions.latest(location, fmt)
             if latest is not None:  # a versioned target: its latest version
                 show_command(location, format, rows, json, latest)
@@ -154,9 +155,20 @@ def show_command(
     except Exception as exc:  # any library's error: one line, no traceback
         raise fail(scrub(f"{type(exc).__name__}: {exc}", location)) from None
     if json:
-        emit_json(_record(df, shown, fmt.name, rows))
+        emit_json({**_record(df, shown, fmt.name, rows), "partitions": info.partitions,
+                   "committed": info.committed})
     else:
-        typer.echo(_describe(df, shown, fmt.name, rows))
+        typer.echo(_describe(df, shown, fmt.name, rows, info))
+
+
+def _stored(fmt: Format, location: str) -> TargetInfo:
+    """What the format tells of the target (empty when it cannot, or nothing is there)."""
+    from prefect_ds._format import TargetInfo, stored_info
+
+    try:
+        return stored_info(fmt, location)
+    except Exception:
+        return TargetInfo()
 
 
 def _not_a_target(fmt: Format, location: str, json: bool) -> None:
@@ -233,8 +245,10 @@ def _record(df: pd.DataFrame, location: str, format_name: str, rows: int) -> dic
     }
 
 
-def _describe(df: pd.DataFrame, location: str, format_name: str, rows: int) -> str:
-    """Shape, index, dtypes and head of ``df`` as plain text sized to the terminal."""
+def _describe(df: pd.DataFrame, location: str, format_name: str, rows: int,
+              info: TargetInfo | None = None) -> str:
+    """Shape, index, dtypes and head of ``df`` as plain text sized to the terminal; how a
+    multi-file target is stored (partitions, committed or not) when ``info`` says."""
     import pandas as pd
 
     n_rows, n_cols = df.shape
@@ -242,6 +256,14 @@ def _describe(df: pd.DataFrame, location: str, format_name: str, rows: int) -> s
     lines = [
         f"{location}  (format {format_name})",
         f"shape: {plural(n_rows, 'row')} x {plural(n_cols, 'column')}",
+    ]
+    if info is not None and (info.partitions is not None or info.committed is not None):
+        parts = (plural(info.partitions, "partition") + ", "
+                 if info.partitions is not None else "")
+        lines.append(f"stored: {parts}{size(info.bytes)}, " + (
+            "committed by prefect-ds" if info.committed else
+            "NOT committed by prefect-ds (files another tool wrote, read as they are now)"))
+    lines += [
         f"index: {', '.join(index_names) or 'unnamed'} ({type(df.index).__name__}, "
         f"{', '.join(str(d) for d in _index_dtypes(df))})",
         "dtypes:",

@@ -73,14 +73,18 @@ def _fingerprint(t: Target) -> str:
 def _rows(targets: Sequence[Target], fields: Sequence[str]) -> list[tuple[str, ...]]:
     from prefect_ds._redact import redact
 
+    parted = any(t.info.partitions is not None for t in targets)  # datasets among them
     rows: list[tuple[str, ...]] = [
-        ("LOCATION", *(f.upper() for f in fields), "ROWS", "SIZE", "MODIFIED (UTC)", "FINGERPRINT")
+        ("LOCATION", *(f.upper() for f in fields), "ROWS", *(("PARTITIONS",) if parted else ()),
+         "SIZE", "MODIFIED (UTC)", "FINGERPRINT")
     ]
     for t in targets:
         modified = t.info.modified.strftime("%Y-%m-%d %H:%M:%S") if t.info.modified else "-"
+        partitions = () if not parted else (
+            f"{t.info.partitions:,}" if t.info.partitions is not None else "-",)
         rows.append((
             redact(t.location), *(t.values[f] for f in fields),
-            f"{t.info.rows:,}" if t.info.rows is not None else "-",
+            f"{t.info.rows:,}" if t.info.rows is not None else "-", *partitions,
             size(t.info.bytes), modified, _fingerprint(t),
         ))
     return rows
@@ -95,6 +99,8 @@ def _record(t: Target) -> dict[str, Any]:
         "values": dict(t.values),
         "other_values": dict(t.other_values) if t.other_values is not None else None,
         "rows": t.info.rows,
+        "partitions": t.info.partitions,
+        "committed": t.info.committed,
         "bytes": t.info.bytes,
         "modified": t.info.modified.isoformat() if t.info.modified else None,
         "fingerprint": sorted(t.fingerprint.parts) if t.fingerprint else None,
@@ -167,6 +173,23 @@ def _versions_hint(template: str, fmt: Format | None = None,
             f"(prefect-ds {'ls' if option == '--versions' else 'rm'} TEMPLATE {option})")
 
 
+def _foreign_hint(location: str, fmt: Format) -> str:
+    """A note when ``location`` holds data another tool wrote (its format says
+    ``committed=False``): readable, but not a target of ours to list or delete."""
+    from prefect_ds._format import stored_info
+
+    try:
+        info = stored_info(fmt, location)
+    except Exception:
+        return ""
+    if info.committed is not False:
+        return ""
+    rows = plural(info.rows, "row") if info.rows is not None else "rows unknown"
+    parts = f", {plural(info.partitions, 'partition')}" if info.partitions is not None else ""
+    return (f"; it holds files another tool wrote, not committed by prefect-ds ({rows}"
+            f"{parts}, {size(info.bytes)}): prefect-ds show reads them")
+
+
 def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt = None,
                json: JsonOpt = False, versions: VersionsOpt = False) -> None:
     """List the stored targets of TEMPLATE with the argument values of each.
@@ -193,7 +216,7 @@ def ls_command(template: TemplateArg, format: FormatOpt = None, where: WhereOpt 
     _note_ambiguous(targets)
     if not targets:
         typer.echo(f"no stored targets match {redact(template)!r}"
-                   f"{_versions_hint(template, fmt)}")
+                   f"{_versions_hint(template, fmt) or _foreign_hint(template, fmt)}")
         return
     typer.echo(table(_rows(targets, _fields(template))))
     typer.echo(plural(len(targets), "target"))

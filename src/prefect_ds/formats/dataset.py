@@ -351,7 +351,10 @@ class DatasetFormat(FileFormat):
             partition_base_dir=base,
         )
 
-    def _foreign(self, location: str, fs: Any, root: str) -> pads.Dataset:
+    def _foreign(self, location: str, fs: Any, root: str, *, warn: bool = True
+                 ) -> pads.Dataset:
+        """The Parquet files another tool left at ``location``; a read says so (``warn``),
+        a description of the target (:meth:`target_info`) carries ``committed=False``."""
         try:
             dataset = (pads.dataset(root, format="parquet", filesystem=fs, partitioning="hive")
                        if fs.isdir(root) else None)
@@ -364,10 +367,11 @@ class DatasetFormat(FileFormat):
             ) from None
         if dataset is None or not dataset.files:  # nothing, or only uncommitted generations
             raise FileNotFoundError(f"no dataset is stored at {location!r}")
-        log.warning(
-            "%s was not committed by prefect-ds (it has no %s): reading the Parquet files "
-            "it holds now, which another writer may be changing", location, MANIFEST,
-        )
+        if warn:
+            log.warning(
+                "%s was not committed by prefect-ds (it has no %s): reading the Parquet files "
+                "it holds now, which another writer may be changing", location, MANIFEST,
+            )
         return dataset
 
     def read(self, location: str, *, kind: str = "pandas", **kwargs: Any) -> Any:
@@ -502,8 +506,8 @@ class DatasetFormat(FileFormat):
                 partitions=manifest.get("partitions"),
                 committed=True,
             )
-        dataset = self._foreign(location, *self._fs(location))
-        fs, _ = self._fs(location)
+        fs, root = self._fs(location)
+        dataset = self._foreign(location, fs, root, warn=False)
         files = list(dataset.files)
         return TargetInfo(
             rows=dataset.count_rows(),
