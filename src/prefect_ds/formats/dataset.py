@@ -438,22 +438,48 @@ class DatasetFormat(FileFormat):
 
     def _scan(self, location: str, manifest: dict[str, Any], names: list[str],
               expression: pc.Expression | None) -> Any:
-        """A polars ``LazyFrame`` over the committed files: polars hands its filters and
-        columns to the pyarrow dataset scan (partitions and row groups are skipped), the
-        partition columns get their written types, the written row order comes back."""
-        import polars as pl
+        """A polars ``LazyFrame`` over the committed files, the partition columns with
+        their written types and the rows in the written order.
 
+        polars' own Parquet scan reads exactly the files the manifest names (never a
+        listing), parses the partition values from their paths straight into the written
+        types and hands polars' filters and columns to the files (partitions and row
+        groups are skipped). The pyarrow dataset scan stands in where that scan would not
+        read the dataset back exactly or cannot be given the filters (see
+        :func:`_polars_paths`) or reach the files (:func:`_polars_storage`).
+        """
         schema = _decode_schema(manifest["schema"])
         parts = _decode_schema(manifest["partition_schema"]).names
         row_column = manifest.get("row_column")
-        lazy = _scan(self._dataset(location, hide_row_column=False), expression)
-        if parts:
-            exact = pl.from_arrow(pa.schema(
-                [schema.field(n) for n in parts]).empty_table()).schema  # type: ignore[union-attr]
-            lazy = lazy.cast(dict(exact))
+        exact = _polars_schema(pa.schema([schema.field(n) for n in parts]))
+        lazy = None if expression is not None else self._polars_scan(location, manifest,
+                                                                     exact)
+        if lazy is None:
+            lazy = _scan(self._dataset(location, hide_row_column=False), expression)
+            if parts:
+                lazy = lazy.cast(exact)
         if row_column:
             lazy = lazy.sort(row_column).drop(row_column)
         return lazy.select(names)
+
+    def _polars_scan(self, location: str, manifest: dict[str, Any],
+                     exact: dict[str, Any]) -> Any:
+        """``pl.scan_parquet`` over the manifest's files, or None where it does not fit."""
+        import polars as pl
+
+        fs, root = self._fs(location)
+        options = _polars_storage(fs, self.storage_options)
+        if options is None:
+            return None
+        base = f"{root}/{manifest['generation']}"
+        parts = _decode_schema(manifest["partition_schema"])
+        paths = _polars_paths(manifest, base, parts, exact)
+        if paths is None:
+            return None
+        if not is_local(fs):
+            paths = [fs.unstrip_protocol(p) for p in paths]
+        return pl.scan_parquet(paths, glob=False, hive_partitioning=bool(exact),
+                               hive_schema=exact or None, storage_options=options or None)
 
     def _read_dask(self, location: str, manifest: dict[str, Any] | None,
                    columns: list[str] | None, filters: Any) -> Any:
@@ -763,6 +789,61 @@ def _scan(dataset: pads.Dataset, expression: pc.Expression | None) -> Any:
 
     return pl.scan_pyarrow_dataset(
         dataset if expression is None else dataset.filter(expression))
+
+
+def _polars_schema(schema: pa.Schema) -> dict[str, Any]:
+    """The polars types of the fields of ``schema`` (what ``pl.from_arrow`` makes)."""
+    import polars as pl
+
+    frame = pl.from_arrow(schema.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return dict(frame.schema)
+
+
+def _hive_type_ok(plain: pa.DataType, dtype: Any) -> bool:
+    """Whether polars parses the path values we write for ``plain`` straight into
+    ``dtype``, exactly: numbers, bools, dates, times (with or without zone) and strings,
+    strings as polars categoricals or enums too (each checked against our paths by
+    tests/test_dataset_lazy.py)."""
+    import polars as pl
+
+    text = pa.types.is_string(plain) or pa.types.is_large_string(plain)
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return text
+    if not (text or pa.types.is_integer(plain) or pa.types.is_floating(plain)
+            or pa.types.is_boolean(plain) or pa.types.is_date(plain)
+            or pa.types.is_timestamp(plain)):
+        return False
+    return bool(_polars_schema(pa.schema([pa.field("k", plain)]))["k"] == dtype)
+
+
+def _polars_paths(manifest: dict[str, Any], base: str, parts: pa.Schema,
+                  exact: dict[str, Any]) -> list[str] | None:
+    """The committed files' paths for polars' scan, or None where its hive parsing would
+    not give back exactly what was written: files written by Dask (its own path
+    encoding), partition types outside :func:`_hive_type_ok`, a location holding ``=``
+    (polars parses every ``key=value`` segment of a path), a file outside the partition
+    directories (an empty dataset's), or ``filters`` given (applied by pyarrow)."""
+    files = [str(f["path"]) for f in manifest["files"]]
+    if exact:
+        if manifest.get("engine") != "pandas" or "=" in base:
+            return None
+        if not all(_hive_type_ok(_plain(f.type), exact[f.name]) for f in parts):
+            return None
+        for rel in files:
+            segments = rel.split("/")[:-1]
+            if len(segments) != len(parts) or not all(
+                    s.startswith(f"{n}=") for s, n in zip(segments, parts.names, strict=True)):
+                return None
+    return [f"{base}/{rel}" for rel in files]
+
+
+def _polars_storage(fs: Any, storage_options: Mapping[str, Any]) -> dict[str, str] | None:
+    """polars' object-store options for ``fs``, or None where polars is not told them
+    reliably (then the pyarrow scan reads through ``fs`` itself)."""
+    if is_local(fs):
+        return {}
+    return None
 
 
 def _arrow_input(frame: Any, location: str) -> pa.Table:
