@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import io
 import json
 import logging
 import os
@@ -446,7 +447,7 @@ class DatasetFormat(FileFormat):
         types and hands polars' filters and columns to the files (partitions and row
         groups are skipped). The pyarrow dataset scan stands in where that scan would not
         read the dataset back exactly or cannot be given the filters (see
-        :func:`_polars_paths`) or reach the files (:func:`_polars_storage`).
+        :func:`_hive_schema`) or reach the files (:func:`_polars_storage`).
         """
         schema = _decode_schema(manifest["schema"])
         parts = _decode_schema(manifest["partition_schema"]).names
@@ -464,7 +465,12 @@ class DatasetFormat(FileFormat):
 
     def _polars_scan(self, location: str, manifest: dict[str, Any],
                      exact: dict[str, Any]) -> Any:
-        """``pl.scan_parquet`` over the manifest's files, or None where it does not fit."""
+        """``pl.scan_parquet`` over the manifest's files, or None where it does not fit.
+
+        The files' schema is given, as polars reads it from files of the committed Arrow
+        schema (:func:`_stored_schema`), so planning a query opens no file: only the
+        files that polars' filters keep are ever read.
+        """
         import polars as pl
 
         fs, root = self._fs(location)
@@ -473,13 +479,19 @@ class DatasetFormat(FileFormat):
             return None
         base = f"{root}/{manifest['generation']}"
         parts = _decode_schema(manifest["partition_schema"])
-        paths = _polars_paths(manifest, base, parts, exact)
-        if paths is None:
+        files = [str(f["path"]) for f in manifest["files"]]
+        hive = _hive_schema(manifest, base, parts, exact, files)
+        stored = _stored_schema(manifest, parts)
+        if hive is None or stored is None:
             return None
+        paths = [f"{base}/{rel}" for rel in files]
         if not is_local(fs):
             paths = [fs.unstrip_protocol(p) for p in paths]
-        return pl.scan_parquet(paths, glob=False, hive_partitioning=bool(exact),
-                               hive_schema=exact or None, storage_options=options or None)
+        lazy = pl.scan_parquet(paths, schema=stored, glob=False,
+                               hive_partitioning=bool(parts.names),
+                               hive_schema=hive or None, storage_options=options or None)
+        loose = {n: t for n, t in exact.items() if hive[n] != t}
+        return lazy.cast(loose) if loose else lazy
 
     def _read_dask(self, location: str, manifest: dict[str, Any] | None,
                    columns: list[str] | None, filters: Any) -> Any:
@@ -626,6 +638,12 @@ def _segments(table: pa.Table, cols: list[str], firsts: np.ndarray) -> list[list
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
         texts.append(column.cast(pa.string()).to_pylist())
+        if HIVE_NULL in texts[-1]:
+            raise UnsupportedFrameError(
+                f"partition column {name!r} holds the text {HIVE_NULL!r}, which a hive path "
+                f"spells for null: it would read back as null. Replace that value (or "
+                f"partition by another column) before writing"
+            )
     return [
         [f"{name}={HIVE_NULL if text is None else urllib.parse.quote(text, safe='')}"
          for name, text in zip(cols, row, strict=True)]
@@ -817,25 +835,50 @@ def _hive_type_ok(plain: pa.DataType, dtype: Any) -> bool:
     return bool(_polars_schema(pa.schema([pa.field("k", plain)]))["k"] == dtype)
 
 
-def _polars_paths(manifest: dict[str, Any], base: str, parts: pa.Schema,
-                  exact: dict[str, Any]) -> list[str] | None:
-    """The committed files' paths for polars' scan, or None where its hive parsing would
-    not give back exactly what was written: files written by Dask (its own path
-    encoding), partition types outside :func:`_hive_type_ok`, a location holding ``=``
-    (polars parses every ``key=value`` segment of a path), a file outside the partition
-    directories (an empty dataset's), or ``filters`` given (applied by pyarrow)."""
-    files = [str(f["path"]) for f in manifest["files"]]
-    if exact:
-        if manifest.get("engine") != "pandas" or "=" in base:
+def _hive_schema(manifest: dict[str, Any], base: str, parts: pa.Schema,
+                 exact: dict[str, Any], files: list[str]) -> dict[str, Any] | None:
+    """The types polars parses the partition values of ``files`` into, or None where its
+    hive parsing would not give back exactly what was written: files written by Dask (its
+    own path encoding), partition types outside :func:`_hive_type_ok`, a location holding
+    ``=`` (polars parses every ``key=value`` segment of a path) or a file outside the
+    partition directories (an empty dataset's). The written types, except that a
+    categorical or enum column holding the empty string is parsed as a string (polars
+    reads an empty category as null) and cast."""
+    import polars as pl
+
+    if not parts.names:
+        return {}
+    if manifest.get("engine") != "pandas" or "=" in base:
+        return None
+    if not all(_hive_type_ok(_plain(f.type), exact[f.name]) for f in parts):
+        return None
+    empty: set[str] = set()
+    for rel in files:
+        segments = rel.split("/")[:-1]
+        if len(segments) != len(parts.names) or not all(
+                s.startswith(f"{n}=") for s, n in zip(segments, parts.names, strict=True)):
             return None
-        if not all(_hive_type_ok(_plain(f.type), exact[f.name]) for f in parts):
-            return None
-        for rel in files:
-            segments = rel.split("/")[:-1]
-            if len(segments) != len(parts) or not all(
-                    s.startswith(f"{n}=") for s, n in zip(segments, parts.names, strict=True)):
-                return None
-    return [f"{base}/{rel}" for rel in files]
+        empty.update(n for s, n in zip(segments, parts.names, strict=True) if s == f"{n}=")
+    return {n: pl.String if n in empty else exact[n] for n in parts.names}
+
+
+def _stored_schema(manifest: dict[str, Any], parts: pa.Schema) -> dict[str, Any] | None:
+    """The polars types of the fields stored in the files (the committed schema without
+    the partition columns, with the row numbers), as polars reads them from Parquet: an
+    empty file of that Arrow schema, in memory, is asked. None if that fails."""
+    import polars as pl
+
+    schema = _decode_schema(manifest["schema"])
+    fields = [f for f in schema if f.name not in parts.names]
+    if manifest.get("row_column"):
+        fields.append(pa.field(manifest["row_column"], pa.int64()))
+    buffer = io.BytesIO()
+    try:
+        pq.write_table(pa.schema(fields, metadata=schema.metadata).empty_table(), buffer)
+        buffer.seek(0)
+        return dict(pl.read_parquet_schema(buffer))
+    except Exception:  # noqa: BLE001 - any type polars cannot read: the pyarrow scan reads
+        return None
 
 
 def _polars_storage(fs: Any, storage_options: Mapping[str, Any]) -> dict[str, str] | None:
