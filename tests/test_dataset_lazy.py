@@ -245,3 +245,73 @@ def test_any_text_partition_value_reads_back_exactly(
     location = f"{tmp_path_factory.mktemp('lazy')}/ds/"
     fmt().write(df.to_arrow(), location, partition_cols=["k"], max_rows_per_file=max_rows)
     check(location, df, expect_native=n > 0)
+
+
+def test_s3_with_storage_options_is_polars_scan_and_keeps_the_secret(
+        s3_server: Any, s3_bucket: str) -> None:
+    """On S3 (moto's server) with explicit storage options, polars' own scan reads the
+    committed objects, awkward partition values included, and prunes by partition; the
+    secret appears in no plan, repr or error. Configured by the environment only, the
+    scan goes through s3fs (the pyarrow scan), as exactly."""
+    from support.s3 import SECRET_KEY, s3_client, storage_options
+
+    df = keyed_frame("text", 80, seed=3)
+    location = f"{s3_bucket}/lazy/"
+    configured = fmt().with_storage_options(**storage_options(s3_server.endpoint))
+    configured.write(df.to_arrow(), location, partition_cols=["text"])
+    lazy = configured.read(location, kind="polars.LazyFrame")
+    assert native(lazy)
+    assert_frame_equal(lazy.collect(), df, check_exact=True)
+    for value in ("c/d", "g%h", ""):
+        assert_frame_equal(lazy.filter(pl.col("text") == value).collect(),
+                           df.filter(pl.col("text") == value), check_exact=True)
+    shown = [str(lazy.explain()), repr(lazy), str(lazy), lazy._repr_html_()]
+    assert not any(SECRET_KEY in text for text in shown)
+
+    by_environment = fmt().read(location, kind="polars.LazyFrame")
+    assert not native(by_environment)
+    assert_frame_equal(by_environment.collect(), df, check_exact=True)
+
+    manifest = configured.manifest(location)
+    gone = next(f["path"] for f in manifest["files"] if f["path"].startswith("text=c%2Fd/"))
+    bucket = s3_bucket.removeprefix("s3://")
+    s3_client(s3_server.endpoint).delete_object(
+        Bucket=bucket, Key=f"lazy/{manifest['generation']}/{gone}")
+    assert_frame_equal(lazy.filter(pl.col("text") == "g%h").collect(),
+                       df.filter(pl.col("text") == "g%h"), check_exact=True)
+    with pytest.raises(Exception, match="not found") as info:  # polars' error, no secret
+        lazy.filter(pl.col("text") == "c/d").collect()
+    assert SECRET_KEY not in str(info.value) + repr(info.value)
+    configured.delete(location)
+
+
+@pytest.mark.parametrize(("options", "translated"), [
+    ({"key": "k", "secret": "s", "client_kwargs": {"region_name": "eu-west-3"}},
+     {"aws_region": "eu-west-3", "aws_access_key_id": "k", "aws_secret_access_key": "s"}),
+    ({"key": "k", "secret": "s", "token": "t", "endpoint_url": "http://127.0.0.1:9",
+      "client_kwargs": {"region_name": "r"}},
+     {"aws_region": "r", "aws_endpoint_url": "http://127.0.0.1:9", "aws_allow_http": "true",
+      "aws_access_key_id": "k", "aws_secret_access_key": "s", "aws_session_token": "t"}),
+    ({"anon": True, "client_kwargs": {"region_name": "r", "endpoint_url": "https://h"}},
+     {"aws_region": "r", "aws_endpoint_url": "https://h", "aws_skip_signature": "true"}),
+    ({"key": "k", "secret": "s"}, None),  # the region: botocore's config, not told
+    ({"key": "k", "secret": "s", "profile": "p", "client_kwargs": {"region_name": "r"}}, None),
+    ({"client_kwargs": {"region_name": "r", "verify": False}, "anon": True}, None),
+    ({"client_kwargs": {"region_name": "r"}}, None),  # credentials from botocore's chain
+])
+def test_s3_storage_options_reach_polars_only_when_told_exactly(
+        options: dict[str, Any], translated: dict[str, str] | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The translation of s3fs options to polars' (object_store's): all or nothing."""
+    import fsspec
+
+    from prefect_ds.formats.dataset import _polars_storage
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
+    assert _polars_storage(fs, options) == translated
+    if translated and "aws_session_token" not in translated and "anon" not in options:
+        monkeypatch.setenv("AWS_SESSION_TOKEN", "from-the-environment")
+        assert _polars_storage(fs, options) is None
+    assert _polars_storage(fsspec.filesystem("memory"), {}) is None

@@ -87,6 +87,7 @@ _SAFE_KEY = re.compile(r"[A-Za-z_][\w\-.]*")
 _WRITE_OPTIONS = {"partition_cols", "compression", "row_group_size", "max_rows_per_file",
                   "compression_level", "use_dictionary", "write_statistics", "data_page_size"}
 _READ_OPTIONS = {"filters", "columns", "engine"}
+_S3_OPTIONS = {"key", "secret", "token", "anon", "endpoint_url", "client_kwargs"}
 
 log = logging.getLogger("prefect_ds.dataset")
 
@@ -487,9 +488,9 @@ class DatasetFormat(FileFormat):
         paths = [f"{base}/{rel}" for rel in files]
         if not is_local(fs):
             paths = [fs.unstrip_protocol(p) for p in paths]
-        lazy = pl.scan_parquet(paths, schema=stored, glob=False,
-                               hive_partitioning=bool(parts.names),
-                               hive_schema=hive or None, storage_options=options or None)
+        lazy: Any = pl.scan_parquet(paths, schema=stored, glob=False,
+                               hive_partitioning=bool(parts.names), hive_schema=hive or None,
+                               storage_options=options or None, credential_provider=None)
         loose = {n: t for n, t in exact.items() if hive[n] != t}
         return lazy.cast(loose) if loose else lazy
 
@@ -825,7 +826,7 @@ def _hive_type_ok(plain: pa.DataType, dtype: Any) -> bool:
     tests/test_dataset_lazy.py)."""
     import polars as pl
 
-    text = pa.types.is_string(plain) or pa.types.is_large_string(plain)
+    text = bool(pa.types.is_string(plain) or pa.types.is_large_string(plain))
     if isinstance(dtype, (pl.Categorical, pl.Enum)):
         return text
     if not (text or pa.types.is_integer(plain) or pa.types.is_floating(plain)
@@ -877,16 +878,49 @@ def _stored_schema(manifest: dict[str, Any], parts: pa.Schema) -> dict[str, Any]
         pq.write_table(pa.schema(fields, metadata=schema.metadata).empty_table(), buffer)
         buffer.seek(0)
         return dict(pl.read_parquet_schema(buffer))
-    except Exception:  # noqa: BLE001 - any type polars cannot read: the pyarrow scan reads
+    except Exception:  # any type polars cannot read: the pyarrow scan reads those
         return None
 
 
 def _polars_storage(fs: Any, storage_options: Mapping[str, Any]) -> dict[str, str] | None:
-    """polars' object-store options for ``fs``, or None where polars is not told them
-    reliably (then the pyarrow scan reads through ``fs`` itself)."""
+    """polars' object-store options for ``fs``, or None where they cannot be told exactly
+    (then the pyarrow scan reads through ``fs`` itself).
+
+    A local disk needs none. S3 is translated when its ``storage_options`` name the
+    bucket's region (``client_kwargs={"region_name": ...}``) and the credentials (``key``
+    and ``secret``, with ``token``; or ``anon=True``), and at most an ``endpoint_url``
+    besides: s3fs (through botocore) and polars (object_store) then connect to the same
+    place as the same user. Anything else s3fs would find on its own (profiles, config
+    files, instance roles, ``AWS_ENDPOINT_URL_S3``) stays with s3fs.
+    """
     if is_local(fs):
         return {}
-    return None
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    client = storage_options.get("client_kwargs") or {}
+    if ("s3" not in protocols or set(storage_options) - _S3_OPTIONS
+            or not isinstance(client, Mapping) or set(client) - {"endpoint_url", "region_name"}
+            or not client.get("region_name")):
+        return None
+    options = {"aws_region": str(client["region_name"])}
+    endpoint = storage_options.get("endpoint_url") or client.get("endpoint_url")
+    if endpoint:
+        options["aws_endpoint_url"] = str(endpoint)
+        if str(endpoint).startswith("http://"):
+            options["aws_allow_http"] = "true"
+    elif any(name.startswith("AWS_ENDPOINT") for name in os.environ):
+        return None  # botocore and object_store read different endpoint variables
+    if storage_options.get("anon"):
+        options["aws_skip_signature"] = "true"
+    elif storage_options.get("key") and storage_options.get("secret"):
+        options["aws_access_key_id"] = str(storage_options["key"])
+        options["aws_secret_access_key"] = str(storage_options["secret"])
+        if storage_options.get("token"):
+            options["aws_session_token"] = str(storage_options["token"])
+        elif os.environ.get("AWS_SESSION_TOKEN") or os.environ.get("AWS_SECURITY_TOKEN"):
+            return None  # object_store would add it to the given keys; botocore would not
+    else:
+        return None
+    return options
 
 
 def _arrow_input(frame: Any, location: str) -> pa.Table:
