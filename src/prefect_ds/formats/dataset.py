@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import io
 import json
 import logging
@@ -865,19 +866,28 @@ def _hive_schema(manifest: dict[str, Any], base: str, parts: pa.Schema,
 
 def _stored_schema(manifest: dict[str, Any], parts: pa.Schema) -> dict[str, Any] | None:
     """The polars types of the fields stored in the files (the committed schema without
-    the partition columns, with the row numbers), as polars reads them from Parquet: an
-    empty file of that Arrow schema, in memory, is asked. None if that fails."""
+    the partition columns, with the row numbers), as polars reads them from Parquet. None
+    if polars cannot read them."""
+    found = _stored_types(manifest["schema"], tuple(parts.names), manifest.get("row_column"))
+    return None if found is None else dict(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _stored_types(schema_text: str, parts: tuple[str, ...],
+                  row_column: str | None) -> tuple[tuple[str, Any], ...] | None:
+    """:func:`_stored_schema`, from an empty file of that Arrow schema written in memory
+    and read by polars (cached: a dataset's schema text is the same for every read)."""
     import polars as pl
 
-    schema = _decode_schema(manifest["schema"])
-    fields = [f for f in schema if f.name not in parts.names]
-    if manifest.get("row_column"):
-        fields.append(pa.field(manifest["row_column"], pa.int64()))
+    schema = _decode_schema(schema_text)
+    fields = [f for f in schema if f.name not in parts]
+    if row_column:
+        fields.append(pa.field(row_column, pa.int64()))
     buffer = io.BytesIO()
     try:
         pq.write_table(pa.schema(fields, metadata=schema.metadata).empty_table(), buffer)
         buffer.seek(0)
-        return dict(pl.read_parquet_schema(buffer))
+        return tuple(pl.read_parquet_schema(buffer).items())
     except Exception:  # any type polars cannot read: the pyarrow scan reads those
         return None
 
