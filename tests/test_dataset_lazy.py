@@ -214,6 +214,18 @@ def test_where_polars_scan_would_not_be_exact_the_pyarrow_scan_reads(tmp_path: P
     check(location, empty, expect_native=False)
 
 
+def test_directory_names_are_taken_literally(tmp_path: Path) -> None:
+    """Glob characters, ``%``, ``#``, spaces and unicode in the location: polars' scan
+    opens the committed files by name (no glob, no decoding) and reads them exactly."""
+    df = keyed_frame("text", 40, seed=2)
+    for name in ("glob[x]*?", "pct%20b", "hash#q", "sp ace", "ü"):
+        location = f"{tmp_path}/{name}/ds/"
+        fmt().write(df.to_arrow(), location, partition_cols=["text"])
+        lazy = check(location, df)
+        assert_frame_equal(lazy.filter(pl.col("text") == "e=f").collect(),
+                           df.filter(pl.col("text") == "e=f"), check_exact=True)
+
+
 def test_the_hive_null_text_is_refused_as_a_partition_value(tmp_path: Path) -> None:
     """Hive paths spell null ``__HIVE_DEFAULT_PARTITION__``: that string as a partition
     value would read back as null, so the write refuses it and writes nothing."""
