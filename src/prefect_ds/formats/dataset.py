@@ -447,9 +447,10 @@ class DatasetFormat(FileFormat):
         polars' own Parquet scan reads exactly the files the manifest names (never a
         listing), parses the partition values from their paths straight into the written
         types and hands polars' filters and columns to the files (partitions and row
-        groups are skipped). The pyarrow dataset scan stands in where that scan would not
-        read the dataset back exactly or cannot be given the filters (see
-        :func:`_hive_schema`) or reach the files (:func:`_polars_storage`).
+        groups are skipped). The pyarrow dataset scan stands in where polars' would not
+        read the dataset back exactly (:func:`_hive_schema`), where ``filters`` are given
+        as a read option (pyarrow applies them as it always has) and where polars cannot
+        be told how to reach the files (:func:`_polars_storage`).
         """
         schema = _decode_schema(manifest["schema"])
         parts = _decode_schema(manifest["partition_schema"]).names
@@ -489,9 +490,10 @@ class DatasetFormat(FileFormat):
         paths = [f"{base}/{rel}" for rel in files]
         if not is_local(fs):
             paths = [fs.unstrip_protocol(p) for p in paths]
-        lazy: Any = pl.scan_parquet(paths, schema=stored, glob=False,
-                               hive_partitioning=bool(parts.names), hive_schema=hive or None,
-                               storage_options=options or None, credential_provider=None)
+        lazy: Any = pl.scan_parquet(
+            paths, schema=stored, glob=False, hive_partitioning=bool(parts.names),
+            hive_schema=hive or None, storage_options=options or None,
+            credential_provider=None)
         loose = {n: t for n, t in exact.items() if hive[n] != t}
         return lazy.cast(loose) if loose else lazy
 
