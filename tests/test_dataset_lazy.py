@@ -64,7 +64,7 @@ def float_bits(frame: Any) -> dict[str, list[int | None]]:
 
 
 def check(location: str, want: Any, *, expect_native: bool = True) -> Any:
-    """Read ``location`` lazily and as Arrow; both equal ``want`` exactly. The scan."""
+    """Read ``location`` lazily and as Arrow; both equal ``want`` exactly. Returns the scan."""
     lazy = fmt().read(location, kind="polars.LazyFrame")
     assert isinstance(lazy, pl.LazyFrame)
     assert native(lazy) is expect_native, lazy.explain()
