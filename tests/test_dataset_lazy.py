@@ -317,7 +317,7 @@ def test_s3_storage_options_reach_polars_only_when_told_exactly(
     """The translation of s3fs options to polars' (object_store's): all or nothing."""
     import fsspec
 
-    from prefect_ds.formats.dataset import _polars_storage
+    from prefect_ds.formats._dataset_polars import storage as _polars_storage
 
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)

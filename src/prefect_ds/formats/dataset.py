@@ -34,11 +34,8 @@ hands polars' filters and column selection to the Parquet scan.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
-import functools
-import io
 import json
 import logging
 import os
@@ -59,6 +56,8 @@ from prefect_ds._storage.arrow import arrow_to_frame, frame_to_arrow
 from prefect_ds._storage.dtypes import from_spec, same_dtype
 from prefect_ds._storage.files import STALE_AFTER, filesystem, is_local, staged
 from prefect_ds.formats import _dataset_dask as _dask
+from prefect_ds.formats import _dataset_polars as _polars
+from prefect_ds.formats._dataset_schema import decode_schema, encode_schema, plain_type
 from prefect_ds.hookspecs import Register, hookimpl
 
 if TYPE_CHECKING:
@@ -88,7 +87,6 @@ _SAFE_KEY = re.compile(r"[A-Za-z_][\w\-.]*")
 _WRITE_OPTIONS = {"partition_cols", "compression", "row_group_size", "max_rows_per_file",
                   "compression_level", "use_dictionary", "write_statistics", "data_page_size"}
 _READ_OPTIONS = {"filters", "columns", "engine"}
-_S3_OPTIONS = {"key", "secret", "token", "anon", "endpoint_url", "client_kwargs"}
 
 log = logging.getLogger("prefect_ds.dataset")
 
@@ -116,19 +114,6 @@ def _writer_gone(pid: int) -> bool:
     except OSError:
         return False
     return False
-
-
-def _encode_schema(schema: pa.Schema) -> str:
-    return base64.b64encode(schema.serialize().to_pybytes()).decode()
-
-
-def _decode_schema(text: str) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
-def _plain(field_type: pa.DataType) -> pa.DataType:
-    """The type a hive path value parses to (a dictionary's value type)."""
-    return field_type.value_type if pa.types.is_dictionary(field_type) else field_type
 
 
 class DatasetFormat(FileFormat):
@@ -219,8 +204,8 @@ class DatasetFormat(FileFormat):
                 "engine": "pandas",
                 "files": files,
                 "partition_cols": partition_cols,
-                "partition_schema": _encode_schema(part_schema),
-                "schema": _encode_schema(table.schema),
+                "partition_schema": encode_schema(part_schema),
+                "schema": encode_schema(table.schema),
                 "row_column": None if ordered else ROW_COLUMN,
                 "rows": table.num_rows,
                 "bytes": sum(f["bytes"] for f in files),
@@ -257,8 +242,8 @@ class DatasetFormat(FileFormat):
             "kind": _MANIFEST_KIND,
             "version": 1,
             "generation": generation,
-            "partition_schema": _encode_schema(described["partition_schema"]),
-            "schema": _encode_schema(described["schema"]),
+            "partition_schema": encode_schema(described["partition_schema"]),
+            "schema": encode_schema(described["schema"]),
             "metadata": dict(metadata or {}),
         })
 
@@ -338,19 +323,19 @@ class DatasetFormat(FileFormat):
         if manifest is None:
             return self._foreign(location, fs, root)
         base = f"{root}/{manifest['generation']}"
-        schema = _decode_schema(manifest["schema"]).remove_metadata()
-        parts = _decode_schema(manifest["partition_schema"])
+        schema = decode_schema(manifest["schema"]).remove_metadata()
+        parts = decode_schema(manifest["partition_schema"])
         fields = [f for f in schema if f.name not in parts.names]
         if manifest.get("row_column") and not hide_row_column:
             fields.append(pa.field(manifest["row_column"], pa.int64()))
-        fields += [pa.field(f.name, _plain(f.type)) for f in parts]
+        fields += [pa.field(f.name, plain_type(f.type)) for f in parts]
         return pads.dataset(
             [f"{base}/{f['path']}" for f in manifest["files"]],
             schema=pa.schema(fields),
             format="parquet",
             filesystem=fs,
             partitioning=pads.partitioning(
-                pa.schema([pa.field(f.name, _plain(f.type)) for f in parts]), flavor="hive"),
+                pa.schema([pa.field(f.name, plain_type(f.type)) for f in parts]), flavor="hive"),
             partition_base_dir=base,
         )
 
@@ -404,7 +389,7 @@ class DatasetFormat(FileFormat):
             foreign: pd.DataFrame = dataset.to_table(columns=columns,
                                                      filter=expression).to_pandas()
             return foreign
-        schema = _decode_schema(manifest["schema"])
+        schema = decode_schema(manifest["schema"])
         names = _selected(schema, columns, location)
         table = self._table(location, manifest, names, expression)
         return _categories_in_order(arrow_to_frame(table), schema)
@@ -414,7 +399,7 @@ class DatasetFormat(FileFormat):
         """The committed fields ``names`` of the rows ``expression`` keeps, in the written
         order, with the written types and schema metadata."""
         dataset = self._dataset(location, hide_row_column=False)
-        schema = _decode_schema(manifest["schema"])
+        schema = decode_schema(manifest["schema"])
         row_column = manifest.get("row_column")
         scan = [*names, row_column] if row_column else names
         try:
@@ -446,8 +431,8 @@ class DatasetFormat(FileFormat):
             names = _fields(dataset.schema, columns, location)
             if kind == "arrow":
                 return dataset.to_table(columns=names, filter=expression)
-            return _scan(dataset, expression).select(names)
-        schema = _decode_schema(manifest["schema"])
+            return _polars.scan_dataset(dataset, expression).select(names)
+        schema = decode_schema(manifest["schema"])
         names = _fields(schema, columns, location)
         if kind == "arrow":
             return self._table(location, manifest, names, expression)
@@ -462,54 +447,27 @@ class DatasetFormat(FileFormat):
         listing), parses the partition values from their paths straight into the written
         types and hands polars' filters and columns to the files (partitions and row
         groups are skipped). The pyarrow dataset scan stands in where polars' would not
-        read the dataset back exactly (:func:`_hive_schema`), where ``filters`` are given
-        as a read option (pyarrow applies them as it always has) and where polars cannot
-        be told how to reach the files (:func:`_polars_storage`).
+        read the dataset back exactly, where ``filters`` are given as a read option
+        (pyarrow applies them as it always has) and where polars cannot be told how to
+        reach the files (``_dataset_polars``).
         """
-        schema = _decode_schema(manifest["schema"])
-        parts = _decode_schema(manifest["partition_schema"]).names
+        schema = decode_schema(manifest["schema"])
+        parts = decode_schema(manifest["partition_schema"]).names
         row_column = manifest.get("row_column")
-        exact = _polars_schema(pa.schema([schema.field(n) for n in parts]))
-        lazy = None if expression is not None else self._polars_scan(location, manifest,
-                                                                     exact)
+        exact = _polars.types_of(pa.schema([schema.field(n) for n in parts]))
+        lazy = None
+        if expression is None:
+            fs, root = self._fs(location)
+            lazy = _polars.scan_files(fs, f"{root}/{manifest['generation']}", manifest,
+                                      self.storage_options, exact)
         if lazy is None:
-            lazy = _scan(self._dataset(location, hide_row_column=False), expression)
+            lazy = _polars.scan_dataset(self._dataset(location, hide_row_column=False),
+                                        expression)
             if parts:
                 lazy = lazy.cast(exact)
         if row_column:
             lazy = lazy.sort(row_column).drop(row_column)
         return lazy.select(names)
-
-    def _polars_scan(self, location: str, manifest: dict[str, Any],
-                     exact: dict[str, Any]) -> Any:
-        """``pl.scan_parquet`` over the manifest's files, or None where it does not fit.
-
-        The files' schema is given, as polars reads it from files of the committed Arrow
-        schema (:func:`_stored_schema`), so planning a query opens no file: only the
-        files that polars' filters keep are ever read.
-        """
-        import polars as pl
-
-        fs, root = self._fs(location)
-        options = _polars_storage(fs, self.storage_options)
-        if options is None:
-            return None
-        base = f"{root}/{manifest['generation']}"
-        parts = _decode_schema(manifest["partition_schema"])
-        files = [str(f["path"]) for f in manifest["files"]]
-        hive = _hive_schema(manifest, base, parts, exact, files)
-        stored = _stored_schema(manifest, parts)
-        if hive is None or stored is None:
-            return None
-        paths = [f"{base}/{rel}" for rel in files]
-        if not is_local(fs):
-            paths = [fs.unstrip_protocol(p) for p in paths]
-        lazy: Any = pl.scan_parquet(
-            paths, schema=stored, glob=False, hive_partitioning=bool(parts.names),
-            hive_schema=hive or None, storage_options=options or None,
-            credential_provider=None)
-        loose = {n: t for n, t in exact.items() if hive[n] != t}
-        return lazy.cast(loose) if loose else lazy
 
     def _read_dask(self, location: str, manifest: dict[str, Any] | None,
                    columns: list[str] | None, filters: Any) -> Any:
@@ -522,7 +480,7 @@ class DatasetFormat(FileFormat):
             base = f"{root}/{manifest['generation']}"
         hidden = [manifest["row_column"]] if manifest and manifest.get("row_column") else []
         if hidden and columns is None:
-            schema = _decode_schema(manifest["schema"]) if manifest else pa.schema([])
+            schema = decode_schema(manifest["schema"]) if manifest else pa.schema([])
             pandas_meta = json.loads((schema.metadata or {}).get(b"pandas", b"{}"))
             index = set(pandas_meta.get("index_columns", []) if pandas_meta else [])
             columns = [n for n in schema.names if n not in index]
@@ -824,136 +782,6 @@ def _fields(schema: pa.Schema, columns: Any, location: str) -> list[str]:
     return list(columns)
 
 
-def _scan(dataset: pads.Dataset, expression: pc.Expression | None) -> Any:
-    """A polars scan of ``dataset`` (the ``filters`` read option applied in the scan)."""
-    import polars as pl
-
-    return pl.scan_pyarrow_dataset(
-        dataset if expression is None else dataset.filter(expression))
-
-
-def _polars_schema(schema: pa.Schema) -> dict[str, Any]:
-    """The polars types of the fields of ``schema`` (what ``pl.from_arrow`` makes)."""
-    import polars as pl
-
-    frame = pl.from_arrow(schema.empty_table())
-    assert isinstance(frame, pl.DataFrame)
-    return dict(frame.schema)
-
-
-def _hive_type_ok(plain: pa.DataType, dtype: Any) -> bool:
-    """Whether polars parses the path values we write for ``plain`` straight into
-    ``dtype``, exactly: numbers, bools, dates, times (with or without zone) and strings,
-    strings as polars categoricals or enums too (each checked against our paths by
-    tests/test_dataset_lazy.py)."""
-    import polars as pl
-
-    text = bool(pa.types.is_string(plain) or pa.types.is_large_string(plain))
-    if isinstance(dtype, (pl.Categorical, pl.Enum)):
-        return text
-    if not (text or pa.types.is_integer(plain) or pa.types.is_floating(plain)
-            or pa.types.is_boolean(plain) or pa.types.is_date(plain)
-            or pa.types.is_timestamp(plain)):
-        return False
-    return bool(_polars_schema(pa.schema([pa.field("k", plain)]))["k"] == dtype)
-
-
-def _hive_schema(manifest: dict[str, Any], base: str, parts: pa.Schema,
-                 exact: dict[str, Any], files: list[str]) -> dict[str, Any] | None:
-    """The types polars parses the partition values of ``files`` into, or None where its
-    hive parsing would not give back exactly what was written: files written by Dask (its
-    own path encoding), partition types outside :func:`_hive_type_ok`, a location holding
-    ``=`` (polars parses every ``key=value`` segment of a path) or a file outside the
-    partition directories (an empty dataset's). The written types, except that a
-    categorical or enum column holding the empty string is parsed as a string (polars
-    reads an empty category as null) and cast."""
-    import polars as pl
-
-    if not parts.names:
-        return {}
-    if manifest.get("engine") != "pandas" or "=" in base:
-        return None
-    if not all(_hive_type_ok(_plain(f.type), exact[f.name]) for f in parts):
-        return None
-    empty: set[str] = set()
-    for rel in files:
-        segments = rel.split("/")[:-1]
-        if len(segments) != len(parts.names) or not all(
-                s.startswith(f"{n}=") for s, n in zip(segments, parts.names, strict=True)):
-            return None
-        empty.update(n for s, n in zip(segments, parts.names, strict=True) if s == f"{n}=")
-    return {n: pl.String if n in empty else exact[n] for n in parts.names}
-
-
-def _stored_schema(manifest: dict[str, Any], parts: pa.Schema) -> dict[str, Any] | None:
-    """The polars types of the fields stored in the files (the committed schema without
-    the partition columns, with the row numbers), as polars reads them from Parquet. None
-    if polars cannot read them."""
-    found = _stored_types(manifest["schema"], tuple(parts.names), manifest.get("row_column"))
-    return None if found is None else dict(found)
-
-
-@functools.lru_cache(maxsize=64)
-def _stored_types(schema_text: str, parts: tuple[str, ...],
-                  row_column: str | None) -> tuple[tuple[str, Any], ...] | None:
-    """:func:`_stored_schema`, from an empty file of that Arrow schema written in memory
-    and read by polars (cached: a dataset's schema text is the same for every read)."""
-    import polars as pl
-
-    schema = _decode_schema(schema_text)
-    fields = [f for f in schema if f.name not in parts]
-    if row_column:
-        fields.append(pa.field(row_column, pa.int64()))
-    buffer = io.BytesIO()
-    try:
-        pq.write_table(pa.schema(fields, metadata=schema.metadata).empty_table(), buffer)
-        buffer.seek(0)
-        return tuple(pl.read_parquet_schema(buffer).items())
-    except Exception:  # any type polars cannot read: the pyarrow scan reads those
-        return None
-
-
-def _polars_storage(fs: Any, storage_options: Mapping[str, Any]) -> dict[str, str] | None:
-    """polars' object-store options for ``fs``, or None where they cannot be told exactly
-    (then the pyarrow scan reads through ``fs`` itself).
-
-    A local disk needs none. S3 is translated when its ``storage_options`` name the
-    bucket's region (``client_kwargs={"region_name": ...}``) and the credentials (``key``
-    and ``secret``, with ``token``; or ``anon=True``), and at most an ``endpoint_url``
-    besides: s3fs (through botocore) and polars (object_store) then connect to the same
-    place as the same user. Anything else s3fs would find on its own (profiles, config
-    files, instance roles, ``AWS_ENDPOINT_URL_S3``) stays with s3fs.
-    """
-    if is_local(fs):
-        return {}
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    client = storage_options.get("client_kwargs") or {}
-    if ("s3" not in protocols or set(storage_options) - _S3_OPTIONS
-            or not isinstance(client, Mapping) or set(client) - {"endpoint_url", "region_name"}
-            or not client.get("region_name")):
-        return None
-    options = {"aws_region": str(client["region_name"])}
-    endpoint = storage_options.get("endpoint_url") or client.get("endpoint_url")
-    if endpoint:
-        options["aws_endpoint_url"] = str(endpoint)
-        if str(endpoint).startswith("http://"):
-            options["aws_allow_http"] = "true"
-    elif any(name.startswith("AWS_ENDPOINT") for name in os.environ):
-        return None  # botocore and object_store read different endpoint variables
-    if storage_options.get("anon"):
-        options["aws_skip_signature"] = "true"
-    elif storage_options.get("key") and storage_options.get("secret"):
-        options["aws_access_key_id"] = str(storage_options["key"])
-        options["aws_secret_access_key"] = str(storage_options["secret"])
-        if storage_options.get("token"):
-            options["aws_session_token"] = str(storage_options["token"])
-        elif os.environ.get("AWS_SESSION_TOKEN") or os.environ.get("AWS_SECURITY_TOKEN"):
-            return None  # object_store would add it to the given keys; botocore would not
-    else:
-        return None
-    return options
-
-
 def _arrow_input(frame: Any, location: str) -> pa.Table:
     """An Arrow table or a polars ``LazyFrame`` (collected) as the table to write."""
     import sys
@@ -980,7 +808,7 @@ def _arrow_input(frame: Any, location: str) -> pa.Table:
 
 def _partition_type_ok(field_type: pa.DataType) -> bool:
     """Whether values of ``field_type`` make directory names that parse back exactly."""
-    plain = _plain(field_type)
+    plain = plain_type(field_type)
     return bool(
         pa.types.is_integer(plain) or pa.types.is_floating(plain) or pa.types.is_boolean(plain)
         or pa.types.is_date(plain)
