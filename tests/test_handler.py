@@ -152,6 +152,22 @@ def test_kwargs_that_are_not_a_mapping_of_names_are_refused_at_once(tmp_path: Pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_original_handler_s_names_still_work(tmp_path: Path) -> None:
+    """``PandasResultHandler(path, file_type)`` as the Prefect 0.9 library spelled it: a
+    str or a Path, a file type in any case, ``.path`` and ``.file_type`` to read back."""
+    as_text = PandasResultHandler("a/b/c/d.csv", "CsV")
+    as_path = PandasResultHandler(Path("a/b/c/d.csv"), "csv")
+    assert as_text.path == as_path.path == "a/b/c/d.csv"
+    assert as_text.file_type == as_path.file_type == "csv"
+    assert PandasResultHandler(str(tmp_path / "x.pq")).file_type == "parquet"
+    handler = PandasResultHandler(tmp_path / "test_{offset}.csv", "csv",
+                                  write_kwargs={"index": False})
+    data = pd.DataFrame({"one": [1, 2, 3], "two": [4, 5, 6]})
+    written = handler.write(data, offset=2)
+    assert written == str(tmp_path / "test_2.csv")
+    assert_frame_equal(handler.read(offset=2), data)
+
+
 def test_explicit_format_and_resolution_errors(tmp_path: Path) -> None:
     handler = PandasResultHandler(str(tmp_path / "{x}.data"), format="parquet")
     handler.write(frame(2), x="a")

@@ -101,6 +101,17 @@ class ResultHandler:
         """The unrendered location template."""
         return self.template.template
 
+    @property
+    def path(self) -> str:
+        """The unrendered location template, under the name the Prefect 0.9 handler used."""
+        return self.location
+
+    @property
+    def file_type(self) -> str:
+        """The format's name (``"csv"``, ``"parquet"``...), under the name of the Prefect
+        0.9 handler's second argument (which ``format`` takes the place of)."""
+        return self.format.name
+
     def render(self, /, **arguments: Any) -> str:
         """The location for these arguments (checked: ``prefect_ds._locations``)."""
         suffixes = (self.format.sidecar_suffixes()
