@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 from hypothesis import given
+from support import count
 from support.datasets import frame, register, unregister
 
 import prefect_ds
@@ -326,6 +328,43 @@ def test_sigkill_mid_write_keeps_the_previous_dataset_s3(
     assert fmt().sweep(location) == []
     assert fmt().sweep(location, max_age=0)
     assert _s3_keys(s3_server.endpoint, s3_bucket) == manifest_before
+
+
+def test_readers_during_replacements_get_the_old_dataset_or_the_new(tmp_path: Path) -> None:
+    """A writer replaces the dataset again and again (each commit removes the files of
+    the generation it replaced) while two threads read it whole, as pandas and as Arrow:
+    every read is one of the two datasets, exactly, and none fails (a read that meets a
+    replaced dataset reads the new one)."""
+    location = f"{tmp_path}/d/"
+    a = pd.DataFrame({"k": np.arange(20_000) % 50, "v": np.arange(20_000, dtype=float)})
+    b = a.assign(v=-a["v"])
+    fmt().write(a, location, partition_cols=["k"])
+    tables = [pa.Table.from_pandas(f, preserve_index=False) for f in (a, b)]
+    stop, problems, reads = threading.Event(), [], [0, 0]
+
+    def read(kind: str) -> None:
+        while not stop.is_set():
+            try:
+                got = fmt().read(location, kind=kind)
+            except Exception as exc:
+                problems.append(f"{type(exc).__name__}: {exc}")
+                continue
+            same = (any(got.equals(f) for f in (a, b)) if kind == "pandas" else
+                    any(got.select(["k", "v"]).cast(t.schema).equals(t) for t in tables))
+            if not same:
+                problems.append(f"a {kind} read matched neither dataset")
+            reads[kind == "arrow"] += 1
+
+    readers = [threading.Thread(target=read, args=(k,)) for k in ("pandas", "arrow")]
+    for t in readers:
+        t.start()
+    for i in range(count(20, 200)):
+        fmt().write(b if i % 2 == 0 else a, location, partition_cols=["k"])
+    stop.set()
+    for t in readers:
+        t.join()
+    assert problems == []
+    assert all(reads), reads
 
 
 # -- foreign directories -------------------------------------------------------------------

@@ -44,7 +44,7 @@ import re
 import secrets
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -87,6 +87,7 @@ _SAFE_KEY = re.compile(r"[A-Za-z_][\w\-.]*")
 _WRITE_OPTIONS = {"partition_cols", "compression", "row_group_size", "max_rows_per_file",
                   "compression_level", "use_dictionary", "write_statistics", "data_page_size"}
 _READ_OPTIONS = {"filters", "columns", "engine"}
+_REREADS = 5  # a read that meets a replaced dataset starts again, at most this often
 
 log = logging.getLogger("prefect_ds.dataset")
 
@@ -313,13 +314,15 @@ class DatasetFormat(FileFormat):
         """
         options = self.read_options(kwargs)
         _check_read_options(options, location)
-        dataset = self._dataset(location, hide_row_column=True)
+        dataset = self._dataset(location, self.manifest(location), hide_row_column=True)
         expression = _expression(options.get("filters"), location)
         return dataset if expression is None else dataset.filter(expression)
 
-    def _dataset(self, location: str, *, hide_row_column: bool) -> pads.Dataset:
+    def _dataset(self, location: str, manifest: dict[str, Any] | None, *,
+                 hide_row_column: bool) -> pads.Dataset:
+        """The files ``manifest`` commits (a foreign directory's when None) as a pyarrow
+        dataset with the written types."""
         fs, root = self._fs(location)
-        manifest = self.manifest(location)
         if manifest is None:
             return self._foreign(location, fs, root)
         base = f"{root}/{manifest['generation']}"
@@ -372,8 +375,40 @@ class DatasetFormat(FileFormat):
         options = self.read_options(kwargs)
         _check_read_options(options, location)
         if kind != "pandas":
-            return self._read_kind(location, kind, options)
-        manifest = self.manifest(location)
+            return self._settled(location, lambda manifest: self._read_kind(
+                location, manifest, kind, options))
+        return self._settled(location, lambda manifest: self._read_pandas(
+            location, manifest, options))
+
+    def _settled(self, location: str, read: Callable[[dict[str, Any] | None], Any]) -> Any:
+        """``read(manifest)`` of the dataset committed now, again with the new manifest if a
+        writer replaced the dataset (and removed the files being read) meanwhile: a reader
+        gets the previous dataset or the new one, never an error."""
+        for _ in range(_REREADS):
+            manifest = self.manifest(location)
+            try:
+                return read(manifest)
+            except FileNotFoundError as exc:
+                if manifest is None:  # another tool's files, changing under the read
+                    raise
+                now = self.manifest(location)
+                if now is None:
+                    raise FileNotFoundError(f"no dataset is stored at {location!r} (it was "
+                                            f"deleted while being read)") from None
+                if now["generation"] == manifest["generation"]:
+                    raise CorruptTargetError(
+                        f"{location}: a file of the committed dataset is missing ({exc}); "
+                        f"delete the dataset and write it again"
+                    ) from None
+                log.debug("%s was replaced while being read: reading the new dataset",
+                          location)
+        raise CorruptTargetError(
+            f"{location}: the dataset was replaced {_REREADS} times while being read; read "
+            f"it when its writers pause")
+
+    def _read_pandas(self, location: str, manifest: dict[str, Any] | None,
+                     options: dict[str, Any]) -> pd.DataFrame:
+        """:meth:`read` of a pandas frame (eager, or lazily through Dask)."""
         engine = options.get("engine") or (manifest or {}).get("engine", "pandas")
         if engine not in ("pandas", "dask"):
             raise TypeError(f"engine for {location!r} must be 'pandas' or 'dask', "
@@ -385,7 +420,7 @@ class DatasetFormat(FileFormat):
             return lazy  # a dask.dataframe.DataFrame, which computes like one
         expression = _expression(options.get("filters"), location)
         if manifest is None:
-            dataset = self._dataset(location, hide_row_column=False)
+            dataset = self._dataset(location, None, hide_row_column=False)
             foreign: pd.DataFrame = dataset.to_table(columns=columns,
                                                      filter=expression).to_pandas()
             return foreign
@@ -398,24 +433,19 @@ class DatasetFormat(FileFormat):
                expression: pc.Expression | None) -> pa.Table:
         """The committed fields ``names`` of the rows ``expression`` keeps, in the written
         order, with the written types and schema metadata."""
-        dataset = self._dataset(location, hide_row_column=False)
+        dataset = self._dataset(location, manifest, hide_row_column=False)
         schema = decode_schema(manifest["schema"])
         row_column = manifest.get("row_column")
         scan = [*names, row_column] if row_column else names
-        try:
-            table = dataset.to_table(columns=scan, filter=expression)
-        except FileNotFoundError as exc:
-            raise CorruptTargetError(
-                f"{location}: a file of the committed dataset is missing ({exc}); delete "
-                f"the dataset and write it again"
-            ) from None
+        table = dataset.to_table(columns=scan, filter=expression)
         if row_column:
             table = table.drop_columns([row_column]).take(
                 _restoring_order(table.column(row_column), manifest.get("rows")))
         target = pa.schema([schema.field(n) for n in names])
         return table.select(names).cast(target).replace_schema_metadata(schema.metadata)
 
-    def _read_kind(self, location: str, kind: str, options: dict[str, Any]) -> Any:
+    def _read_kind(self, location: str, manifest: dict[str, Any] | None, kind: str,
+                   options: dict[str, Any]) -> Any:
         """The dataset as an Arrow table or a lazy polars scan (never through pandas)."""
         if kind not in ("arrow", "polars.LazyFrame"):
             raise ValueError(f"the dataset format reads kind 'pandas', 'arrow' or "
@@ -423,11 +453,10 @@ class DatasetFormat(FileFormat):
         if options.get("engine") not in (None, "pandas"):
             raise TypeError(f"engine={options['engine']!r} for {location!r} reads pandas "
                             f"frames only; leave it out to read kind={kind!r}")
-        manifest = self.manifest(location)
         expression = _expression(options.get("filters"), location)
         columns = options.get("columns")
         if manifest is None:
-            dataset = self._dataset(location, hide_row_column=True)
+            dataset = self._dataset(location, None, hide_row_column=True)
             names = _fields(dataset.schema, columns, location)
             if kind == "arrow":
                 return dataset.to_table(columns=names, filter=expression)
@@ -461,8 +490,8 @@ class DatasetFormat(FileFormat):
             lazy = _polars.scan_files(fs, f"{root}/{manifest['generation']}", manifest,
                                       self.storage_options, exact)
         if lazy is None:
-            lazy = _polars.scan_dataset(self._dataset(location, hide_row_column=False),
-                                        expression)
+            lazy = _polars.scan_dataset(
+                self._dataset(location, manifest, hide_row_column=False), expression)
             if parts:
                 lazy = lazy.cast(exact)
         if row_column:
