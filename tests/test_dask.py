@@ -476,3 +476,55 @@ def test_a_worker_without_the_plugin_runs_tasks_as_prefect_dask_does(
     assert [s.result() for s in states] == [4, 6]
     said = [r for r in caplog.records if worker.PLUGIN_NAME in r.getMessage()]
     assert len(said) == 1
+
+
+SHARED_SERVER_FLOW = """
+import asyncio, json, sys
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect_ds.dask import DSDaskTaskRunner
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+@flow(task_runner=DSDaskTaskRunner(cluster_kwargs={
+    "n_workers": 2, "threads_per_worker": 1, "processes": True,
+    "dashboard_address": None}))
+def doubled() -> tuple[str, list[int]]:
+    from prefect.runtime import flow_run
+    return flow_run.id, [f.result() for f in double.map(range(6))]
+
+async def task_runs(flow_run_id: str) -> int:
+    async with get_client() as client:
+        found = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[flow_run_id])))
+        return len(found)
+
+if __name__ == "__main__":
+    run_id, values = doubled()
+    print(json.dumps({"values": values, "task_runs": asyncio.run(task_runs(run_id))}))
+"""
+
+
+def test_local_workers_report_to_the_flow_s_temporary_server(tmp_path: Any) -> None:
+    """Without PREFECT_API_URL a flow runs on a temporary server its process starts; the
+    workers of a cluster on this machine report there (the task runs are the flow's, in
+    its API) instead of each starting a temporary server of its own, which prefect-dask's
+    runner does and which outlives the cluster."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "flow.py"
+    script.write_text(SHARED_SERVER_FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    out = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"values": [0, 2, 4, 6, 8, 10], "task_runs": 6}
+    logs = out.stdout + out.stderr
+    assert logs.count("Starting temporary server") == 1, logs[-3000:]

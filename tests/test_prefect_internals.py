@@ -285,3 +285,24 @@ def test_dask_worker_plugins_by_name() -> None:
     assert "idempotent" in inspect.getsource(Client.register_plugin)
     assert "self.plugins" in inspect.getsource(distributed.Worker.plugin_add)
     assert hasattr(distributed.WorkerPlugin, "teardown")
+
+
+def test_temporary_server_registry() -> None:
+    """_dask/submit.py gives local workers the address of the temporary server this
+    process started: ``SubprocessASGIServer._instances`` (one per port) with
+    ``running``, ``server_process`` and ``api_url``; a settings payload takes
+    ``{"api": {"url": ...}}``."""
+    from prefect.context import SettingsContext
+    from prefect.server.api.server import SubprocessASGIServer
+
+    assert isinstance(SubprocessASGIServer._instances, dict)
+    server = SubprocessASGIServer.__new__(SubprocessASGIServer, 1)  # registered, not started
+    try:
+        SubprocessASGIServer.__init__(server, 1)
+        assert server.running is False and server.server_process is None
+        assert server.api_url == "http://127.0.0.1:1/api"
+    finally:
+        SubprocessASGIServer._instances.pop(1, None)
+    payload = SettingsContext.get().serialize()
+    payload["settings"] = {**payload["settings"], "api": {"url": "http://127.0.0.1:1/api"}}
+    assert SettingsContext(**payload).settings.api.url == "http://127.0.0.1:1/api"

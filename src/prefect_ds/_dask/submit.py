@@ -9,14 +9,21 @@ dependencies, asset context and ``run_task_sync`` arguments), with three differe
   hashes every parameter);
 * the worker runs :func:`prefect_ds._dask.worker.run_task`, which keeps the settings
   context and API clients between task runs.
+
+Where no ``PREFECT_API_URL`` is set, the flow talks to a temporary server its process
+started. Workers on this machine are given that server's address (:func:`shared_api_url`);
+under prefect-dask each worker process starts a temporary server of its own, which
+outlives the cluster.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import distributed
@@ -35,22 +42,57 @@ class _AlreadySerialized(SettingsContext):
 
 
 _lock = threading.Lock()
-# id(settings context) -> (that context, key, payload, its cheap stand-in); the strong
-# reference keeps an id from being reused for another context while it is cached.
-_serialized: dict[int, tuple[SettingsContext, str, dict[str, Any], SettingsContext]] = {}
+# (id(settings context), API URL given) -> (that context, key, payload, its cheap
+# stand-in); the strong reference keeps an id from being reused while it is cached.
+_Cached = tuple[SettingsContext, str, dict[str, Any], SettingsContext]
+_serialized: dict[tuple[int, str | None], _Cached] = {}
 _KEEP = 8
 
 
-def serialized_settings() -> tuple[str, dict[str, Any], SettingsContext]:
-    """The current settings as ``(key, payload, stand-in)``, serialized once per object."""
+def shared_api_url(client: distributed.Client) -> str | None:
+    """The address of the temporary Prefect server this process started, when no
+    ``PREFECT_API_URL`` is set and the cluster runs on this machine (its scheduler on a
+    loopback address): its workers then report to the flow's own server instead of each
+    starting one. None otherwise (workers elsewhere could not reach it)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+    address = urlsplit(str(getattr(client.scheduler, "address", "") or ""))
+    if address.scheme != "inproc":
+        try:
+            if not ipaddress.ip_address(address.hostname or "").is_loopback:
+                return None
+        except ValueError:
+            if address.hostname != "localhost":
+                return None
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+    except ImportError:  # a client-only install has no temporary server
+        return None
+    for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
+        process = getattr(server, "server_process", None)
+        if getattr(server, "running", False) and process is not None and process.poll() is None:
+            return str(server.api_url)
+    return None
+
+
+def serialized_settings(api_url: str | None = None
+                        ) -> tuple[str, dict[str, Any], SettingsContext]:
+    """The current settings as ``(key, payload, stand-in)``, serialized once per object;
+    with ``api_url`` set as the API's address in the payload (:func:`shared_api_url`)."""
     current = SettingsContext.get()
     if current is None:  # Prefect always has a global one; guard anyway
         raise RuntimeError("No Prefect settings context to serialize")
     with _lock:
-        hit = _serialized.get(id(current))
+        hit = _serialized.get((id(current), api_url))
     if hit is not None and hit[0] is current:
         return hit[1], hit[2], hit[3]
     payload = current.serialize()
+    if api_url is not None:
+        settings = dict(payload.get("settings") or {})
+        settings["api"] = {**(settings.get("api") or {}), "url": api_url}
+        payload = {**payload, "settings": settings}
     key = hashlib.sha256(
         json.dumps(payload, sort_keys=True, default=repr).encode()
     ).hexdigest()
@@ -60,7 +102,7 @@ def serialized_settings() -> tuple[str, dict[str, Any], SettingsContext]:
     with _lock:
         if len(_serialized) >= _KEEP:
             _serialized.pop(next(iter(_serialized)))
-        _serialized[id(current)] = (current, key, payload, stand_in)
+        _serialized[(id(current), api_url)] = (current, key, payload, stand_in)
     return key, payload, stand_in
 
 
@@ -89,7 +131,7 @@ def submit(
     if dependencies:
         inputs = {name: found.union(dependencies.get(name, set()))
                   for name, found in inputs.items()}
-    key, payload, stand_in = serialized_settings()
+    key, payload, stand_in = serialized_settings(shared_api_url(client))
     token = SettingsContext.__var__.set(stand_in)
     try:
         context = serialize_context(asset_ctx_kwargs={
