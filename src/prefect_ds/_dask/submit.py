@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import sys
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,11 +67,9 @@ def shared_api_url(client: distributed.Client) -> str | None:
         except ValueError:
             if address.hostname != "localhost":
                 return None
-    try:
-        from prefect.server.api.server import SubprocessASGIServer
-    except ImportError:  # a client-only install has no temporary server
-        return None
-    for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
+    module = sys.modules.get("prefect.server.api.server")  # imported by whoever started one
+    servers = getattr(getattr(module, "SubprocessASGIServer", None), "_instances", {})
+    for server in list(servers.values()):
         process = getattr(server, "server_process", None)
         if getattr(server, "running", False) and process is not None and process.poll() is None:
             return str(server.api_url)
