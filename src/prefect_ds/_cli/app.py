@@ -142,7 +142,7 @@ def show_command(
         raise fail(f"{scrub(str(exc), location)} On the command line, name a format with "
                    f"--format NAME.") from None
     try:
-        info = _stored(fmt, location)
+        info = targets.stored(fmt, location)
         if not fmt.exists(location) and info.committed is not False:  # not another tool's
             latest = cli_versions.latest(location, fmt)
             if latest is not None:  # a versioned target: its latest version
@@ -159,16 +159,6 @@ def show_command(
                    "committed": info.committed})
     else:
         typer.echo(_describe(df, shown, fmt.name, rows, info))
-
-
-def _stored(fmt: Format, location: str) -> TargetInfo:
-    """What the format tells of the target (empty when it cannot, or nothing is there)."""
-    from prefect_ds._format import TargetInfo, stored_info
-
-    try:
-        return stored_info(fmt, location)
-    except Exception:
-        return TargetInfo()
 
 
 def _not_a_target(fmt: Format, location: str, json: bool) -> None:

@@ -22,7 +22,7 @@ from prefect_ds._cli.output import emit_json, fail, plural, size, table
 
 if TYPE_CHECKING:
     from prefect_ds._cli.listing import Target
-    from prefect_ds._format import Format
+    from prefect_ds._format import Format, TargetInfo
 
 TemplateArg = Annotated[str, typer.Argument(
     help="A location template, e.g. 'data/{region}_{year}.parquet', an fsspec URL "
@@ -173,15 +173,20 @@ def _versions_hint(template: str, fmt: Format | None = None,
             f"(prefect-ds {'ls' if option == '--versions' else 'rm'} TEMPLATE {option})")
 
 
+def stored(fmt: Format, location: str) -> TargetInfo:
+    """What the format tells of the target (empty when it cannot, or nothing is there)."""
+    from prefect_ds._format import TargetInfo, stored_info
+
+    try:
+        return stored_info(fmt, location)
+    except Exception:
+        return TargetInfo()
+
+
 def _foreign_hint(location: str, fmt: Format) -> str:
     """A note when ``location`` holds data another tool wrote (its format says
     ``committed=False``): readable, but not a target of ours to list or delete."""
-    from prefect_ds._format import stored_info
-
-    try:
-        info = stored_info(fmt, location)
-    except Exception:
-        return ""
+    info = stored(fmt, location)
     if info.committed is not False:
         return ""
     rows = plural(info.rows, "row") if info.rows is not None else "rows unknown"
