@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import pyarrow.dataset as pads
 import pytest
 from hypothesis import given
 from support import count
-from support.datasets import frame, register, unregister
+from support.datasets import fmt, frame, registered_dataset_format  # noqa: F401 (a fixture)
 
 import prefect_ds
 from prefect_ds import CorruptTargetError, Format, UnsupportedFrameError, resolve_format
@@ -35,18 +34,6 @@ from prefect_ds import CorruptTargetError, Format, UnsupportedFrameError, resolv
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 MANIFEST = "_prefect_ds_manifest.json"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _dataset_format() -> Iterator[None]:
-    registered = register()
-    yield
-    if registered:
-        unregister()
-
-
-def fmt() -> Any:
-    return prefect_ds.get_format("dataset")
 
 
 def generations(fs_root: Path) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given
-from support.datasets import register, unregister
+from support.datasets import fmt, registered_dataset_format  # noqa: F401 (a fixture)
 
-import prefect_ds
 from prefect_ds import UnsupportedFrameError
 
 pl = pytest.importorskip("polars", reason="opt-in: the [polars] extra is not installed")
 from polars.testing import assert_frame_equal  # noqa: E402
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _dataset_format() -> Iterator[None]:
-    registered = register()
-    yield
-    if registered:
-        unregister()
-
-
-def fmt() -> Any:
-    return prefect_ds.get_format("dataset")
 
 
 def native(lazy: Any) -> bool:

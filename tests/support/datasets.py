@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def frame(seed: int, n: int = 3000) -> pd.DataFrame:
@@ -54,6 +55,22 @@ def unregister() -> None:
 
     _registry.pm.unregister(name="prefect-ds:dataset")
     _registry._registry = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def registered_dataset_format() -> Iterator[None]:
+    """The dataset format for a whole test module (import this fixture into it)."""
+    registered = register()
+    yield
+    if registered:
+        unregister()
+
+
+def fmt() -> Any:
+    """The dataset format, as the registry gives it."""
+    import prefect_ds
+
+    return prefect_ds.get_format("dataset")
 
 
 def _pause(marker: str) -> None:
