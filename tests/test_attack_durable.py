@@ -160,3 +160,39 @@ def test_s3_csv_raw_writers_never_interleave_their_uploads(s3_bucket: str) -> No
     back = get_format("csv").read(location)
     value = int(back["v"].iloc[0])
     assert_frame_equal(back, pd.DataFrame({"v": [value] * 10, "f": [value / 2] * 10}))
+
+
+def test_s3_csv_commit_waits_for_the_lease_on_its_data_object(s3_bucket: str) -> None:
+    """The sidecar and data uploads of a commit go under the lease of the data object
+    (not of the sidecar, nor none): while another holder has it, nothing is uploaded."""
+    import threading
+
+    import s3fs
+
+    from prefect_ds._storage.lease import S3Lease
+
+    location = f"{s3_bucket}/leased.csv"
+    key = location.removeprefix("s3://")
+    fs = s3fs.S3FileSystem()
+    held = S3Lease(fs, key)
+    held.acquire(10)
+    df = pd.DataFrame({"v": [1, 2, 3]})
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            get_format("csv").write(df, location)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        writer.join(3)  # time enough to upload two small objects had it not waited
+        assert writer.is_alive(), errors
+        assert not fs.exists(key) and not fs.exists(key + ".schema.json")
+    finally:
+        held.release()
+    writer.join(60)
+    assert not errors and not writer.is_alive()
+    assert_frame_equal(get_format("csv").read(location), df)
