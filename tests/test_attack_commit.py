@@ -162,6 +162,43 @@ def test_metadata_sidecar_is_committed_with_the_data(tmp_path: Path) -> None:
     assert doc["data"]["ino"] == Path(location).stat().st_ino  # bound before committing
 
 
+class ArrowWithIndex(Arrow):
+    """A format with a sidecar of its own (an index file) staged before its data."""
+
+    name = "arrow-index-test"
+
+    def sidecars(self, location: str) -> list[str]:
+        return [location + ".idx"]
+
+    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+        with staged(location + ".idx", location, **self.storage_options) as (index, temp):
+            Path(index).write_text(str(len(df)))
+            feather.write_feather(df, temp)
+
+
+def test_metadata_sidecar_joins_a_multi_file_commit_bound_to_its_data(tmp_path: Path) -> None:
+    """The metadata sidecar goes into the same commit as the format's own files, bound to
+    the data file (the last one), renamed before it and under the target's lock."""
+    fmt = ArrowWithIndex()
+    location = str(tmp_path / "t.arrowtest")
+    renames: list[str] = []
+    real = os.replace
+
+    def spy(src: Any, dst: Any) -> None:
+        renames.append(Path(dst).name)
+        real(src, dst)
+
+    _files.os.replace = spy  # type: ignore[attr-defined]
+    try:
+        fmt.write(INTS, location, metadata={"k": "v"})
+    finally:
+        _files.os.replace = real  # type: ignore[attr-defined]
+    assert renames == ["t.arrowtest.idx", "t.arrowtest.prefect-ds.json", "t.arrowtest"]
+    doc = json.loads(Path(location + ".prefect-ds.json").read_text())
+    assert doc["data"]["ino"] == Path(location).stat().st_ino
+    assert fmt.read_metadata(location) == {"k": "v"}
+
+
 def test_metadata_sidecar_of_a_format_writing_directly_is_bound(tmp_path: Path) -> None:
     fmt = DirectArrow()
     location = str(tmp_path / "t.arrowtest")
