@@ -8,6 +8,7 @@ loss. ``PREFECT_DS_DURABLE=0`` turns the flushes off.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -133,7 +134,12 @@ def test_s3_metadata_sidecar_is_bound_to_the_object(s3_bucket: str) -> None:
     fmt.write(DF, location, metadata={"k": "v"})
     assert fmt.read_metadata(location) == {"k": "v"}
     fs = s3fs.S3FileSystem()
-    fs.pipe_file(location.removeprefix("s3://"), b"replaced behind its back")
+    key = location.removeprefix("s3://")
+    # bound to the object's ETag (one HEAD answers whether it is the object described)
+    doc = json.loads(fs.cat_file(key + ".prefect-ds.json"))
+    assert doc["data"]["md5"] == fs.info(key)["ETag"].strip('"')
+    assert doc["data"]["size"] == fs.size(key)
+    fs.pipe_file(key, b"replaced behind its back")
     assert fmt.read_metadata(location) == {}
 
 
