@@ -28,6 +28,7 @@ from pandas.testing import assert_frame_equal
 from prefect_ds import CorruptTargetError, FileFormat, PandasResultHandler, get_format
 from prefect_ds._storage import files as _files
 from prefect_ds._storage.files import open_for_read, staged
+from prefect_ds._storage.locks import is_held_here, lock_path
 
 FORK = multiprocessing.get_context("fork")
 SPAWN = multiprocessing.get_context("spawn")  # writers that must not inherit a Prefect run
@@ -183,8 +184,10 @@ def test_metadata_sidecar_joins_a_multi_file_commit_bound_to_its_data(tmp_path: 
     location = str(tmp_path / "t.arrowtest")
     renames: list[str] = []
     real = os.replace
+    target_lock = os.path.abspath(lock_path(location))
 
     def spy(src: Any, dst: Any) -> None:
+        assert is_held_here(target_lock), f"{dst} renamed without the target's lock"
         renames.append(Path(dst).name)
         real(src, dst)
 
