@@ -302,6 +302,34 @@ def test_copied_metadata_sidecar_target_still_vouches(tmp_path: Path) -> None:
     assert fmt.read_metadata(str(tmp_path / "b" / "t.arrowtest")) == {"k": "v"}
 
 
+def test_a_version_1_metadata_sidecar_vouches_only_for_its_unchanged_file(tmp_path: Path) -> None:
+    """Sidecars of earlier releases (version 1) recorded size, mtime and inode as text:
+    they still vouch for that very file, and for nothing once it was rewritten."""
+    fmt = Arrow()
+    location = str(tmp_path / "t.arrowtest")
+    fmt.write(INTS, location)
+    st = os.stat(location)
+    old = json.dumps({"version": 1, "metadata": {"k": "v"},
+                      "data": {"size": str(st.st_size), "mtime_ns": str(st.st_mtime_ns),
+                               "ino": str(st.st_ino)}})
+    Path(location + ".prefect-ds.json").write_text(old)
+    assert fmt.read_metadata(location) == {"k": "v"}
+    fmt.write(FLOATS, location)  # same size, another file
+    Path(location + ".prefect-ds.json").write_text(old)
+    assert fmt.read_metadata(location) == {}
+
+
+def test_metadata_sidecar_of_a_file_named_with_a_hash_sign(tmp_path: Path) -> None:
+    """A ``#`` in a plain file format's file name is part of the name, not a fragment:
+    the sidecar is ``<data file>.prefect-ds.json``."""
+    fmt = Arrow()
+    location = str(tmp_path / "run#1.arrowtest")
+    fmt.write(INTS, location, metadata={"k": "v"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run#1.arrowtest", "run#1.arrowtest.prefect-ds.json"]
+    assert fmt.read_metadata(location) == {"k": "v"}
+
+
 # --- plain readers while other processes overwrite ------------------------------------
 
 
