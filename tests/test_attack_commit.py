@@ -314,6 +314,8 @@ def test_a_version_1_metadata_sidecar_vouches_only_for_its_unchanged_file(tmp_pa
                                "ino": str(st.st_ino)}})
     Path(location + ".prefect-ds.json").write_text(old)
     assert fmt.read_metadata(location) == {"k": "v"}
+    Path(location + ".prefect-ds.json").write_text(old.replace('"version": 1', '"version": 0'))
+    assert fmt.read_metadata(location) == {}  # a version it does not know vouches for nothing
     fmt.write(FLOATS, location)  # same size, another file
     Path(location + ".prefect-ds.json").write_text(old)
     assert fmt.read_metadata(location) == {}
@@ -328,6 +330,28 @@ def test_metadata_sidecar_of_a_file_named_with_a_hash_sign(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "run#1.arrowtest", "run#1.arrowtest.prefect-ds.json"]
     assert fmt.read_metadata(location) == {"k": "v"}
+
+
+class ArrowKeys(Arrow):
+    """A multi-key file format: ``file#key`` names one key of a file (here the file holds
+    the last key written)."""
+
+    name = "arrow-keys-test"
+
+    def data_location(self, location: str) -> str:
+        return location.partition("#")[0]
+
+    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+        super().write(df, self.data_location(location), **kwargs)
+
+
+def test_each_key_of_a_multi_key_file_has_its_own_metadata_sidecar(tmp_path: Path) -> None:
+    fmt = ArrowKeys()
+    data = str(tmp_path / "f.arrowtest")
+    fmt.write(INTS, data + "#group/a", metadata={"k": "a"})
+    assert fmt.read_metadata(data + "#group/a") == {"k": "a"}
+    assert (tmp_path / "f.arrowtest.group.a.prefect-ds.json").exists()
+    assert fmt.read_metadata(data + "#group/b") == {}
 
 
 # --- plain readers while other processes overwrite ------------------------------------
