@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from prefect_ds import CorruptTargetError, FileFormat, PandasResultHandler, get_format
+from prefect_ds._storage import binding
 from prefect_ds._storage import files as _files
 from prefect_ds._storage.files import open_for_read, staged
 from prefect_ds._storage.locks import is_held_here, lock_path
@@ -207,6 +208,8 @@ def test_metadata_sidecar_of_a_format_writing_directly_is_bound(tmp_path: Path) 
     location = str(tmp_path / "t.arrowtest")
     fmt.write(INTS, location, metadata={"k": "v"})
     assert fmt.read_metadata(location) == {"k": "v"}
+    doc = json.loads(Path(location + ".prefect-ds.json").read_text())
+    assert doc["data"]["ino"] == Path(location).stat().st_ino  # one fstat checks it
     feather.write_feather(FLOATS, location)  # replaced behind its back
     assert fmt.read_metadata(location) == {}
 
@@ -318,6 +321,36 @@ def test_a_version_1_metadata_sidecar_vouches_only_for_its_unchanged_file(tmp_pa
     assert fmt.read_metadata(location) == {}  # a version it does not know vouches for nothing
     fmt.write(FLOATS, location)  # same size, another file
     Path(location + ".prefect-ds.json").write_text(old)
+    assert fmt.read_metadata(location) == {}
+
+
+def test_a_version_1_sidecar_on_an_object_store_vouches_only_for_its_object() -> None:
+    """Version 1 kept an object's info fields (here memory://'s size and created) as text."""
+    import fsspec
+
+    fmt = Arrow()
+    location = f"memory://v1-{os.getpid()}/t.arrowtest"
+    fmt.write(INTS, location)
+    fs = fsspec.filesystem("memory")
+    path = location.removeprefix("memory:/")
+    info = fs.info(path)
+    old = json.dumps({"version": 1, "metadata": {"k": "v"},
+                      "data": {"size": str(info["size"]), "created": str(info["created"])}})
+    fs.pipe_file(path + ".prefect-ds.json", old.encode())
+    assert fmt.read_metadata(location) == {"k": "v"}
+    fmt.write(FLOATS, location)  # a new object
+    fs.pipe_file(path + ".prefect-ds.json", old.encode())
+    assert fmt.read_metadata(location) == {}
+
+
+def test_a_sidecar_of_a_later_version_vouches_for_nothing(tmp_path: Path) -> None:
+    """Even sealed and bound to the very file: its fields may mean something else."""
+    fmt = Arrow()
+    location = str(tmp_path / "t.arrowtest")
+    fmt.write(INTS, location, metadata={"k": "v"})
+    sidecar = Path(location + ".prefect-ds.json")
+    doc = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps(binding.seal({**doc, "version": doc["version"] + 1})))
     assert fmt.read_metadata(location) == {}
 
 
