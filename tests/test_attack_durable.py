@@ -8,6 +8,7 @@ loss. ``PREFECT_DS_DURABLE=0`` turns the flushes off.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -139,8 +140,24 @@ def test_s3_metadata_sidecar_is_bound_to_the_object(s3_bucket: str) -> None:
     doc = json.loads(fs.cat_file(key + ".prefect-ds.json"))
     assert doc["data"]["md5"] == fs.info(key)["ETag"].strip('"')
     assert doc["data"]["size"] == fs.size(key)
-    fs.pipe_file(key, b"replaced behind its back")
-    assert fmt.read_metadata(location) == {}
+    # the same bytes uploaded in parts: an ETag that is no MD5, so the object is hashed
+    data = fs.cat_file(key)
+    bucket, name = key.split("/", 1)
+    upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=name)["UploadId"]
+    part = fs.call_s3("upload_part", Bucket=bucket, Key=name, UploadId=upload, PartNumber=1,
+                      Body=data)
+    fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=name, UploadId=upload,
+               MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    fs.invalidate_cache()
+    assert fs.info(key)["ETag"].strip('"') != doc["data"]["md5"]
+    assert fmt.read_metadata(location) == {"k": "v"}
+    # other bytes vouch for nothing, whichever way their digest sorts against the bound one
+    others = [f"replaced behind its back {i}".encode() for i in range(40)]
+    below = next(o for o in others if hashlib.sha256(o).hexdigest() < doc["data"]["sha256"])
+    above = next(o for o in others if hashlib.sha256(o).hexdigest() > doc["data"]["sha256"])
+    for other in (below, above):
+        fs.pipe_file(key, other)
+        assert fmt.read_metadata(location) == {}
 
 
 def _s3_writes(location: str, value: int, rounds: int) -> None:
