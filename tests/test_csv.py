@@ -353,6 +353,9 @@ def test_metadata_and_target_info_live_in_the_sidecar(tmp_path: Path) -> None:
     foreign.write_text("a\n1\n")
     assert stored_metadata(fmt, str(foreign)) == {}
     assert fmt.target_info(str(foreign)).rows is None  # type: ignore[attr-defined]
+    fmt.write(df, location, metadata={"k": "v"})
+    os.remove(location)  # a sidecar left without its data file vouches for nothing
+    assert stored_metadata(fmt, location) == {}
 
 
 def test_an_unbound_sidecar_of_an_earlier_release_vouches_by_size(tmp_path: Path) -> None:
