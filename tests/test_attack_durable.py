@@ -113,7 +113,8 @@ def test_s3_csv_interrupted_overwrite_is_refused(s3_bucket: str, tmp_path: Path)
     fmt = get_format("csv")
     ints, floats = pd.DataFrame({"x": [100] * 5}), pd.DataFrame({"x": [1.5] * 5})
     location = f"{s3_bucket}/t.csv"
-    fmt.write(ints, location)
+    fmt.write(ints, location, metadata={"k": "v"})
+    assert fmt.read_metadata(location) == {"k": "v"}
     local = str(tmp_path / "t.csv")
     fmt.write(floats, local)  # the new version, of the same size
     fs = s3fs.S3FileSystem()
