@@ -134,6 +134,32 @@ def test_csv_rewrite_after_crash_is_whole_again(tmp_path: Path) -> None:
     assert_frame_equal(fmt.read(location), FLOATS)
 
 
+def test_csv_data_replaced_between_its_check_and_its_open_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader checks the data file's identity, opens it, and checks again: a file
+    renamed into place in between (same size, same dtype) is never read as the target."""
+    import prefect_ds.formats.csv as csv_module
+
+    fmt = get_format("csv")
+    location, other = str(tmp_path / "t.csv"), str(tmp_path / "other.csv")
+    fmt.write(INTS, location)
+    fmt.write(INTS * 2, other)
+    assert os.path.getsize(location) == os.path.getsize(other)
+    real = csv_module.pa.OSFile
+    swapped: list[str] = []
+
+    def open_after_a_swap(path: str, *args: Any, **kwargs: Any) -> Any:
+        if not swapped:
+            swapped.append(path)
+            os.replace(other, location)  # another writer's data lands first
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(csv_module.pa, "OSFile", open_after_a_swap)
+    with pytest.raises(CorruptTargetError, match="not the one"):
+        fmt.read(location)
+    assert swapped == [location]
+
+
 def test_metadata_sidecar_crash_between_renames_vouches_for_nothing(tmp_path: Path) -> None:
     fmt = Arrow()
     location = str(tmp_path / "t.arrowtest")
