@@ -63,6 +63,34 @@ def test_timeout_names_the_lock_file(tmp_path: Any) -> None:
         FileLock(target).acquire(timeout=0.2)
 
 
+def test_a_waiter_within_its_timeout_gets_the_lock(tmp_path: Any) -> None:
+    """The timeout counts from the call: a holder that lets go soon after the waiter
+    started waiting hands the lock over, well before the timeout."""
+    target = str(tmp_path / "t.parquet")
+    holder = FileLock(target)
+    holder.acquire()
+    releaser = threading.Timer(0.05, holder.release)
+    waiter = FileLock(target, on_wait=lambda *_: releaser.start())
+    waiter.acquire(timeout=0.9)
+    waiter.release()
+
+
+def test_a_holder_whose_lock_file_was_removed_never_removes_its_successors(
+        tmp_path: Any) -> None:
+    """Someone removed the lock file by hand and a second holder made a new one: the
+    first holder's release leaves the new file, so a third waits for the second."""
+    target = str(tmp_path / "t.parquet")
+    first, second = FileLock(target), FileLock(target)
+    first.acquire()
+    os.remove(lock_path(target))
+    assert second.try_acquire()
+    first.release()
+    assert os.path.exists(lock_path(target))
+    assert not FileLock(target).try_acquire()
+    second.release()
+    assert not os.path.exists(lock_path(target))
+
+
 @contextlib.contextmanager
 def held_by_other_process(target: str) -> Iterator[subprocess.Popen[str]]:
     code = (
