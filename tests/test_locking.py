@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -16,7 +18,7 @@ import pytest
 from prefect_ds import PandasResultHandler
 from prefect_ds._checkpoint.locking import async_target_lock, target_lock
 from prefect_ds._errors import TargetLockTimeout
-from prefect_ds._storage.locks import FileLock, lock_path
+from prefect_ds._storage.locks import FileLock, is_held_here, lock_path
 
 
 def test_lock_file_sits_beside_the_target_and_goes_away(tmp_path: Any) -> None:
@@ -89,6 +91,40 @@ def test_a_holder_whose_lock_file_was_removed_never_removes_its_successors(
     assert not FileLock(target).try_acquire()
     second.release()
     assert not os.path.exists(lock_path(target))
+
+
+def test_a_thread_that_inherits_a_holders_context_does_not_hold_its_lock(
+        tmp_path: Any) -> None:
+    """Only the thread that took a lock holds it: another thread running in a copy of the
+    holder's context (whatever the order of their thread idents) must wait like any."""
+    target = str(tmp_path / "t.parquet")
+    key = os.path.abspath(lock_path(target))
+    idents: dict[str, int] = {}
+    both_started = threading.Barrier(2)
+    contexts: queue.Queue[contextvars.Context] = queue.Queue()
+    done = threading.Event()
+    seen: list[bool] = []
+
+    def run(name: str) -> None:
+        idents[name] = threading.get_ident()
+        both_started.wait(30)
+        if idents[name] == max(idents.values()):  # the higher ident holds
+            lock = FileLock(target)
+            lock.acquire()
+            seen.append(is_held_here(key))
+            contexts.put(contextvars.copy_context())
+            done.wait(30)
+            lock.release()
+        else:
+            seen.append(contexts.get(timeout=30).run(is_held_here, key))
+            done.set()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert seen == [True, False]
 
 
 @contextlib.contextmanager
