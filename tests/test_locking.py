@@ -127,6 +127,22 @@ def test_a_thread_that_inherits_a_holders_context_does_not_hold_its_lock(
     assert seen == [True, False]
 
 
+def test_a_reentered_lock_is_let_go_and_can_be_taken_again(tmp_path: Any) -> None:
+    """A re-entrant lock taken at once because this thread holds it is released with no
+    effect on the holder, and the same object can take the lock later for real."""
+    target = str(tmp_path / "t.parquet")
+    outer, inner = FileLock(target), FileLock(target, reentrant=True)
+    outer.acquire()
+    inner.acquire(timeout=1)
+    inner.release()
+    assert not inner.held and outer.held
+    assert not FileLock(target).try_acquire()  # still the outer holder's
+    outer.release()
+    inner.acquire(timeout=10)
+    assert inner.held and not FileLock(target).try_acquire()
+    inner.release()
+
+
 @contextlib.contextmanager
 def held_by_other_process(target: str) -> Iterator[subprocess.Popen[str]]:
     code = (
