@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -141,6 +142,35 @@ def test_a_reentered_lock_is_let_go_and_can_be_taken_again(tmp_path: Any) -> Non
     inner.acquire(timeout=10)
     assert inner.held and not FileLock(target).try_acquire()
     inner.release()
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_wait_interrupted_by_a_signal_leaks_no_descriptor(tmp_path: Any) -> None:
+    """A waiter whose blocking wait is interrupted (a signal handler raises) closes the
+    lock file it opened: a long-lived process that is interrupted often leaks nothing."""
+    target = str(tmp_path / "t.parquet")
+    holder = FileLock(target)
+    holder.acquire()
+
+    def interrupt(*_: Any) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    before = len(os.listdir("/proc/self/fd"))
+    waiter = FileLock(target, on_wait=lambda *_: signal.setitimer(signal.ITIMER_REAL, 0.1))
+    try:
+        with pytest.raises(Interrupted):
+            waiter.acquire()  # no timeout: one blocking wait, which the signal interrupts
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not waiter.held
+    holder.release()
 
 
 @contextlib.contextmanager
