@@ -611,8 +611,8 @@ def test_copies_of_one_function_collide_by_argument_and_retries_do_not() -> None
         return frame(n)
 
     location, template = "/data/c.parquet", "/data/c.parquet"
-    first = _claims.Claim(compute, "call 1", None, plain={"n": 1})
-    second = _claims.Claim(_copy_of(compute), "call 2", None, plain={"n": 2})
+    first = _claims.Claim(compute, "call 1", uuid.UUID(int=3), plain={"n": 1})
+    second = _claims.Claim(_copy_of(compute), "call 2", uuid.UUID(int=2), plain={"n": 2})
     with _claims.claim(None, location, template, first), \
             pytest.raises(CheckpointCollisionError, match=r"arguments \(n=1\).*Add \{n\}"), \
             _claims.claim(None, location, template, second):
