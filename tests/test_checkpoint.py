@@ -618,6 +618,18 @@ def test_copies_of_one_function_collide_by_argument_and_retries_do_not() -> None
             _claims.claim(None, location, template, second):
         pass
     assert first.collided is not None
+
+    def other(n: int) -> pd.DataFrame:  # another function, whose key sorts after compute's
+        return frame(n)
+
+    with _claims.claim(None, location, template, _claims.Claim(other, "call 3", None,
+                                                                plain={"n": 1})), \
+            pytest.raises(CheckpointCollisionError, match="used by two calls at once"), \
+            _claims.claim(None, location, template, second):
+        pass
+    assert "Add {n}" in (_claims.mapped_conflict(first, second, location, template) or "")
+    assert _claims.mapped_conflict(first, _claims.Claim(compute, "call 4", None,
+                                                        plain={"n": 1}), location, template) is None
     run_a, run_b = uuid.UUID(int=1), uuid.UUID(int=2)
     later = _claims.Claim(compute, "task run b", run_b)
     for earlier in (_claims.Claim(compute, "task run a", run_a),
