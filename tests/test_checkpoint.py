@@ -640,6 +640,34 @@ def test_copies_of_one_function_collide_by_argument_and_retries_do_not() -> None
     _claims.replacing(None, later, location, template)
 
 
+def test_a_later_task_run_is_handed_the_claim_an_earlier_one_left(
+        prefect_harness: None) -> None:
+    """Inside a flow run, claims outlive their calls: a later call of another task run
+    (whatever the order of the two ids) gets the earlier claim, which is what stops it
+    from replacing that call's target; a retry of the same task run does not."""
+    from prefect import flow
+    from prefect.context import FlowRunContext
+
+    def compute(n: int) -> pd.DataFrame:
+        return frame(n)
+
+    location = "/data/flow-claims.parquet"
+
+    @flow
+    def claims() -> list[Any]:
+        context = FlowRunContext.get()
+        assert context is not None and context.flow_run is not None
+        run_id = context.flow_run.id
+        seen = []
+        for task_run in (1, 2, 2, 0):  # a later id, its retry, a lower id
+            new = _claims.Claim(compute, f"task run {task_run}", uuid.UUID(int=task_run))
+            with _claims.claim(run_id, location, location, new) as prior:
+                seen.append(None if prior is None else prior.label)
+        return seen
+
+    assert claims() == [None, "task run 1", None, "task run 2"]
+
+
 def test_handler_as_location(tmp_path: Path) -> None:
     handler = PandasResultHandler(str(tmp_path / "h_{n}.data"), "parquet",
                                   write_kwargs={"compression": "gzip"})
