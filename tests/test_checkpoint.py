@@ -611,6 +611,7 @@ def test_copies_of_one_function_collide_by_argument_and_retries_do_not() -> None
         return frame(n)
 
     location, template = "/data/c.parquet", "/data/c.parquet"
+    held = _claims.count()
     first = _claims.Claim(compute, "call 1", uuid.UUID(int=3), plain={"n": 1})
     second = _claims.Claim(_copy_of(compute), "call 2", uuid.UUID(int=2), plain={"n": 2})
     with _claims.claim(None, location, template, first), \
@@ -638,6 +639,7 @@ def test_copies_of_one_function_collide_by_argument_and_retries_do_not() -> None
             _claims.replacing(earlier, later, location, template)
     _claims.replacing(_claims.Claim(compute, "task run b", run_b), later, location, template)
     _claims.replacing(None, later, location, template)
+    assert _claims.count() == held  # outside a flow run, a claim ends with its call
 
 
 def test_a_later_task_run_is_handed_the_claim_an_earlier_one_left(
