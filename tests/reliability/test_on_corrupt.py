@@ -131,3 +131,18 @@ def test_recompute_keeps_a_target_repaired_meanwhile(target: Target) -> None:
     pd.testing.assert_frame_equal(make(True), GOOD)  # the call returns its own result
     pd.testing.assert_frame_equal(target.fmt.read(target.location), target.expect(repaired))
     tally(target.key, corrupt_cases=1, wrong_frames=0)
+
+
+def test_error_leaves_a_corrupt_target_that_appeared_meanwhile(tmp_path: Path) -> None:
+    """With the default ``on_corrupt="error"``, a damaged target that another process
+    put there while the body ran is left for a look, as a damaged target found first is."""
+    location = tmp_path / "t.parquet"
+    damaged = b"PAR1 not a parquet file"
+
+    @checkpoint(str(location))
+    def make() -> pd.DataFrame:
+        location.write_bytes(damaged)  # another writer's damaged target lands meanwhile
+        return GOOD
+
+    pd.testing.assert_frame_equal(make(), GOOD)  # the call returns its own result
+    assert location.read_bytes() == damaged
