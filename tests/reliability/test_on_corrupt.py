@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -146,3 +147,20 @@ def test_error_leaves_a_corrupt_target_that_appeared_meanwhile(tmp_path: Path) -
 
     pd.testing.assert_frame_equal(make(), GOOD)  # the call returns its own result
     assert location.read_bytes() == damaged
+
+
+def test_a_policy_read_from_configuration_is_honoured(tmp_path: Path) -> None:
+    """``on_corrupt`` built at run time (read from a configuration file, say: an equal
+    string, not the same object as a literal) means what its literal means."""
+    location = tmp_path / "t.parquet"
+    policy = "".join(["err", "or"])
+    assert policy == "error" and policy is not sys.intern("error")
+
+    @checkpoint(str(location), on_corrupt=policy)  # type: ignore[arg-type]
+    def make() -> pd.DataFrame:
+        return GOOD
+
+    make()
+    location.write_bytes(os.urandom(location.stat().st_size))
+    with pytest.raises(CorruptTargetError):
+        make()
