@@ -164,3 +164,11 @@ def test_a_policy_read_from_configuration_is_honoured(tmp_path: Path) -> None:
     location.write_bytes(os.urandom(location.stat().st_size))
     with pytest.raises(CorruptTargetError):
         make()
+    recompute = "".join(["re", "compute"])
+
+    @checkpoint(str(location), on_corrupt=recompute)  # type: ignore[arg-type]
+    def remake() -> pd.DataFrame:
+        return GOOD
+
+    pd.testing.assert_frame_equal(remake(), GOOD)
+    pd.testing.assert_frame_equal(pd.read_parquet(location), GOOD)  # replaced
