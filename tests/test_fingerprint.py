@@ -194,14 +194,16 @@ def test_multiindex_arrow_and_polars_inputs_are_hashed_by_content() -> None:
     assert digest(df=df) == digest(df=df.copy()) != digest(df=other_rows)
     wide = df.T  # the MultiIndex now labels the columns
     assert digest(df=wide) != digest(df=other_rows.T)
+    mixed_items = np.array([1, "x", None, 2.5], dtype=object)  # hashed item by item
+    assert digest(a=mixed_items) == digest(a=mixed_items.copy()) != digest(a=mixed_items[::-1])
     pa = pytest.importorskip("pyarrow")
     table = pa.table({"x": [1, 2], "s": ["a", None]})
     assert digest(t=table) == digest(t=pa.table({"x": [1, 2], "s": ["a", None]}))
     assert digest(t=table) != digest(t=pa.table({"x": [1, 3], "s": ["a", None]}))
     pl = pytest.importorskip("polars", reason="opt-in: the [polars] extra is not installed")
-    frame = pl.DataFrame({"x": [1, 2]})
-    assert digest(p=frame) == digest(p=pl.DataFrame({"x": [1, 2]})) != digest(
-        p=pl.DataFrame({"x": [1, 3]}))
+    frame = pl.DataFrame({"x": [1, 2], "s": ["a", "b"]})
+    assert digest(p=frame) == digest(p=pl.DataFrame({"x": [1, 2], "s": ["a", "b"]})) != digest(
+        p=pl.DataFrame({"x": [1, 3], "s": ["a", "b"]}))
     with pytest.raises(FingerprintError, match="Object"):
         digest(p=pl.DataFrame({"o": pl.Series([object()], dtype=pl.Object)}))
 
