@@ -378,6 +378,8 @@ def test_a_sidecar_of_a_later_version_vouches_for_nothing(tmp_path: Path) -> Non
     doc = json.loads(sidecar.read_text())
     sidecar.write_text(json.dumps(binding.seal({**doc, "version": doc["version"] + 1})))
     assert fmt.read_metadata(location) == {}
+    sidecar.write_text('{"version": 2, "metadata": {"k": "v"')  # cut short: not JSON
+    assert fmt.read_metadata(location) == {}
 
 
 def test_metadata_sidecar_of_a_file_named_with_a_hash_sign(tmp_path: Path) -> None:
