@@ -383,6 +383,8 @@ def test_a_sidecar_of_a_later_version_vouches_for_nothing(tmp_path: Path) -> Non
     no_binding = {k: v for k, v in doc.items() if k not in ("data", "check")}
     sidecar.write_text(json.dumps(binding.seal(no_binding)))  # sealed, but binds nothing
     assert fmt.read_metadata(location) == {}
+    sidecar.write_text(json.dumps(binding.seal({**no_binding, "data": 5})))  # binds nonsense
+    assert fmt.read_metadata(location) == {}
 
 
 def test_metadata_sidecar_of_a_file_named_with_a_hash_sign(tmp_path: Path) -> None:
