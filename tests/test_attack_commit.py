@@ -376,7 +376,11 @@ def test_a_sidecar_of_a_later_version_vouches_for_nothing(tmp_path: Path) -> Non
     fmt.write(INTS, location, metadata={"k": "v"})
     sidecar = Path(location + ".prefect-ds.json")
     doc = json.loads(sidecar.read_text())
-    sidecar.write_text(json.dumps(binding.seal({**doc, "version": doc["version"] + 1})))
+    assert doc["version"] == 2  # what this release writes and earlier ones read
+    for version in (doc["version"] + 1, 0):  # a later version, and one that never was
+        sidecar.write_text(json.dumps(binding.seal({**doc, "version": version})))
+        assert fmt.read_metadata(location) == {}
+    sidecar.write_text("[]")  # JSON, but no object
     assert fmt.read_metadata(location) == {}
     sidecar.write_text('{"version": 2, "metadata": {"k": "v"')  # cut short: not JSON
     assert fmt.read_metadata(location) == {}
