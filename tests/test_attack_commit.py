@@ -26,8 +26,10 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from prefect_ds import CorruptTargetError, FileFormat, PandasResultHandler, get_format
+from prefect_ds._storage import binding
 from prefect_ds._storage import files as _files
 from prefect_ds._storage.files import open_for_read, staged
+from prefect_ds._storage.locks import is_held_here, lock_path
 
 FORK = multiprocessing.get_context("fork")
 SPAWN = multiprocessing.get_context("spawn")  # writers that must not inherit a Prefect run
@@ -132,6 +134,32 @@ def test_csv_rewrite_after_crash_is_whole_again(tmp_path: Path) -> None:
     assert_frame_equal(fmt.read(location), FLOATS)
 
 
+def test_csv_data_replaced_between_its_check_and_its_open_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader checks the data file's identity, opens it, and checks again: a file
+    renamed into place in between (same size, same dtype) is never read as the target."""
+    import prefect_ds.formats.csv as csv_module
+
+    fmt = get_format("csv")
+    location, other = str(tmp_path / "t.csv"), str(tmp_path / "other.csv")
+    fmt.write(INTS, location)
+    fmt.write(INTS * 2, other)
+    assert os.path.getsize(location) == os.path.getsize(other)
+    real = csv_module.pa.OSFile
+    swapped: list[str] = []
+
+    def open_after_a_swap(path: str, *args: Any, **kwargs: Any) -> Any:
+        if not swapped:
+            swapped.append(path)
+            os.replace(other, location)  # another writer's data lands first
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(csv_module.pa, "OSFile", open_after_a_swap)
+    with pytest.raises(CorruptTargetError, match="not the one"):
+        fmt.read(location)
+    assert swapped == [location]
+
+
 def test_metadata_sidecar_crash_between_renames_vouches_for_nothing(tmp_path: Path) -> None:
     fmt = Arrow()
     location = str(tmp_path / "t.arrowtest")
@@ -162,11 +190,52 @@ def test_metadata_sidecar_is_committed_with_the_data(tmp_path: Path) -> None:
     assert doc["data"]["ino"] == Path(location).stat().st_ino  # bound before committing
 
 
+class ArrowWithIndex(Arrow):
+    """A format with a sidecar of its own (an index file) staged before its data."""
+
+    name = "arrow-index-test"
+
+    def sidecars(self, location: str) -> list[str]:
+        return [location + ".idx"]
+
+    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+        with staged(location + ".idx", location, **self.storage_options) as (index, temp):
+            Path(index).write_text(str(len(df)))
+            feather.write_feather(df, temp)
+
+
+def test_metadata_sidecar_joins_a_multi_file_commit_bound_to_its_data(tmp_path: Path) -> None:
+    """The metadata sidecar goes into the same commit as the format's own files, bound to
+    the data file (the last one), renamed before it and under the target's lock."""
+    fmt = ArrowWithIndex()
+    location = str(tmp_path / "t.arrowtest")
+    renames: list[str] = []
+    real = os.replace
+    target_lock = os.path.abspath(lock_path(location))
+
+    def spy(src: Any, dst: Any) -> None:
+        assert is_held_here(target_lock), f"{dst} renamed without the target's lock"
+        renames.append(Path(dst).name)
+        real(src, dst)
+
+    _files.os.replace = spy  # type: ignore[attr-defined]
+    try:
+        fmt.write(INTS, location, metadata={"k": "v"})
+    finally:
+        _files.os.replace = real  # type: ignore[attr-defined]
+    assert renames == ["t.arrowtest.idx", "t.arrowtest.prefect-ds.json", "t.arrowtest"]
+    doc = json.loads(Path(location + ".prefect-ds.json").read_text())
+    assert doc["data"]["ino"] == Path(location).stat().st_ino
+    assert fmt.read_metadata(location) == {"k": "v"}
+
+
 def test_metadata_sidecar_of_a_format_writing_directly_is_bound(tmp_path: Path) -> None:
     fmt = DirectArrow()
     location = str(tmp_path / "t.arrowtest")
     fmt.write(INTS, location, metadata={"k": "v"})
     assert fmt.read_metadata(location) == {"k": "v"}
+    doc = json.loads(Path(location + ".prefect-ds.json").read_text())
+    assert doc["data"]["ino"] == Path(location).stat().st_ino  # one fstat checks it
     feather.write_feather(FLOATS, location)  # replaced behind its back
     assert fmt.read_metadata(location) == {}
 
@@ -260,6 +329,99 @@ def test_copied_metadata_sidecar_target_still_vouches(tmp_path: Path) -> None:
     fmt.write(INTS, str(tmp_path / "a" / "t.arrowtest"), metadata={"k": "v"})
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert fmt.read_metadata(str(tmp_path / "b" / "t.arrowtest")) == {"k": "v"}
+
+
+def test_a_version_1_metadata_sidecar_vouches_only_for_its_unchanged_file(tmp_path: Path) -> None:
+    """Sidecars of earlier releases (version 1) recorded size, mtime and inode as text:
+    they still vouch for that very file, and for nothing once it was rewritten."""
+    fmt = Arrow()
+    location = str(tmp_path / "t.arrowtest")
+    fmt.write(INTS, location)
+    st = os.stat(location)
+    old = json.dumps({"version": 1, "metadata": {"k": "v"},
+                      "data": {"size": str(st.st_size), "mtime_ns": str(st.st_mtime_ns),
+                               "ino": str(st.st_ino)}})
+    Path(location + ".prefect-ds.json").write_text(old)
+    assert fmt.read_metadata(location) == {"k": "v"}
+    Path(location + ".prefect-ds.json").write_text(old.replace('"version": 1', '"version": 0'))
+    assert fmt.read_metadata(location) == {}  # a version it does not know vouches for nothing
+    fmt.write(FLOATS, location)  # same size, another file
+    Path(location + ".prefect-ds.json").write_text(old)
+    assert fmt.read_metadata(location) == {}
+
+
+def test_a_version_1_sidecar_on_an_object_store_vouches_only_for_its_object() -> None:
+    """Version 1 kept an object's info fields (here memory://'s size and created) as text."""
+    import fsspec
+
+    fmt = Arrow()
+    location = f"memory://v1-{os.getpid()}/t.arrowtest"
+    fmt.write(INTS, location)
+    fs = fsspec.filesystem("memory")
+    path = location.removeprefix("memory:/")
+    info = fs.info(path)
+    old = json.dumps({"version": 1, "metadata": {"k": "v"},
+                      "data": {"size": str(info["size"]), "created": str(info["created"])}})
+    fs.pipe_file(path + ".prefect-ds.json", old.encode())
+    assert fmt.read_metadata(location) == {"k": "v"}
+    fmt.write(FLOATS, location)  # a new object
+    fs.pipe_file(path + ".prefect-ds.json", old.encode())
+    assert fmt.read_metadata(location) == {}
+
+
+def test_a_sidecar_of_a_later_version_vouches_for_nothing(tmp_path: Path) -> None:
+    """Even sealed and bound to the very file: its fields may mean something else."""
+    fmt = Arrow()
+    location = str(tmp_path / "t.arrowtest")
+    fmt.write(INTS, location, metadata={"k": "v"})
+    sidecar = Path(location + ".prefect-ds.json")
+    doc = json.loads(sidecar.read_text())
+    assert doc["version"] == 2  # what this release writes and earlier ones read
+    for version in (doc["version"] + 1, 0):  # a later version, and one that never was
+        sidecar.write_text(json.dumps(binding.seal({**doc, "version": version})))
+        assert fmt.read_metadata(location) == {}
+    sidecar.write_text("[]")  # JSON, but no object
+    assert fmt.read_metadata(location) == {}
+    sidecar.write_text('{"version": 2, "metadata": {"k": "v"')  # cut short: not JSON
+    assert fmt.read_metadata(location) == {}
+    no_binding = {k: v for k, v in doc.items() if k not in ("data", "check")}
+    sidecar.write_text(json.dumps(binding.seal(no_binding)))  # sealed, but binds nothing
+    assert fmt.read_metadata(location) == {}
+    sidecar.write_text(json.dumps(binding.seal({**no_binding, "data": 5})))  # binds nonsense
+    assert fmt.read_metadata(location) == {}
+
+
+def test_metadata_sidecar_of_a_file_named_with_a_hash_sign(tmp_path: Path) -> None:
+    """A ``#`` in a plain file format's file name is part of the name, not a fragment:
+    the sidecar is ``<data file>.prefect-ds.json``."""
+    fmt = Arrow()
+    location = str(tmp_path / "run#1.arrowtest")
+    fmt.write(INTS, location, metadata={"k": "v"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run#1.arrowtest", "run#1.arrowtest.prefect-ds.json"]
+    assert fmt.read_metadata(location) == {"k": "v"}
+
+
+class ArrowKeys(Arrow):
+    """A multi-key file format: ``file#key`` names one key of a file (here the file holds
+    the last key written)."""
+
+    name = "arrow-keys-test"
+
+    def data_location(self, location: str) -> str:
+        return location.partition("#")[0]
+
+    def write(self, df: pd.DataFrame, location: str, **kwargs: Any) -> None:
+        super().write(df, self.data_location(location), **kwargs)
+
+
+def test_each_key_of_a_multi_key_file_has_its_own_metadata_sidecar(tmp_path: Path) -> None:
+    fmt = ArrowKeys()
+    data = str(tmp_path / "f.arrowtest")
+    fmt.write(INTS, data + "#group/a", metadata={"k": "a"})
+    assert fmt.read_metadata(data + "#group/a") == {"k": "a"}
+    assert (tmp_path / "f.arrowtest.group.a.prefect-ds.json").exists()
+    assert fmt.read_metadata(data + "#group/b") == {}
 
 
 # --- plain readers while other processes overwrite ------------------------------------

@@ -8,6 +8,8 @@ loss. ``PREFECT_DS_DURABLE=0`` turns the flushes off.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -111,7 +113,8 @@ def test_s3_csv_interrupted_overwrite_is_refused(s3_bucket: str, tmp_path: Path)
     fmt = get_format("csv")
     ints, floats = pd.DataFrame({"x": [100] * 5}), pd.DataFrame({"x": [1.5] * 5})
     location = f"{s3_bucket}/t.csv"
-    fmt.write(ints, location)
+    fmt.write(ints, location, metadata={"k": "v"})
+    assert fmt.read_metadata(location) == {"k": "v"}
     local = str(tmp_path / "t.csv")
     fmt.write(floats, local)  # the new version, of the same size
     fs = s3fs.S3FileSystem()
@@ -133,8 +136,29 @@ def test_s3_metadata_sidecar_is_bound_to_the_object(s3_bucket: str) -> None:
     fmt.write(DF, location, metadata={"k": "v"})
     assert fmt.read_metadata(location) == {"k": "v"}
     fs = s3fs.S3FileSystem()
-    fs.pipe_file(location.removeprefix("s3://"), b"replaced behind its back")
-    assert fmt.read_metadata(location) == {}
+    key = location.removeprefix("s3://")
+    # bound to the object's ETag (one HEAD answers whether it is the object described)
+    doc = json.loads(fs.cat_file(key + ".prefect-ds.json"))
+    assert doc["data"]["md5"] == fs.info(key)["ETag"].strip('"')
+    assert doc["data"]["size"] == fs.size(key)
+    # the same bytes uploaded in parts: an ETag that is no MD5, so the object is hashed
+    data = fs.cat_file(key)
+    bucket, name = key.split("/", 1)
+    upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=name)["UploadId"]
+    part = fs.call_s3("upload_part", Bucket=bucket, Key=name, UploadId=upload, PartNumber=1,
+                      Body=data)
+    fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=name, UploadId=upload,
+               MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    fs.invalidate_cache()
+    assert fs.info(key)["ETag"].strip('"') != doc["data"]["md5"]
+    assert fmt.read_metadata(location) == {"k": "v"}
+    # other bytes vouch for nothing, whichever way their digest sorts against the bound one
+    others = [f"replaced behind its back {i}".encode() for i in range(40)]
+    below = next(o for o in others if hashlib.sha256(o).hexdigest() < doc["data"]["sha256"])
+    above = next(o for o in others if hashlib.sha256(o).hexdigest() > doc["data"]["sha256"])
+    for other in (below, above):
+        fs.pipe_file(key, other)
+        assert fmt.read_metadata(location) == {}
 
 
 def _s3_writes(location: str, value: int, rounds: int) -> None:
@@ -160,3 +184,39 @@ def test_s3_csv_raw_writers_never_interleave_their_uploads(s3_bucket: str) -> No
     back = get_format("csv").read(location)
     value = int(back["v"].iloc[0])
     assert_frame_equal(back, pd.DataFrame({"v": [value] * 10, "f": [value / 2] * 10}))
+
+
+def test_s3_csv_commit_waits_for_the_lease_on_its_data_object(s3_bucket: str) -> None:
+    """The sidecar and data uploads of a commit go under the lease of the data object
+    (not of the sidecar, nor none): while another holder has it, nothing is uploaded."""
+    import threading
+
+    import s3fs
+
+    from prefect_ds._storage.lease import S3Lease
+
+    location = f"{s3_bucket}/leased.csv"
+    key = location.removeprefix("s3://")
+    fs = s3fs.S3FileSystem()
+    held = S3Lease(fs, key)
+    held.acquire(10)
+    df = pd.DataFrame({"v": [1, 2, 3]})
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            get_format("csv").write(df, location)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        writer.join(3)  # time enough to upload two small objects had it not waited
+        assert writer.is_alive(), errors
+        assert not fs.exists(key) and not fs.exists(key + ".schema.json")
+    finally:
+        held.release()
+    writer.join(60)
+    assert not errors and not writer.is_alive()
+    assert_frame_equal(get_format("csv").read(location), df)

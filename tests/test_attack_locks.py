@@ -20,7 +20,13 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from prefect_ds import PandasResultHandler, TargetLockTimeout, checkpoint, checkpoint_task
+from prefect_ds import (
+    PandasResultHandler,
+    TargetLockTimeout,
+    checkpoint,
+    checkpoint_task,
+    get_format,
+)
 from prefect_ds._storage.lease import LEASE_MARKER, S3Lease, lease_path
 from prefect_ds._storage.locks import FileLock, describe_holder
 
@@ -49,6 +55,25 @@ def test_handler_write_waits_for_the_target_lock(tmp_path: Path) -> None:
     thread.join(30)
     assert done.is_set()
     assert_frame_equal(handler.read(), frame(1))
+
+
+def test_a_format_commit_of_several_files_renames_under_the_target_lock(tmp_path: Path) -> None:
+    """Without a handler, a csv write (sidecar + data) still renames under the lock of the
+    data file, so a holder of that lock never sees half a commit."""
+    location = str(tmp_path / "t.csv")
+    fmt = get_format("csv")
+    holder = FileLock(location)
+    holder.acquire()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (fmt.write(frame(3), location), done.set()))
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and not os.path.exists(location)  # staged, waiting to rename
+    assert not os.path.exists(fmt.sidecars(location)[0])
+    holder.release()
+    thread.join(30)
+    assert done.is_set()
+    assert_frame_equal(fmt.read(location), frame(3))
 
 
 def test_handler_write_under_a_held_target_lock_does_not_deadlock(tmp_path: Path) -> None:

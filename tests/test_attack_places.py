@@ -121,6 +121,7 @@ def test_stale_temp_sweep_removes_links_not_what_they_point_to(tmp_path: Path) -
     os.utime(link, (0, 0), follow_symlinks=False)
     _files.remove_stale_temps(str(tmp_path / "x.parquet"))
     assert precious.read_text() == "keep"
+    assert not os.path.lexists(link)  # the link itself was stale (its own mtime) and went
 
 
 # --- read-only places -----------------------------------------------------------------

@@ -10,6 +10,8 @@ import asyncio
 import logging
 import os
 import threading
+import types
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from prefect_ds import (
     checkpoint,
     checkpoint_task,
 )
+from prefect_ds._checkpoint import collisions as _claims
 from prefect_ds._release import targets as _targets
 from prefect_ds._storage.files import TEMP_MARKER
 
@@ -587,6 +590,84 @@ def test_concurrent_plain_calls_collide(tmp_path: Path) -> None:
         release.set()
         worker.join()
     assert_frame_equal(pd.read_parquet(tmp_path / "c_1.parquet"), frame(1))
+
+
+def _copy_of(fn: Any) -> Any:
+    """A separate function object with the same code, as Dask gives each worker."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+    copy.__qualname__ = fn.__qualname__
+    assert copy is not fn and copy.__module__ == fn.__module__
+    return copy
+
+
+def test_copies_of_one_function_collide_by_argument_and_retries_do_not() -> None:
+    """Claims of a target (``_checkpoint.collisions``): copies of one function are one
+    function, so two concurrent calls differing in an argument are told which one, and
+    the first may not write either; an earlier call of the flow run blocks a replacement
+    by another task run, not by a retry of the same one."""
+
+    def compute(n: int) -> pd.DataFrame:
+        return frame(n)
+
+    location, template = "/data/c.parquet", "/data/c.parquet"
+    held = _claims.count()
+    first = _claims.Claim(compute, "call 1", uuid.UUID(int=3), plain={"n": 1})
+    second = _claims.Claim(_copy_of(compute), "call 2", uuid.UUID(int=2), plain={"n": 2})
+    with _claims.claim(None, location, template, first), \
+            pytest.raises(CheckpointCollisionError, match=r"arguments \(n=1\).*Add \{n\}"), \
+            _claims.claim(None, location, template, second):
+        pass
+    assert first.collided is not None
+
+    def other(n: int) -> pd.DataFrame:  # another function, whose key sorts after compute's
+        return frame(n)
+
+    with _claims.claim(None, location, template, _claims.Claim(other, "call 3", None,
+                                                                plain={"n": 1})), \
+            pytest.raises(CheckpointCollisionError, match="used by two calls at once"), \
+            _claims.claim(None, location, template, second):
+        pass
+    assert "Add {n}" in (_claims.mapped_conflict(first, second, location, template) or "")
+    assert _claims.mapped_conflict(first, _claims.Claim(compute, "call 4", None,
+                                                        plain={"n": 1}), location, template) is None
+    run_a, run_b = uuid.UUID(int=1), uuid.UUID(int=2)
+    later = _claims.Claim(compute, "task run b", run_b)
+    for earlier in (_claims.Claim(compute, "task run a", run_a),
+                    _claims.Claim(compute, "task run c", uuid.UUID(int=3))):
+        with pytest.raises(CheckpointCollisionError, match="would replace the frame"):
+            _claims.replacing(earlier, later, location, template)
+    _claims.replacing(_claims.Claim(compute, "task run b", run_b), later, location, template)
+    _claims.replacing(None, later, location, template)
+    assert _claims.count() == held  # outside a flow run, a claim ends with its call
+
+
+def test_a_later_task_run_is_handed_the_claim_an_earlier_one_left(
+        prefect_harness: None) -> None:
+    """Inside a flow run, claims outlive their calls: a later call of another task run
+    (whatever the order of the two ids) gets the earlier claim, which is what stops it
+    from replacing that call's target; a retry of the same task run does not."""
+    from prefect import flow
+    from prefect.context import FlowRunContext
+
+    def compute(n: int) -> pd.DataFrame:
+        return frame(n)
+
+    location = "/data/flow-claims.parquet"
+
+    @flow
+    def claims() -> list[Any]:
+        context = FlowRunContext.get()
+        assert context is not None and context.flow_run is not None
+        run_id = context.flow_run.id
+        seen = []
+        for task_run in (1, 2, 2, 0):  # a later id, its retry, a lower id
+            new = _claims.Claim(compute, f"task run {task_run}", uuid.UUID(int=task_run))
+            with _claims.claim(run_id, location, location, new) as prior:
+                seen.append(None if prior is None else prior.label)
+        return seen
+
+    assert claims() == [None, "task run 1", None, "task run 2"]
 
 
 def test_handler_as_location(tmp_path: Path) -> None:

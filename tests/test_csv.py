@@ -353,3 +353,24 @@ def test_metadata_and_target_info_live_in_the_sidecar(tmp_path: Path) -> None:
     foreign.write_text("a\n1\n")
     assert stored_metadata(fmt, str(foreign)) == {}
     assert fmt.target_info(str(foreign)).rows is None  # type: ignore[attr-defined]
+    fmt.write(df, location, metadata={"k": "v"})
+    os.remove(location)  # a sidecar left without its data file vouches for nothing
+    assert stored_metadata(fmt, location) == {}
+
+
+def test_an_unbound_sidecar_of_an_earlier_release_vouches_by_size(tmp_path: Path) -> None:
+    """Sidecars written before binding (no ``binding``, no ``check``) vouch for a data
+    file of exactly the recorded size: a shorter or longer one gets no metadata, no rows."""
+    fmt = get_format("csv")
+    location = str(tmp_path / "m.csv")
+    fmt.write(pd.DataFrame({"a": range(1000, 1100)}), location, metadata={"k": "v"})
+    sidecar = Path(location + SIDECAR_SUFFIX)
+    doc = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({k: v for k, v in doc.items() if k not in ("binding", "check")}))
+    assert stored_metadata(fmt, location) == {"k": "v"}
+    assert fmt.target_info(location).rows == 100  # type: ignore[attr-defined]
+    original = Path(location).read_bytes()  # longer than CPython's cached small ints
+    for changed in (original[:-1], original + b"4\n"):
+        Path(location).write_bytes(changed)
+        assert stored_metadata(fmt, location) == {}
+        assert fmt.target_info(location).rows is None  # type: ignore[attr-defined]

@@ -185,6 +185,29 @@ def test_scalars_containers_arrays_and_series() -> None:
     assert digest(s=s) == digest(s=s.copy()) != digest(s=s.rename("w"))
 
 
+def test_multiindex_arrow_and_polars_inputs_are_hashed_by_content() -> None:
+    """Every level of a MultiIndex (rows or columns) counts; Arrow tables and polars
+    frames are hashed by their content, and a polars Object column is refused."""
+    rows = pd.MultiIndex.from_tuples([("a", 1), ("b", 2)], names=["k", "n"])
+    df = pd.DataFrame({"v": [1.5, 2.5]}, index=rows)
+    other_rows = df.set_axis(pd.MultiIndex.from_tuples([("a", 1), ("b", 3)], names=["k", "n"]))
+    assert digest(df=df) == digest(df=df.copy()) != digest(df=other_rows)
+    wide = df.T  # the MultiIndex now labels the columns
+    assert digest(df=wide) != digest(df=other_rows.T)
+    mixed_items = np.array([1, "x", None, 2.5], dtype=object)  # hashed item by item
+    assert digest(a=mixed_items) == digest(a=mixed_items.copy()) != digest(a=mixed_items[::-1])
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"x": [1, 2], "s": ["a", None]})
+    assert digest(t=table) == digest(t=pa.table({"x": [1, 2], "s": ["a", None]}))
+    assert digest(t=table) != digest(t=pa.table({"x": [1, 3], "s": ["a", None]}))
+    pl = pytest.importorskip("polars", reason="opt-in: the [polars] extra is not installed")
+    frame = pl.DataFrame({"x": [1, 2], "s": ["a", "b"]})
+    assert digest(p=frame) == digest(p=pl.DataFrame({"x": [1, 2], "s": ["a", "b"]})) != digest(
+        p=pl.DataFrame({"x": [1, 3], "s": ["a", "b"]}))
+    with pytest.raises(FingerprintError, match="Object"):
+        digest(p=pl.DataFrame({"o": pl.Series([object()], dtype=pl.Object)}))
+
+
 def test_unhashable_argument_names_itself_and_the_fix() -> None:
     with pytest.raises(FingerprintError) as info:
         inputs_digest({"df": pd.DataFrame(), "conn": object()}, "task 'load'")

@@ -320,7 +320,7 @@ def test_a_late_consumer_fails_clearly_unless_the_result_can_be_reloaded(
     for result in seen["mapped"]:
         assert_frame_equal(result, frame(2) * 2)
     assert "Could not reload" in seen["removed_target"]
-    assert "stored_3.parquet" in seen["removed_target"]
+    assert f"from {tmp_path / 'stored_3.parquet'}: " in seen["removed_target"]  # the target
 
 
 def test_async_tasks_failures_and_prefect_persisted_results(prefect_harness: None) -> None:

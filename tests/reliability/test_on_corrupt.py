@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -131,3 +132,43 @@ def test_recompute_keeps_a_target_repaired_meanwhile(target: Target) -> None:
     pd.testing.assert_frame_equal(make(True), GOOD)  # the call returns its own result
     pd.testing.assert_frame_equal(target.fmt.read(target.location), target.expect(repaired))
     tally(target.key, corrupt_cases=1, wrong_frames=0)
+
+
+def test_error_leaves_a_corrupt_target_that_appeared_meanwhile(tmp_path: Path) -> None:
+    """With the default ``on_corrupt="error"``, a damaged target that another process
+    put there while the body ran is left for a look, as a damaged target found first is."""
+    location = tmp_path / "t.parquet"
+    damaged = b"PAR1 not a parquet file"
+
+    @checkpoint(str(location))
+    def make() -> pd.DataFrame:
+        location.write_bytes(damaged)  # another writer's damaged target lands meanwhile
+        return GOOD
+
+    pd.testing.assert_frame_equal(make(), GOOD)  # the call returns its own result
+    assert location.read_bytes() == damaged
+
+
+def test_a_policy_read_from_configuration_is_honoured(tmp_path: Path) -> None:
+    """``on_corrupt`` built at run time (read from a configuration file, say: an equal
+    string, not the same object as a literal) means what its literal means."""
+    location = tmp_path / "t.parquet"
+    policy = "".join(["err", "or"])
+    assert policy == "error" and policy is not sys.intern("error")
+
+    @checkpoint(str(location), on_corrupt=policy)  # type: ignore[arg-type]
+    def make() -> pd.DataFrame:
+        return GOOD
+
+    make()
+    location.write_bytes(os.urandom(location.stat().st_size))
+    with pytest.raises(CorruptTargetError):
+        make()
+    recompute = "".join(["re", "compute"])
+
+    @checkpoint(str(location), on_corrupt=recompute)  # type: ignore[arg-type]
+    def remake() -> pd.DataFrame:
+        return GOOD
+
+    pd.testing.assert_frame_equal(remake(), GOOD)
+    pd.testing.assert_frame_equal(pd.read_parquet(location), GOOD)  # replaced

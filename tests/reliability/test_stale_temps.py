@@ -28,6 +28,18 @@ def dead_pid() -> int:
     return child.pid
 
 
+def dead_pid_below(pid: int) -> int:
+    """A pid below ``pid`` that no process has now (a writer older than this one)."""
+    for candidate in range(pid - 1, 1, -1):
+        try:
+            os.kill(candidate, 0)
+        except ProcessLookupError:
+            return candidate
+        except OSError:
+            continue
+    pytest.fail("no free pid below this process's: cannot test an older dead writer")
+
+
 def temp_of(path: Path, pid: int, age: float = 0.0) -> Path:
     temp = path.parent / f".{path.name}.{pid & 0xFFFFFF:06x}{os.urandom(3).hex()}{TEMP_MARKER}"
     temp.write_bytes(b"partial")
@@ -48,15 +60,20 @@ def test_only_stale_temporaries_of_the_target_are_removed(tmp_path: Path) -> Non
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         dead = temp_of(target, dead_pid())
+        older_dead = temp_of(target, dead_pid_below(os.getpid()))
         old_live = temp_of(target, sleeper.pid, age=STALE_AFTER + 60)
         live = temp_of(target, sleeper.pid)
         mine = temp_of(target, os.getpid())
         other_target = temp_of(tmp_path / "other.parquet", dead_pid())
+        later_target = temp_of(tmp_path / "s.parquet", dead_pid())  # sorts after r.parquet
         not_ours = tmp_path / f".r.parquet.notatemp{TEMP_MARKER}"
         not_ours.write_bytes(b"x")
         removed = remove_stale_temps(str(target))
-        assert sorted(Path(p).name for p in removed) == sorted([dead.name, old_live.name])
+        assert sorted(Path(p).name for p in removed) == sorted(
+            [dead.name, older_dead.name, old_live.name])
         assert live.exists() and mine.exists() and other_target.exists() and not_ours.exists()
+        assert later_target.exists()
+        assert sleeper.poll() is None  # asking whether a writer lives never signals it
         assert remove_stale_temps(str(target), max_age=0) != []  # everything is old now...
         assert mine.exists() is False  # ...even this process's own, when asked with max_age=0
     finally:
