@@ -450,8 +450,10 @@ def test_plain_reader_never_sees_a_mixed_frame(tmp_path: Path, handler_write: bo
     for writer in writers:
         writer.start()
     seen = {"ints": 0, "floats": 0}
+    deadline = time.monotonic() + 120  # under load the writers may start late
     try:
-        for _ in range(READS):
+        while sum(seen.values()) < READS or (
+                not all(seen.values()) and time.monotonic() < deadline):
             back = fmt.read(location)  # never raises: a writer mid-commit is waited out
             if back.equals(INTS) and back.dtypes.equals(INTS.dtypes):
                 seen["ints"] += 1
@@ -463,8 +465,8 @@ def test_plain_reader_never_sees_a_mixed_frame(tmp_path: Path, handler_write: bo
         for writer in writers:
             os.kill(writer.pid or 0, signal.SIGKILL)
             writer.join()
-    assert sum(seen.values()) == READS
-    assert seen["ints"] and seen["floats"]  # the writers really were overwriting
+    assert sum(seen.values()) >= READS
+    assert seen["ints"] and seen["floats"], seen  # the writers really were overwriting
 
 
 def _race_writes(location: str, value: int, rounds: int) -> None:

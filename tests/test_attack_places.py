@@ -116,10 +116,17 @@ def test_temporary_names_are_unpredictable_and_created_exclusively(
 def test_stale_temp_sweep_removes_links_not_what_they_point_to(tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.write_text("keep")
-    link = tmp_path / ".x.parquet.000001aaaaaaaaaaaaaaaa.prefect-ds-tmp"  # pid 1: not ours
-    os.symlink(precious, link)
-    os.utime(link, (0, 0), follow_symlinks=False)
-    _files.remove_stale_temps(str(tmp_path / "x.parquet"))
+    # a live writer's name (a child that sleeps; never pid 1, which a planted mutant that
+    # signals the writer would hit), so only the link's own age makes it stale
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        link = tmp_path / f".x.parquet.{alive.pid & 0xFFFFFF:06x}aaaaaaaaaaaaaaaa.prefect-ds-tmp"
+        os.symlink(precious, link)
+        os.utime(link, (0, 0), follow_symlinks=False)
+        _files.remove_stale_temps(str(tmp_path / "x.parquet"))
+    finally:
+        alive.kill()
+        alive.wait()
     assert precious.read_text() == "keep"
     assert not os.path.lexists(link)  # the link itself was stale (its own mtime) and went
 
