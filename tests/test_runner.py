@@ -379,3 +379,40 @@ def test_async_tasks_failures_and_prefect_persisted_results(prefect_harness: Non
     assert seen["persisted_state_data"] == "ResultRecordMetadata"
     assert_frame_equal(seen["persisted_reread"], frame(9))
     assert_frame_equal(seen["persisted_late"], frame(9) * 2)
+
+
+def test_a_failed_consumer_s_traceback_does_not_keep_its_inputs(
+    prefect_harness: None, no_gc: None
+) -> None:
+    """A consumer that fails keeps its error, message and traceback lines, but not the
+    frames' locals: what its failing frame held is freed with the run."""
+    from prefect import flow, task
+
+    alive: dict[str, weakref.ref[pd.DataFrame]] = {}
+
+    @task
+    def generate() -> pd.DataFrame:
+        df = frame(2)
+        alive["generate"] = weakref.ref(df)
+        return df
+
+    @task
+    def fail(df: pd.DataFrame) -> pd.DataFrame:
+        held = df * 1  # a local of the failing frame, and its input
+        alive["held"] = weakref.ref(held)
+        raise ValueError(f"bad rows: {len(held)}")
+
+    @flow(task_runner=DSTaskRunner())
+    def failing() -> Any:
+        first = generate.submit()
+        second = fail.submit(first)
+        state = second.wait() or second.state
+        return {"state": state, "dead": sorted(k for k, r in alive.items() if r() is None)}
+
+    out = failing()
+    assert out["state"].is_failed()
+    assert "bad rows: 3" in str(out["state"].message)
+    # the failing frame's locals went with its traceback's frames (the upstream frame
+    # itself may outlive this a little: Prefect's events worker holds the failed run's
+    # context, parameters included, until it has sent its events)
+    assert "held" in out["dead"]
