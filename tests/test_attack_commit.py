@@ -8,12 +8,14 @@ to a ``.prefect-ds.json`` sidecar, and multi-key HDF files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,21 +172,31 @@ def test_metadata_sidecar_crash_between_renames_vouches_for_nothing(tmp_path: Pa
     assert fmt.read_metadata(location) == {}  # ...and the new sidecar does not vouch for it
 
 
-def test_metadata_sidecar_is_committed_with_the_data(tmp_path: Path) -> None:
-    fmt = Arrow()
-    location = str(tmp_path / "t.arrowtest")
+@contextlib.contextmanager
+def recorded_renames(held: str | None = None) -> Iterator[list[str]]:
+    """The names the commit renames into place, in order (with ``held``: each rename
+    checks that this lock is held)."""
     renames: list[str] = []
     real = os.replace
 
     def spy(src: Any, dst: Any) -> None:
+        if held is not None:
+            assert is_held_here(held), f"{dst} renamed without the target's lock"
         renames.append(Path(dst).name)
         real(src, dst)
 
     _files.os.replace = spy  # type: ignore[attr-defined]
     try:
-        fmt.write(INTS, location, metadata={"k": "v"})
+        yield renames
     finally:
         _files.os.replace = real  # type: ignore[attr-defined]
+
+
+def test_metadata_sidecar_is_committed_with_the_data(tmp_path: Path) -> None:
+    fmt = Arrow()
+    location = str(tmp_path / "t.arrowtest")
+    with recorded_renames() as renames:
+        fmt.write(INTS, location, metadata={"k": "v"})
     assert renames == ["t.arrowtest.prefect-ds.json", "t.arrowtest"]  # one commit
     doc = json.loads(Path(location + ".prefect-ds.json").read_text())
     assert doc["data"]["ino"] == Path(location).stat().st_ino  # bound before committing
@@ -209,20 +221,8 @@ def test_metadata_sidecar_joins_a_multi_file_commit_bound_to_its_data(tmp_path: 
     the data file (the last one), renamed before it and under the target's lock."""
     fmt = ArrowWithIndex()
     location = str(tmp_path / "t.arrowtest")
-    renames: list[str] = []
-    real = os.replace
-    target_lock = os.path.abspath(lock_path(location))
-
-    def spy(src: Any, dst: Any) -> None:
-        assert is_held_here(target_lock), f"{dst} renamed without the target's lock"
-        renames.append(Path(dst).name)
-        real(src, dst)
-
-    _files.os.replace = spy  # type: ignore[attr-defined]
-    try:
+    with recorded_renames(os.path.abspath(lock_path(location))) as renames:
         fmt.write(INTS, location, metadata={"k": "v"})
-    finally:
-        _files.os.replace = real  # type: ignore[attr-defined]
     assert renames == ["t.arrowtest.idx", "t.arrowtest.prefect-ds.json", "t.arrowtest"]
     doc = json.loads(Path(location + ".prefect-ds.json").read_text())
     assert doc["data"]["ino"] == Path(location).stat().st_ino
